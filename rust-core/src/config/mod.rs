@@ -1,0 +1,100 @@
+//! The application's settings: the `system.webServer/aspNetCore` section of a web.config (or
+//! HttpPlatformHandler's `system.webServer/httpPlatform`), validated once into a [`Config`].
+//!
+//! Two ways in, one validation path: a host either hands a web.config file to
+//! [`Config::from_web_config_file`], or feeds the settings key by key (UTF-8 or UTF-16, as IIS's
+//! configuration system returns them) into a [`ConfigBuilder`]. The web.config reader itself only
+//! feeds a `ConfigBuilder`, so both paths apply exactly the same rules.
+
+mod builder;
+mod error;
+mod expand;
+mod schema;
+mod timespan;
+mod webconfig;
+
+use std::time::Duration;
+
+pub use builder::ConfigBuilder;
+pub use error::ConfigError;
+pub use expand::expand_env;
+
+/// Which configuration section the settings came from. Both run through the same engine; the
+/// dialect only changes defaults and a few HttpPlatformHandler-specific behaviours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// `system.webServer/aspNetCore` (ASP.NET Core Module).
+    AspNetCore,
+    /// `system.webServer/httpPlatform` (HttpPlatformHandler).
+    HttpPlatform,
+}
+
+/// `hostingModel` as ANCM accepts it (case-insensitive). `InProcess` is served out of process by
+/// this project, with a logged warning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostingModel {
+    /// `outofprocess`, or the attribute absent.
+    OutOfProcess,
+    /// `inprocess`: accepted for compatibility, served out of process.
+    InProcess,
+}
+
+/// A validated application configuration. Strings are already `%VAR%`-expanded where ANCM expands
+/// them (processPath, arguments, stdoutLogFile, environment values).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Where the settings came from (a file name for messages, e.g. `web.config`).
+    pub source: String,
+    /// Which section they came from.
+    pub dialect: Dialect,
+    /// The program to start (required).
+    pub process_path: String,
+    /// Its command line arguments, as one string (Windows command-line syntax).
+    pub arguments: String,
+    /// How long one start attempt may take to listen (0 = one readiness check).
+    pub startup_time_limit: Duration,
+    /// How long a graceful shutdown may take before the process is killed.
+    pub shutdown_time_limit: Duration,
+    /// Process exits tolerated in a 60 s window before the app is disabled for its rest.
+    pub rapid_fails_per_minute: u32,
+    /// Per-operation timeout of a forwarded request (connect, send, each receive).
+    pub request_timeout: Duration,
+    /// Whether the child's stdout/stderr go to a log file.
+    pub stdout_log_enabled: bool,
+    /// The log file's path prefix (see ancm-behaviour.md §4).
+    pub stdout_log_file: String,
+    /// How many processes serve the app (1–100).
+    pub processes_per_application: u32,
+    /// Whether the Windows user token is forwarded to the backend.
+    pub forward_windows_auth_token: bool,
+    /// Whether a start failure answers a plain 502 instead of the 502.5 page.
+    pub disable_startup_error_page: bool,
+    /// The hosting model asked for.
+    pub hosting_model: HostingModel,
+    /// HttpPlatformHandler's startupRetryCount (attempts per start); 2 for the aspNetCore dialect.
+    pub startup_attempts: u32,
+    /// `environmentVariables`, after `<add>`/`<remove>`/`<clear>`, in order, names unique
+    /// (case-insensitively), values expanded.
+    pub environment_variables: Vec<(String, String)>,
+    /// `handlerSettings`, after `<add>`/`<remove>`/`<clear>`, in order, names unique
+    /// (case-insensitively). Unknown names are kept (and ignored by the engine).
+    pub handler_settings: Vec<(String, String)>,
+}
+
+impl Config {
+    /// Looks up a handler setting by name (case-insensitive).
+    pub fn handler_setting(&self, name: &str) -> Option<&str> {
+        self.handler_settings
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Looks up a configured environment variable by name (case-insensitive).
+    pub fn environment_variable(&self, name: &str) -> Option<&str> {
+        self.environment_variables
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}

@@ -1,0 +1,18 @@
+//! `cargo xtask test`: what CI runs. Installs the system packages the suites need, then runs
+//! every suite, stopping at the first failure.
+
+use crate::sh::{ensure_packages, root, run as sh_run, Result};
+use std::process::Command;
+
+/// Runs every test suite of the project.
+pub fn run(_args: &[String]) -> Result {
+    ensure_packages(&[("python3", "python3"), ("curl", "curl")])?;
+    let root = root();
+    sh_run(Command::new("cargo")
+        .current_dir(&root)
+        .args(["fmt", "--all", "--check"]))?;
+    sh_run(Command::new("cargo")
+        .current_dir(&root)
+        .args(["test", "--workspace", "--locked"]))?;
+    Ok(())
+}
