@@ -179,7 +179,7 @@ class Handler(BaseHTTPRequestHandler):
         if status in (204, 304) or 100 <= status < 200:
             body = b""
         else:
-            hs = [("Content-Type", ctype), ("Content-Length", str(len(body)))] + hs
+            hs = [("Content-Type", ctype)] * bool(body) + [("Content-Length", str(len(body)))] + hs
         self._head(status, hs)
         # headers and a small body in one write: no write-write-read stall on keep-alive connections
         self._headers_buffer.append(b"\r\n")
@@ -255,7 +255,7 @@ class Handler(BaseHTTPRequestHandler):
 
         if (
             self.command == "POST"
-            and path.lower() == "/iisintegration"
+            and raw_path.lower() == base.lower() + "/iisintegration"  # exactly where ANCM sends it
             and self.headers.get("MS-ASPNETCORE-EVENT", "").strip().lower() == "shutdown"
         ):
             self.body.drain()
@@ -453,7 +453,7 @@ def main():
     sys.stderr.write(f"listening on 127.0.0.1:{port}\n")
     sys.stderr.flush()
     try:
-        server.serve_forever()
+        server.serve_forever(poll_interval=0.05)  # short: the shutdown event is acted on promptly
         # Stopped by the shutdown event: give in-flight requests a grace period, as Kestrel does.
         deadline = time.monotonic() + float(os.environ.get("HELLO_SHUTDOWN_GRACE", "5"))
         while server.active > 0 and time.monotonic() < deadline:
