@@ -1,1 +1,127 @@
-fn main(){}
+//! `ancm-serve`: runs a web.config-described application without IIS. It reads the
+//! `aspNetCore` (or `httpPlatform`) section, listens on the given addresses and hands every
+//! request to the ancm-rs engine, which starts the app's process on the first request.
+
+mod server;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use ancm_core::{App, Config, HostInfo};
+use clap::Parser;
+
+/// Serve a web.config-described app (ASP.NET Core Module settings) without IIS.
+#[derive(Parser, Debug)]
+#[command(name = "ancm-serve", version, about, long_about = None)]
+struct Args {
+    /// Address to listen on (repeat for several).
+    #[arg(long = "listen", value_name = "ADDR")]
+    listen: Vec<SocketAddr>,
+    /// The app's physical path: the child's working directory and where app_offline.htm is
+    /// looked for [default: CONFIG's folder].
+    #[arg(long, value_name = "DIR")]
+    site_root: Option<PathBuf>,
+    /// The app's virtual path, given to the app as ASPNETCORE_APPL_PATH.
+    #[arg(long, value_name = "PATH", default_value = "/")]
+    app_path: String,
+    /// The web.config to serve.
+    #[arg(value_name = "CONFIG", default_value = "web.config")]
+    config: PathBuf,
+}
+
+/// Exit code for bad usage or configuration (as clap uses for usage errors).
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, message)) => {
+            eprintln!("{message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), (u8, String)> {
+    let usage = |m: String| (EXIT_USAGE, m);
+    if !args.app_path.starts_with('/') {
+        return Err(usage(format!(
+            "ancm-serve: --app-path = \"{}\": must start with '/'",
+            args.app_path
+        )));
+    }
+    let config = Config::from_web_config_file(&args.config).map_err(|e| usage(e.to_string()))?;
+    let site_root = site_root(&args.config, args.site_root.as_deref()).map_err(usage)?;
+    let listen = if args.listen.is_empty() {
+        vec![SocketAddr::from(([127, 0, 0, 1], 8080))]
+    } else {
+        args.listen
+    };
+    let mut host = HostInfo::new(site_root);
+    host.app_path = args.app_path;
+
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .map_err(|e| (1, format!("ancm-serve: cannot start the runtime: {e}")))?;
+    rt.block_on(async move {
+        let app = App::new(config, host, tokio::runtime::Handle::current());
+        let mut listeners = Vec::new();
+        for addr in &listen {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| (1, format!("ancm-serve: cannot listen on {addr}: {e}")))?;
+            log::info!("listening on http://{}", l.local_addr().unwrap_or(*addr));
+            listeners.push(l);
+        }
+        for l in listeners {
+            tokio::spawn(server::accept_loop(l, app.clone()));
+        }
+        wait_for_stop_signal().await;
+        log::info!("stopping: shutting the application's processes down");
+        app.shutdown().await;
+        Ok(())
+    })
+}
+
+/// The site root: as given, else the config file's folder; made absolute so the child sees a
+/// full ASPNETCORE_IIS_PHYSICAL_PATH.
+fn site_root(config: &Path, given: Option<&Path>) -> Result<PathBuf, String> {
+    let dir = match given {
+        Some(d) => d.to_path_buf(),
+        None => match config.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        },
+    };
+    std::fs::canonicalize(&dir).map_err(|e| {
+        format!("ancm-serve: --site-root = \"{}\": must be an existing folder ({e})", dir.display())
+    })
+}
+
+async fn wait_for_stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,306 @@
+//! An application: its configuration, its process slots, the forwarding client and the
+//! app_offline state. Hosts hand it requests; it answers each one, starting processes as
+//! needed.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use bytes::Bytes;
+use http::{Request, Response};
+use tokio::runtime::Handle;
+
+use crate::config::{Config, HostingModel};
+use crate::forward::{self, pages, BackendClient, ClientInfo, RequestBody, ResponseBody};
+use crate::host::HostInfo;
+use crate::process::{self, Backend, ExitHook, Slot, StartFailure, StartResult};
+
+/// How often the site root is checked for app_offline.htm (ANCM re-checks at most every
+/// 200 ms; half that keeps us inside its promise).
+const OFFLINE_POLL: Duration = Duration::from_millis(100);
+/// The rapid-fail window.
+const RAPID_FAIL_WINDOW: Duration = Duration::from_secs(60);
+const APP_OFFLINE: &str = "app_offline.htm";
+
+/// A served application. Cheap to clone (a reference to the shared state).
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    host: HostInfo,
+    rt: Handle,
+    slots: Box<[Arc<Slot>]>,
+    next: AtomicUsize,
+    client: BackendClient,
+    control: reqwest::Client,
+    rapid: Mutex<RapidFails>,
+    offline: ArcSwapOption<Bytes>,
+    shutting_down: AtomicBool,
+}
+
+/// Exits counted in the current fixed window (ANCM's rule).
+struct RapidFails {
+    window_start: Instant,
+    count: u32,
+}
+
+/// A snapshot of an app's state, for diagnostics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppStatus {
+    /// Processes running, as (pid, port).
+    pub processes: Vec<(u32, u16)>,
+    /// Whether app_offline.htm is present.
+    pub offline: bool,
+    /// Whether the app is shutting down.
+    pub shutting_down: bool,
+}
+
+impl App {
+    /// Creates the application on the runtime `rt` (processes are started lazily, by the first
+    /// request). Must be called within or with a handle to a multi-threaded tokio runtime.
+    pub fn new(config: Config, host: HostInfo, rt: Handle) -> App {
+        if config.hosting_model == HostingModel::InProcess {
+            log::warn!(
+                "{}: hostingModel=\"inprocess\" is served out of process by ancm-rs",
+                config.source
+            );
+        }
+        let n = config.processes_per_application.clamp(1, 100) as usize;
+        let inner = Arc::new(Inner {
+            client: {
+                let _g = rt.enter();
+                forward::new_client(config.request_timeout)
+            },
+            control: process::control_client(),
+            slots: (0..n).map(|_| Arc::new(Slot::default())).collect(),
+            next: AtomicUsize::new(0),
+            rapid: Mutex::new(RapidFails { window_start: Instant::now(), count: 0 }),
+            offline: ArcSwapOption::new(read_offline(&host.site_root.join(APP_OFFLINE)).map(Arc::new)),
+            shutting_down: AtomicBool::new(false),
+            config,
+            host,
+            rt: rt.clone(),
+        });
+        rt.spawn(watch_offline(Arc::downgrade(&inner)));
+        App { inner }
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The host facts it runs with.
+    pub fn host(&self) -> &HostInfo {
+        &self.inner.host
+    }
+
+    /// Answers one request: 503 while offline or shutting down; otherwise a backend (started
+    /// if needed) answers, or the failure is mapped to its status (502.5, 502.3, …).
+    pub async fn handle(&self, req: Request<RequestBody>, client: &ClientInfo) -> Response<ResponseBody> {
+        let inner = &self.inner;
+        if inner.shutting_down.load(Ordering::Acquire) {
+            return pages::shutting_down();
+        }
+        if let Some(page) = inner.offline.load_full() {
+            return pages::app_offline((*page).clone());
+        }
+        let slot = inner.pick_slot();
+        let backend = match slot.acquire(|| Inner::start_future(inner.clone())).await {
+            Ok(b) => b,
+            Err(f) => return inner.start_failure_response(&f),
+        };
+        let timeout = inner.config.request_timeout;
+        match forward::forward(&inner.client, backend.begin_request(), req, client, timeout).await {
+            Ok(r) => r,
+            Err(e) => {
+                log::warn!("request to process {} failed: {e}", backend.child.pid());
+                pages::forward_failure(&e.to_string())
+            }
+        }
+    }
+
+    /// Stops every process gracefully (shutdown event, interrupt, kill after
+    /// shutdownTimeLimit); requests arriving meanwhile get 503. Returns when all have exited.
+    pub async fn shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::Release);
+        self.inner.stop_all().await;
+    }
+
+    /// What is running now.
+    pub fn status(&self) -> AppStatus {
+        AppStatus {
+            processes: self
+                .inner
+                .slots
+                .iter()
+                .filter_map(|s| s.running())
+                .map(|b| (b.child.pid(), b.port))
+                .collect(),
+            offline: self.inner.offline.load().is_some(),
+            shutting_down: self.inner.shutting_down.load(Ordering::Acquire),
+        }
+    }
+}
+
+impl Inner {
+    /// Least outstanding requests, scanning from a rotating start so that idle slots are
+    /// started in turn (as ANCM's round robin does) and ties spread evenly.
+    fn pick_slot(&self) -> &Arc<Slot> {
+        if self.slots.len() == 1 {
+            return &self.slots[0];
+        }
+        let n = self.slots.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        let mut best = start;
+        let mut best_load = usize::MAX;
+        for i in 0..n {
+            let idx = (start + i) % n;
+            let slot = &self.slots[idx];
+            let load = match slot.running() {
+                Some(b) => b.in_flight(),
+                None if slot.is_starting() => usize::MAX - 1,
+                None => 0,
+            };
+            if load < best_load {
+                best = idx;
+                best_load = load;
+                if load == 0 {
+                    break;
+                }
+            }
+        }
+        &self.slots[best]
+    }
+
+    fn start_future(self: Arc<Self>) -> impl std::future::Future<Output = StartResult> + Send + 'static {
+        async move {
+            if let Some(f) = self.rapid_fail_block() {
+                return Err(Arc::new(f));
+            }
+            let weak = Arc::downgrade(&self);
+            let hook: ExitHook = Arc::new(move |pid, info| {
+                if let Some(inner) = weak.upgrade() {
+                    inner.on_exit(pid, info);
+                }
+            });
+            match process::start(&self.config, &self.host, &self.rt, hook).await {
+                Ok(b) => {
+                    log::info!("process {} is listening on port {}", b.child.pid(), b.port);
+                    Ok(Arc::new(b))
+                }
+                Err(f) => {
+                    log::error!("{}: could not start the application: {}", self.config.source, f.cause);
+                    Err(Arc::new(f))
+                }
+            }
+        }
+    }
+
+    fn rapid_fail_block(&self) -> Option<StartFailure> {
+        let rapid = self.rapid.lock().ok()?;
+        let elapsed = rapid.window_start.elapsed();
+        if elapsed < RAPID_FAIL_WINDOW && rapid.count > self.config.rapid_fails_per_minute {
+            let retry = (RAPID_FAIL_WINDOW - elapsed).as_secs() + 1;
+            return Some(StartFailure {
+                cause: format!(
+                    "the application's processes exited {} times within a minute, more than \
+                     rapidFailsPerMinute ({}); it will be started again in {retry} s",
+                    rapid.count, self.config.rapid_fails_per_minute
+                ),
+                output: String::new(),
+                plain_502: false,
+            });
+        }
+        None
+    }
+
+    fn on_exit(&self, pid: u32, info: &process::ExitInfo) {
+        if self.shutting_down.load(Ordering::Acquire) {
+            log::info!("process {pid} {}", info.description);
+            return;
+        }
+        log::warn!("process {pid} {}", info.description);
+        if let Ok(mut rapid) = self.rapid.lock() {
+            if rapid.window_start.elapsed() >= RAPID_FAIL_WINDOW {
+                rapid.window_start = Instant::now();
+                rapid.count = 0;
+            }
+            rapid.count += 1;
+        }
+    }
+
+    fn start_failure_response(&self, f: &StartFailure) -> Response<ResponseBody> {
+        if f.plain_502 {
+            log::error!("{}: {}", self.config.source, f.cause);
+            return pages::plain_bad_gateway();
+        }
+        pages::startup_failure(&f.cause, &f.output, self.config.disable_startup_error_page)
+    }
+
+    async fn stop_all(&self) {
+        let backends: Vec<Arc<Backend>> = self.slots.iter().filter_map(|s| s.take()).collect();
+        let mut set = tokio::task::JoinSet::new();
+        for b in backends {
+            let client = self.control.clone();
+            let app_path = self.host.app_path.clone();
+            let limit = self.config.shutdown_time_limit;
+            set.spawn(async move { process::stop(&b, &app_path, limit, &client).await });
+        }
+        while set.join_next().await.is_some() {}
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // An app dropped without shutdown(): its processes must not outlive it.
+        for s in self.slots.iter() {
+            if let Some(b) = s.take() {
+                b.child.kill();
+            }
+        }
+    }
+}
+
+fn read_offline(path: &std::path::Path) -> Option<Bytes> {
+    match std::fs::read(path) {
+        Ok(b) => Some(Bytes::from(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        // Present but unreadable (locked, no permission): an empty 503, as ANCM.
+        Err(_) => path.exists().then(Bytes::new),
+    }
+}
+
+/// Watches for app_offline.htm: while present, its bytes are the answer; when it appears,
+/// the running processes are stopped gracefully.
+async fn watch_offline(weak: Weak<Inner>) {
+    let mut seen: Option<(std::time::SystemTime, u64)> = None;
+    loop {
+        tokio::time::sleep(OFFLINE_POLL).await;
+        let Some(inner) = weak.upgrade() else { return };
+        let path = inner.host.site_root.join(APP_OFFLINE);
+        let meta = tokio::fs::metadata(&path).await.ok();
+        let stamp = meta.map(|m| (m.modified().unwrap_or(std::time::UNIX_EPOCH), m.len()));
+        if stamp == seen {
+            continue;
+        }
+        let was_offline = inner.offline.load().is_some();
+        let page = match stamp {
+            Some(_) => Some(tokio::fs::read(&path).await.map(Bytes::from).unwrap_or_default()),
+            None => None,
+        };
+        seen = stamp;
+        let now_offline = page.is_some();
+        inner.offline.store(page.map(Arc::new));
+        if now_offline && !was_offline {
+            log::info!("{} appeared: stopping the application's processes", path.display());
+            inner.stop_all().await;
+        } else if !now_offline && was_offline {
+            log::info!("{} was removed: the next request starts the application", path.display());
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! The body types that cross the engine: what a host hands in (the client's request body) and
+//! what it gets back (the backend's response body, or a page the engine made).
+//!
+//! Enums rather than boxed trait objects, so the common cases (a hyper body in, a hyper body
+//! out) cost no allocation and no dynamic dispatch per request.
+
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::time::{Instant, Sleep};
+
+use crate::process::InFlight;
+
+/// A boxed error, the error type of bodies that come from elsewhere.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A request body handed to the engine by a host.
+pub enum RequestBody {
+    /// No body.
+    Empty,
+    /// A body received by a hyper server (the standalone host).
+    Incoming(Incoming),
+    /// A complete body in memory.
+    Full(Option<Bytes>),
+    /// Any other streaming body (the C ABI's host-fed body).
+    Stream(Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send>>),
+}
+
+impl From<Incoming> for RequestBody {
+    fn from(b: Incoming) -> Self {
+        RequestBody::Incoming(b)
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            RequestBody::Empty => Poll::Ready(None),
+            RequestBody::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            RequestBody::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
+            RequestBody::Stream(b) => b.as_mut().poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Empty => true,
+            RequestBody::Incoming(b) => b.is_end_stream(),
+            RequestBody::Full(b) => b.is_none(),
+            RequestBody::Stream(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Empty => SizeHint::with_exact(0),
+            RequestBody::Incoming(b) => b.size_hint(),
+            RequestBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |d| d.len() as u64)),
+            RequestBody::Stream(b) => b.size_hint(),
+        }
+    }
+}
+
+/// Why a response body stopped early. The host must then abort the client connection, since
+/// the status line has already gone out.
+#[derive(Debug)]
+pub enum BodyError {
+    /// The backend connection failed or the backend sent a malformed body.
+    Backend(hyper::Error),
+    /// No data arrived within requestTimeout.
+    Timeout(Duration),
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::Backend(e) => write!(f, "the backend response body failed: {e}"),
+            BodyError::Timeout(d) => write!(f, "the backend sent no data for {} s (requestTimeout)", d.as_secs()),
+        }
+    }
+}
+
+impl std::error::Error for BodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BodyError::Backend(e) => Some(e),
+            BodyError::Timeout(_) => None,
+        }
+    }
+}
+
+/// A response body as the engine returns it.
+pub enum ResponseBody {
+    /// Streamed from the backend, each chunk as it arrives.
+    Backend(BackendBody),
+    /// A page made by the engine.
+    Full(Option<Bytes>),
+}
+
+impl ResponseBody {
+    /// A body with these bytes.
+    pub fn full(b: impl Into<Bytes>) -> Self {
+        ResponseBody::Full(Some(b.into()))
+    }
+
+    /// An empty body.
+    pub fn empty() -> Self {
+        ResponseBody::Full(None)
+    }
+}
+
+/// The backend's body, with requestTimeout applied to each wait for the next chunk, and the
+/// request counted against its backend until the body ends.
+pub struct BackendBody {
+    inner: Incoming,
+    timeout: Option<(Duration, Pin<Box<Sleep>>)>,
+    armed: bool,
+    _in_flight: InFlight,
+}
+
+impl BackendBody {
+    /// Wraps `inner`; `timeout` of zero means no timeout.
+    pub fn new(inner: Incoming, timeout: Duration, in_flight: InFlight) -> Self {
+        let timeout = (!timeout.is_zero()).then(|| (timeout, Box::pin(tokio::time::sleep(timeout))));
+        BackendBody { inner, timeout, armed: false, _in_flight: in_flight }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            ResponseBody::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
+            ResponseBody::Backend(b) => {
+                match Pin::new(&mut b.inner).poll_frame(cx) {
+                    Poll::Ready(r) => {
+                        b.armed = false;
+                        Poll::Ready(r.map(|r| r.map_err(BodyError::Backend)))
+                    }
+                    Poll::Pending => {
+                        let Some((dur, sleep)) = b.timeout.as_mut() else {
+                            return Poll::Pending;
+                        };
+                        // The timer is armed when a wait begins, so a steady stream of chunks
+                        // costs no timer work at all.
+                        if !b.armed {
+                            sleep.as_mut().reset(Instant::now() + *dur);
+                            b.armed = true;
+                        }
+                        ready!(sleep.as_mut().poll(cx));
+                        Poll::Ready(Some(Err(BodyError::Timeout(*dur))))
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ResponseBody::Full(b) => b.is_none(),
+            ResponseBody::Backend(b) => b.inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ResponseBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |d| d.len() as u64)),
+            ResponseBody::Backend(b) => b.inner.size_hint(),
+        }
+    }
+}
+
+use std::future::Future;

@@ -1,0 +1,244 @@
+//! Header translation between the client and the backend, as ANCM does it (ancm-behaviour.md
+//! §3) and as RFC 9110 §7.6.1 requires of any proxy: hop-by-hop headers and the headers the
+//! `Connection` header names stop here; the client can never speak for us in `MS-ASPNETCORE-*`.
+
+use std::net::SocketAddr;
+
+use base64::Engine as _;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// Who the client is, as the host saw it.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    /// The client's address and port.
+    pub addr: SocketAddr,
+    /// Whether the client connection is https.
+    pub https: bool,
+    /// The client certificate (DER), when the client sent one.
+    pub client_cert_der: Option<bytes::Bytes>,
+    /// The Windows user token already duplicated into the backend process, as hex, when
+    /// forwardWindowsAuthToken applies (set by the IIS host only).
+    pub windows_auth_token_hex: Option<String>,
+}
+
+impl ClientInfo {
+    /// A plain-http client at `addr`.
+    pub fn http(addr: SocketAddr) -> ClientInfo {
+        ClientInfo { addr, https: false, client_cert_der: None, windows_auth_token_hex: None }
+    }
+}
+
+/// Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1, plus the
+/// non-standard ones still seen in the wild).
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+const MS_PREFIX: &str = "ms-aspnetcore";
+/// The pairing token header.
+pub const TOKEN: HeaderName = HeaderName::from_static("ms-aspnetcore-token");
+const CLIENT_CERT: HeaderName = HeaderName::from_static("ms-aspnetcore-clientcert");
+const WIN_AUTH_TOKEN: HeaderName = HeaderName::from_static("ms-aspnetcore-winauthtoken");
+const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
+const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+/// Removes the hop-by-hop headers and every header the `Connection` header names.
+pub fn remove_hop_by_hop(h: &mut HeaderMap) {
+    if h.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = h
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .collect();
+        for n in named {
+            h.remove(n);
+        }
+    }
+    for n in &HOP_BY_HOP {
+        h.remove(n);
+    }
+}
+
+/// Turns the client's request headers into the backend's: hop-by-hop removed, every
+/// `MS-ASPNETCORE-*` from the client dropped, then ours set (token, client certificate,
+/// Windows token), and `X-Forwarded-For` / `X-Forwarded-Proto` appended to.
+pub fn translate_request(h: &mut HeaderMap, client: &ClientInfo, token: &HeaderValue) {
+    remove_hop_by_hop(h);
+    if h.keys().any(is_ms_aspnetcore) {
+        let forged: Vec<HeaderName> = h.keys().filter(|k| is_ms_aspnetcore(k)).cloned().collect();
+        for n in forged {
+            h.remove(n);
+        }
+    }
+    let addr = SocketAddr::new(client.addr.ip().to_canonical(), client.addr.port());
+    append_list(h, XFF, &addr.to_string());
+    append_list(h, XFP, if client.https { "https" } else { "http" });
+    h.insert(TOKEN, token.clone());
+    if let Some(der) = &client.client_cert_der {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        if let Ok(v) = HeaderValue::from_str(&b64) {
+            h.insert(CLIENT_CERT, v);
+        }
+    }
+    if let Some(hex) = &client.windows_auth_token_hex {
+        if let Ok(v) = HeaderValue::from_str(hex) {
+            h.insert(WIN_AUTH_TOKEN, v);
+        }
+    }
+}
+
+/// Turns the backend's response headers into the client's: hop-by-hop removed (so also
+/// `Connection` and the chunked `Transfer-Encoding`, which the host re-frames), and `Date`
+/// dropped (the host stamps its own), as ANCM does. `Server` is kept.
+pub fn translate_response(h: &mut HeaderMap) {
+    remove_hop_by_hop(h);
+    h.remove(header::DATE);
+}
+
+fn is_ms_aspnetcore(name: &HeaderName) -> bool {
+    name.as_str().starts_with(MS_PREFIX)
+}
+
+/// Appends `value` to a comma-separated list header, joining the values of repeated headers
+/// first (IIS hands the module one joined value; we must forward the same).
+fn append_list(h: &mut HeaderMap, name: HeaderName, value: &str) {
+    let mut joined = String::new();
+    for v in h.get_all(&name) {
+        if !joined.is_empty() {
+            joined.push_str(", ");
+        }
+        joined.push_str(&String::from_utf8_lossy(v.as_bytes()));
+    }
+    if !joined.is_empty() {
+        joined.push_str(", ");
+    }
+    joined.push_str(value);
+    match HeaderValue::from_str(&joined) {
+        Ok(v) => {
+            h.insert(name, v);
+        }
+        Err(_) => {
+            // An existing value we cannot re-encode: keep ours alone rather than forward a
+            // list that misstates the chain.
+            if let Ok(v) = HeaderValue::from_str(value) {
+                h.insert(name, v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    fn client(addr: &str) -> ClientInfo {
+        ClientInfo::http(addr.parse().unwrap())
+    }
+
+    fn tok() -> HeaderValue {
+        HeaderValue::from_static("secret")
+    }
+
+    #[test]
+    fn forged_ms_aspnetcore_headers_are_dropped_and_token_set() {
+        let mut h = map(&[
+            ("MS-ASPNETCORE-TOKEN", "forged"),
+            ("ms-aspnetcore-event", "shutdown"),
+            ("MS-ASPNETCORE-CLIENTCERT", "forged"),
+            ("ms-aspnetcorex", "x"),
+            ("accept", "*/*"),
+        ]);
+        translate_request(&mut h, &client("10.0.0.1:5000"), &tok());
+        assert_eq!(h.get_all(TOKEN).iter().collect::<Vec<_>>(), vec!["secret"]);
+        assert!(h.get("ms-aspnetcore-event").is_none());
+        assert!(h.get("ms-aspnetcore-clientcert").is_none());
+        assert!(h.get("ms-aspnetcorex").is_none());
+        assert_eq!(h["accept"], "*/*");
+    }
+
+    #[test]
+    fn x_forwarded_for_appends_ip_and_port() {
+        let mut h = HeaderMap::new();
+        translate_request(&mut h, &client("10.0.0.1:5000"), &tok());
+        assert_eq!(h[XFF], "10.0.0.1:5000");
+        assert_eq!(h[XFP], "http");
+
+        let mut h = map(&[("X-Forwarded-For", "1.1.1.1:1"), ("x-forwarded-for", "2.2.2.2:2"), ("x-forwarded-proto", "https")]);
+        translate_request(&mut h, &client("[::1]:6000"), &tok());
+        assert_eq!(h.get_all(XFF).iter().count(), 1);
+        assert_eq!(h[XFF], "1.1.1.1:1, 2.2.2.2:2, [::1]:6000");
+        assert_eq!(h[XFP], "https, http");
+    }
+
+    #[test]
+    fn ipv4_mapped_client_addresses_are_shown_as_ipv4() {
+        let mut h = HeaderMap::new();
+        translate_request(&mut h, &client("[::ffff:192.0.2.7]:80"), &tok());
+        assert_eq!(h[XFF], "192.0.2.7:80");
+    }
+
+    #[test]
+    fn https_clients_and_certificates() {
+        let mut c = client("10.0.0.1:5000");
+        c.https = true;
+        c.client_cert_der = Some(bytes::Bytes::from_static(b"\x30\x82\x01"));
+        let mut h = HeaderMap::new();
+        translate_request(&mut h, &c, &tok());
+        assert_eq!(h[XFP], "https");
+        assert_eq!(h[CLIENT_CERT], "MIIB");
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_removed() {
+        let mut h = map(&[
+            ("connection", "keep-alive, X-Custom-Hop"),
+            ("keep-alive", "timeout=5"),
+            ("x-custom-hop", "1"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "h2c"),
+            ("proxy-connection", "keep-alive"),
+            ("trailer", "x-t"),
+            ("x-end-to-end", "kept"),
+            ("host", "example.com"),
+        ]);
+        translate_request(&mut h, &client("10.0.0.1:1"), &tok());
+        for gone in ["connection", "keep-alive", "x-custom-hop", "te", "transfer-encoding", "upgrade", "proxy-connection", "trailer"] {
+            assert!(h.get(gone).is_none(), "{gone} was forwarded");
+        }
+        assert_eq!(h["x-end-to-end"], "kept");
+        assert_eq!(h["host"], "example.com");
+    }
+
+    #[test]
+    fn response_drops_date_connection_and_chunked_but_keeps_server_and_cookies() {
+        let mut h = map(&[
+            ("date", "Mon, 01 Jan 2024 00:00:00 GMT"),
+            ("connection", "close"),
+            ("transfer-encoding", "chunked"),
+            ("server", "Kestrel"),
+            ("set-cookie", "a=1"),
+            ("set-cookie", "b=2"),
+        ]);
+        translate_response(&mut h);
+        assert!(h.get("date").is_none() && h.get("connection").is_none() && h.get("transfer-encoding").is_none());
+        assert_eq!(h["server"], "Kestrel");
+        assert_eq!(h.get_all("set-cookie").iter().collect::<Vec<_>>(), vec!["a=1", "b=2"]);
+    }
+}

@@ -1,0 +1,104 @@
+//! One request: header translation, body streaming both ways, timeouts, and the mapping of
+//! failures to responses.
+
+mod body;
+pub mod headers;
+pub mod pages;
+
+use std::time::Duration;
+
+use http::uri::{PathAndQuery, Scheme};
+use http::{Request, Response, Uri, Version};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+pub use body::{BackendBody, BodyError, BoxError, RequestBody, ResponseBody};
+pub use headers::ClientInfo;
+
+use crate::process::InFlight;
+
+/// The hot-path client: hyper-util's pooled HTTP/1.1 client over loopback TCP (see
+/// docs/decisions.md for why not reqwest here).
+pub type BackendClient = Client<HttpConnector, RequestBody>;
+
+/// Builds the forwarding client. `connect_timeout` is requestTimeout (zero = none).
+pub fn new_client(connect_timeout: Duration) -> BackendClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.enforce_http(true);
+    connector.set_connect_timeout((!connect_timeout.is_zero()).then_some(connect_timeout));
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build(connector)
+}
+
+/// Why a request could not be forwarded (before any of the response was sent).
+#[derive(Debug)]
+pub enum ForwardError {
+    /// The backend did not send its response head within requestTimeout.
+    Timeout(Duration),
+    /// Connecting, sending or reading the head failed.
+    Backend(String),
+}
+
+impl std::fmt::Display for ForwardError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ForwardError::Timeout(d) => {
+                write!(f, "the application did not respond within {} s (requestTimeout)", d.as_secs())
+            }
+            ForwardError::Backend(s) => f.write_str(s),
+        }
+    }
+}
+
+impl std::error::Error for ForwardError {}
+
+fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// Forwards `req` to the backend held by `in_flight` and returns the backend's response head
+/// with its body still streaming. The request's path and query go out exactly as received.
+pub async fn forward(
+    client: &BackendClient,
+    in_flight: InFlight,
+    req: Request<RequestBody>,
+    peer: &ClientInfo,
+    timeout: Duration,
+) -> Result<Response<ResponseBody>, ForwardError> {
+    let (mut parts, body) = req.into_parts();
+    let backend = in_flight.backend();
+    let mut uri = std::mem::take(&mut parts.uri).into_parts();
+    uri.scheme = Some(Scheme::HTTP);
+    uri.authority = Some(backend.authority.clone());
+    if uri.path_and_query.is_none() {
+        uri.path_and_query = Some(PathAndQuery::from_static("/"));
+    }
+    parts.uri = Uri::from_parts(uri).map_err(|e| ForwardError::Backend(format!("bad request target: {e}")))?;
+    // The backend connection is always HTTP/1.1 keep-alive, whatever the client spoke.
+    parts.version = Version::HTTP_11;
+    headers::translate_request(&mut parts.headers, peer, &backend.token_header);
+    let sent = client.request(Request::from_parts(parts, body));
+    let result = if timeout.is_zero() {
+        sent.await
+    } else {
+        tokio::time::timeout(timeout, sent).await.map_err(|_| ForwardError::Timeout(timeout))?
+    };
+    let resp = result.map_err(|e| ForwardError::Backend(describe(&e)))?;
+    let (mut parts, body) = resp.into_parts();
+    headers::translate_response(&mut parts.headers);
+    Ok(Response::from_parts(
+        parts,
+        ResponseBody::Backend(BackendBody::new(body, timeout, in_flight)),
+    ))
+}

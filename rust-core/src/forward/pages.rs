@@ -1,0 +1,180 @@
+//! The responses the engine makes itself (the status table of DESIGN.md). Each carries an
+//! [`EngineStatus`] extension so a host with substatus codes (IIS) can set them, and a host
+//! without (the standalone host) can show them in a header.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+
+use super::body::ResponseBody;
+
+/// Marks a response the engine made, with IIS's status and substatus (e.g. 502 / 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineStatus {
+    /// The HTTP status.
+    pub status: u16,
+    /// IIS's substatus (0 when none).
+    pub substatus: u16,
+}
+
+impl std::fmt::Display for EngineStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.substatus == 0 {
+            write!(f, "{}", self.status)
+        } else {
+            write!(f, "{}.{}", self.status, self.substatus)
+        }
+    }
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + s.len() / 8);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn page(status: u16, substatus: u16, content_type: &'static str, body: impl Into<Bytes>) -> Response<ResponseBody> {
+    let mut r = Response::new(ResponseBody::full(body));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.extensions_mut().insert(EngineStatus { status, substatus });
+    r
+}
+
+fn html(title: &str, paragraphs: &[String], pre: Option<&str>) -> String {
+    let mut s = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title></head>\n<body>\n<h1>{t}</h1>\n",
+        t = html_escape(title)
+    );
+    for p in paragraphs {
+        s.push_str("<p>");
+        s.push_str(p);
+        s.push_str("</p>\n");
+    }
+    if let Some(pre) = pre {
+        s.push_str("<h2>Output of the process (first 30,000 characters)</h2>\n<pre>");
+        s.push_str(&html_escape(pre));
+        s.push_str("</pre>\n");
+    }
+    s.push_str("</body></html>\n");
+    s
+}
+
+/// 502.5: the app could not be started. Shows the cause, the captured output and what to
+/// check; a plain 502 when disableStartUpErrorPage is set.
+pub fn startup_failure(cause: &str, output: &str, disable_page: bool) -> Response<ResponseBody> {
+    if disable_page {
+        return page(502, 5, "text/html; charset=utf-8", html("502 Bad Gateway", &[], None));
+    }
+    let checks = [
+        "processPath and arguments in web.config point to the app, and the app runs when started by hand from the site root",
+        "the app listens on 127.0.0.1 at the port given in ASPNETCORE_PORT",
+        "the app's output below, or the stdout log (stdoutLogEnabled=\"true\") for what it said",
+    ];
+    let mut paras = vec![format!("<b>Cause:</b> {}", html_escape(cause))];
+    paras.push(format!(
+        "Check that:<ul>{}</ul>",
+        checks.iter().map(|c| format!("<li>{}</li>", html_escape(c))).collect::<String>()
+    ));
+    let pre = (!output.is_empty()).then_some(output);
+    page(
+        502,
+        5,
+        "text/html; charset=utf-8",
+        html("HTTP Error 502.5 - ANCM Out-Of-Process Startup Failure", &paras, pre),
+    )
+}
+
+/// 502 without a page: a configuration the request cannot be forwarded with (e.g. a bad
+/// `ASPNETCORE_PORT`), named in the log rather than to the client.
+pub fn plain_bad_gateway() -> Response<ResponseBody> {
+    page(502, 0, "text/html; charset=utf-8", html("502 Bad Gateway", &[], None))
+}
+
+/// 502.3: forwarding failed before the response head was sent.
+pub fn forward_failure(cause: &str) -> Response<ResponseBody> {
+    page(
+        502,
+        3,
+        "text/html; charset=utf-8",
+        html(
+            "HTTP Error 502.3 - Bad Gateway",
+            &[format!("The application did not answer this request: {}", html_escape(cause))],
+            None,
+        ),
+    )
+}
+
+/// 503 while app_offline.htm is present: its bytes, as text/html.
+pub fn app_offline(contents: Bytes) -> Response<ResponseBody> {
+    page(503, 0, "text/html", contents)
+}
+
+/// 503 while the application is shutting down.
+pub fn shutting_down() -> Response<ResponseBody> {
+    page(
+        503,
+        0,
+        "text/html; charset=utf-8",
+        html("503 Service Unavailable", &["The application is shutting down.".to_owned()], None),
+    )
+}
+
+/// 500: the configuration is invalid; names the attribute and the rule it broke.
+pub fn config_error(message: &str) -> Response<ResponseBody> {
+    page(
+        500,
+        0,
+        "text/html; charset=utf-8",
+        html(
+            "HTTP Error 500 - ANCM configuration error",
+            &[html_escape(message)],
+            None,
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(r: Response<ResponseBody>) -> String {
+        match r.into_body() {
+            ResponseBody::Full(Some(b)) => String::from_utf8(b.to_vec()).unwrap(),
+            _ => String::new(),
+        }
+    }
+
+    #[test]
+    fn startup_failure_escapes_everything_from_the_child() {
+        let r = startup_failure("process 7 exited with code 1", "<script>alert(1)</script> & \"x\"", false);
+        assert_eq!(r.status(), 502);
+        assert_eq!(r.extensions().get::<EngineStatus>(), Some(&EngineStatus { status: 502, substatus: 5 }));
+        let b = body(r);
+        assert!(b.contains("ANCM Out-Of-Process Startup Failure"));
+        assert!(b.contains("exited with code 1"));
+        assert!(b.contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;x&quot;"));
+        assert!(!b.contains("<script>"));
+    }
+
+    #[test]
+    fn disabled_page_is_plain() {
+        let b = body(startup_failure("secret cause", "secret output", true));
+        assert!(!b.contains("secret"));
+    }
+
+    #[test]
+    fn substatus_display() {
+        assert_eq!(EngineStatus { status: 502, substatus: 3 }.to_string(), "502.3");
+        assert_eq!(EngineStatus { status: 503, substatus: 0 }.to_string(), "503");
+    }
+}

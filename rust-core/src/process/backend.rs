@@ -1,0 +1,83 @@
+//! A backend that is ready for requests: its process, port and pairing token, pre-encoded for
+//! the request path so that forwarding does no per-request formatting.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::uri::Authority;
+use http::HeaderValue;
+
+use super::child::Child;
+use super::token::Token;
+
+/// A started, listening backend process.
+#[derive(Debug)]
+pub struct Backend {
+    /// Its process.
+    pub child: Arc<Child>,
+    /// The loopback port it listens on.
+    pub port: u16,
+    /// Its pairing token.
+    pub token: Token,
+    /// The token as a header value (marked sensitive so it is never logged).
+    pub token_header: HeaderValue,
+    /// `127.0.0.1:<port>`, for request URIs.
+    pub authority: Authority,
+    /// When it became ready.
+    pub ready_at: Instant,
+    in_flight: AtomicUsize,
+}
+
+impl Backend {
+    /// Wraps a ready process. Fails only if the token cannot be a header value.
+    pub fn new(child: Arc<Child>, port: u16, token: Token) -> Result<Backend, String> {
+        let mut token_header = HeaderValue::from_str(token.expose())
+            .map_err(|_| "ASPNETCORE_TOKEN: must be visible ASCII to be sent as a header".to_owned())?;
+        token_header.set_sensitive(true);
+        let authority = Authority::try_from(format!("127.0.0.1:{port}"))
+            .map_err(|e| format!("cannot form the backend address: {e}"))?;
+        Ok(Backend {
+            child,
+            port,
+            token,
+            token_header,
+            authority,
+            ready_at: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+        })
+    }
+
+    /// Whether it can take requests (its process is still running).
+    pub fn is_alive(&self) -> bool {
+        !self.child.has_exited()
+    }
+
+    /// Requests currently being forwarded to it.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Counts a request as outstanding until the returned guard is dropped.
+    pub fn begin_request(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+}
+
+/// Keeps a request counted against its backend (for least-outstanding balancing) until dropped.
+#[derive(Debug)]
+pub struct InFlight(Arc<Backend>);
+
+impl InFlight {
+    /// The backend the request goes to.
+    pub fn backend(&self) -> &Arc<Backend> {
+        &self.0
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}

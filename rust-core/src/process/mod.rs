@@ -1,0 +1,21 @@
+//! Starting, watching, restarting and stopping backend processes.
+
+mod backend;
+mod child;
+pub mod cmdline;
+pub mod launch;
+mod output;
+pub mod port;
+mod shutdown;
+mod slot;
+mod spawn;
+mod start;
+mod token;
+
+pub use backend::{Backend, InFlight};
+pub use child::{Child, ExitInfo, OutputSink};
+pub use output::CAPTURE_LIMIT_CHARS;
+pub use shutdown::{control_client, stop, Stopped};
+pub use slot::{Slot, StartResult};
+pub use start::{start, ExitHook, StartFailure};
+pub use token::Token;

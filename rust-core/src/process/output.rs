@@ -1,0 +1,164 @@
+//! The child's stdout and stderr: always drained (a chatty app must never block on a full
+//! pipe), the first 30,000 characters kept for the startup-failure page, and everything written
+//! to the stdout log file when stdoutLogEnabled is on, else passed to the host's log.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+/// How much of the child's output a failure report shows (ANCM's limit).
+pub const CAPTURE_LIMIT_CHARS: usize = 30_000;
+
+/// The first [`CAPTURE_LIMIT_CHARS`] characters the child wrote, stdout and stderr
+/// interleaved in arrival order.
+#[derive(Debug, Default)]
+pub struct Captured {
+    /// The text and its length in characters (kept so a chatty child costs no recount).
+    text: Mutex<(String, usize)>,
+}
+
+impl Captured {
+    /// A copy of what was captured so far.
+    pub fn snapshot(&self) -> String {
+        self.text.lock().map(|t| t.0.clone()).unwrap_or_default()
+    }
+
+    fn push(&self, bytes: &[u8]) {
+        let Ok(mut guard) = self.text.lock() else { return };
+        let (text, count) = &mut *guard;
+        if *count >= CAPTURE_LIMIT_CHARS {
+            return;
+        }
+        let chunk = String::from_utf8_lossy(bytes);
+        for c in chunk.chars().take(CAPTURE_LIMIT_CHARS - *count) {
+            text.push(c);
+            *count += 1;
+        }
+    }
+}
+
+/// Where the log file of a process with id `pid` goes: `<prefix>_<yyyyMMddHHmmss UTC>_<pid>.log`,
+/// with a relative prefix taken from the site root.
+pub fn log_file_path(prefix: &str, site_root: &Path, pid: u32, now: SystemTime) -> PathBuf {
+    let native = super::launch::native_path(prefix);
+    let base = site_root.join(native);
+    let mut name = base.into_os_string();
+    name.push(format!("_{}_{pid}.log", utc_stamp(now)));
+    PathBuf::from(name)
+}
+
+/// `yyyyMMddHHmmss` in UTC, without a date crate: the civil-from-days conversion is a few lines.
+fn utc_stamp(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}{:02}{:02}{:02}",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+/// Opens the stdout log file, creating missing folders. Failure is returned for the caller to
+/// log: the app still starts without its log (as ANCM does).
+pub async fn open_log(path: &Path) -> std::io::Result<tokio::fs::File> {
+    if let Some(dir) = path.parent() {
+        tokio::fs::create_dir_all(dir).await?;
+    }
+    tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .await
+}
+
+/// Drains one output stream of process `pid` until it closes.
+pub async fn drain(
+    mut stream: impl AsyncRead + Unpin,
+    captured: Arc<Captured>,
+    log: Option<Arc<tokio::sync::Mutex<tokio::fs::File>>>,
+    pid: u32,
+) {
+    let mut buf = vec![0u8; 8192];
+    let mut pending_line: Vec<u8> = Vec::new();
+    loop {
+        let n = match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let chunk = &buf[..n];
+        captured.push(chunk);
+        match &log {
+            Some(file) => {
+                let mut f = file.lock().await;
+                if f.write_all(chunk).await.is_err() {
+                    // A full disk must not stop the app; keep draining.
+                }
+            }
+            None => log_lines(&mut pending_line, chunk, pid),
+        }
+    }
+    if !pending_line.is_empty() {
+        log::info!(target: "ancm::app", "[{pid}] {}", String::from_utf8_lossy(&pending_line));
+    }
+    if let Some(file) = &log {
+        let _ = file.lock().await.flush().await;
+    }
+}
+
+/// Passes complete lines to the host's log; a partial line waits for its end (bounded, so a
+/// child that never writes a newline cannot grow it without limit).
+fn log_lines(pending: &mut Vec<u8>, chunk: &[u8], pid: u32) {
+    pending.extend_from_slice(chunk);
+    while let Some(i) = pending.iter().position(|&b| b == b'\n') {
+        let line: Vec<u8> = pending.drain(..=i).collect();
+        let text = String::from_utf8_lossy(&line);
+        log::info!(target: "ancm::app", "[{pid}] {}", text.trim_end_matches(['\r', '\n']));
+    }
+    if pending.len() > 4096 {
+        log::info!(target: "ancm::app", "[{pid}] {}", String::from_utf8_lossy(pending));
+        pending.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn stamp_is_utc_civil_time() {
+        assert_eq!(utc_stamp(UNIX_EPOCH), "19700101000000");
+        // 2024-02-29T23:59:58Z
+        let t = UNIX_EPOCH + Duration::from_secs(1_709_251_198);
+        assert_eq!(utc_stamp(t), "20240229235958");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn log_path_has_prefix_stamp_and_pid() {
+        let p = log_file_path(r".\logs\stdout", Path::new("/srv/app"), 42, UNIX_EPOCH);
+        assert_eq!(p, PathBuf::from("/srv/app/./logs/stdout_19700101000000_42.log"));
+    }
+
+    #[test]
+    fn capture_keeps_the_first_30000_characters() {
+        let c = Captured::default();
+        c.push("é".repeat(20_000).as_bytes());
+        c.push("x".repeat(20_000).as_bytes());
+        let s = c.snapshot();
+        assert_eq!(s.chars().count(), CAPTURE_LIMIT_CHARS);
+        assert!(s.starts_with('é') && s.ends_with('x'));
+    }
+}

@@ -1,0 +1,58 @@
+//! The HTTP/1.1 server side of ancm-serve: accept connections, hand each request to the engine.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use ancm_core::{App, ClientInfo, EngineStatus, RequestBody, ResponseBody};
+use http::{HeaderName, HeaderValue, Request, Response};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+/// The header that carries IIS's status.substatus (e.g. `502.5`) on responses the engine
+/// made, since plain HTTP has no substatus.
+pub const STATUS_HEADER: HeaderName = HeaderName::from_static("x-ancm-status");
+
+/// Accepts connections forever, serving each on its own task.
+pub async fn accept_loop(listener: TcpListener, app: App) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                log::warn!("accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let client = Arc::new(ClientInfo::http(peer));
+        tokio::spawn(async move {
+            let service = service_fn(move |req: Request<Incoming>| {
+                let app = app.clone();
+                let client = client.clone();
+                async move { Ok::<_, Infallible>(serve(&app, &client, req).await) }
+            });
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = conn.await {
+                log::debug!("connection from {peer}: {e}");
+            }
+        });
+    }
+}
+
+async fn serve(app: &App, client: &ClientInfo, req: Request<Incoming>) -> Response<ResponseBody> {
+    let mut resp = app.handle(req.map(RequestBody::from), client).await;
+    if let Some(s) = resp.extensions().get::<EngineStatus>().copied() {
+        if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
+            resp.headers_mut().insert(STATUS_HEADER, v);
+        }
+    }
+    resp
+}
