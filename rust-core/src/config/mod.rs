@@ -143,3 +143,64 @@ impl Config {
         warnings
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_env(dialect: Dialect, name: &str, value: &str) -> Config {
+        let mut b = ConfigBuilder::new("web.config", dialect);
+        b.set("processPath", "a").unwrap();
+        b.add_environment_variable(name, value).unwrap();
+        b.build_with_env(&|_| None).unwrap()
+    }
+
+    #[test]
+    fn configured_port() {
+        let port = |v: &str| with_env(Dialect::AspNetCore, "aspnetcore_port", v).configured_port();
+        assert_eq!(port("1025"), Some(Ok(1025)));
+        assert_eq!(port("48000"), Some(Ok(48000)));
+        for bad in [
+            "1024",
+            "48001",
+            "noninteger",
+            "",
+            " 5000",
+            "-5000",
+            "99999999999",
+        ] {
+            let e = port(bad).unwrap().unwrap_err();
+            assert_eq!(
+                e,
+                format!(
+                    "web.config: aspNetCore/environmentVariables/environmentVariable\
+                     [@name='ASPNETCORE_PORT']/@value = \"{bad}\": must be a whole number in 1025–48000"
+                )
+            );
+        }
+        assert_eq!(
+            with_env(Dialect::AspNetCore, "OTHER", "1").configured_port(),
+            None
+        );
+        assert_eq!(
+            with_env(Dialect::HttpPlatform, "ASPNETCORE_PORT", "1").configured_port(),
+            None
+        );
+    }
+
+    #[test]
+    fn inprocess_warning() {
+        let mut b = ConfigBuilder::new("web.config", Dialect::AspNetCore);
+        b.set("processPath", "a").unwrap();
+        assert!(b
+            .clone()
+            .build_with_env(&|_| None)
+            .unwrap()
+            .warnings()
+            .is_empty());
+        b.set("hostingModel", "InProcess").unwrap();
+        let w = b.build_with_env(&|_| None).unwrap().warnings();
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("out of process"), "{}", w[0]);
+    }
+}

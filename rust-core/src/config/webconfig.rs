@@ -371,3 +371,414 @@ fn qualified(attr: &roxmltree::Attribute) -> String {
         None => attr.name().to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_web_config_str_with_env(text, "web.config", &no_env)
+    }
+
+    fn wrap(section: &str) -> String {
+        format!("<configuration><system.webServer>{section}</system.webServer></configuration>")
+    }
+
+    /// What `dotnet publish` writes.
+    const PUBLISHED: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+<configuration>
+  <location path="." inheritInChildApplications="false">
+    <system.webServer>
+      <handlers>
+        <add name="aspNetCore" path="*" verb="*" modules="AspNetCoreModuleV2" resourceType="Unspecified" />
+      </handlers>
+      <aspNetCore processPath="dotnet" arguments=".\MyApp.dll" stdoutLogEnabled="false" stdoutLogFile=".\logs\stdout" hostingModel="inprocess" />
+    </system.webServer>
+  </location>
+</configuration>
+<!--ProjectGuid: 00000000-0000-0000-0000-000000000000-->"#;
+
+    #[test]
+    fn published_location_wrapper() {
+        let c = parse(PUBLISHED).unwrap();
+        assert_eq!(c.dialect, Dialect::AspNetCore);
+        assert_eq!(c.process_path, "dotnet");
+        assert_eq!(c.arguments, ".\\MyApp.dll");
+        assert_eq!(c.stdout_log_file, ".\\logs\\stdout");
+        assert_eq!(c.hosting_model, crate::config::HostingModel::InProcess);
+        assert_eq!(c.source, "web.config");
+    }
+
+    #[test]
+    fn location_without_path_applies_other_paths_do_not() {
+        let t = r#"<configuration><location><system.webServer>
+            <aspNetCore processPath="a" /></system.webServer></location></configuration>"#;
+        assert_eq!(parse(t).unwrap().process_path, "a");
+        let t = r#"<configuration>
+            <location path="sub"><system.webServer><aspNetCore processPath="sub" /></system.webServer></location>
+            <system.webServer><aspNetCore processPath="root" /></system.webServer></configuration>"#;
+        assert_eq!(parse(t).unwrap().process_path, "root");
+        let t = r#"<configuration><location path="sub"><system.webServer>
+            <aspNetCore processPath="a" /></system.webServer></location></configuration>"#;
+        assert_eq!(parse(t).unwrap_err().kind, ConfigErrorKind::MissingSection);
+    }
+
+    #[test]
+    fn issue_example_through_web_config() {
+        let e = parse(&wrap(
+            r#"<aspNetCore processPath="a" startupTimeLimit="9999"/>"#,
+        ))
+        .unwrap_err();
+        assert_eq!(e.kind, ConfigErrorKind::OutOfRange);
+        assert_eq!(
+            e.to_string(),
+            "web.config: aspNetCore/@startupTimeLimit = \"9999\": must be 0–3600 seconds"
+        );
+    }
+
+    #[test]
+    fn missing_section() {
+        for t in [
+            "<configuration/>",
+            "<configuration><system.webServer><handlers/></system.webServer></configuration>",
+            "<configuration><aspNetCore processPath='misplaced'/></configuration>",
+        ] {
+            let e = parse(t).unwrap_err();
+            assert_eq!(e.kind, ConfigErrorKind::MissingSection, "{t}");
+            assert_eq!(e.attribute, "system.webServer/aspNetCore");
+            assert!(e
+                .to_string()
+                .starts_with("web.config: system.webServer/aspNetCore: "));
+        }
+        let e = parse("<settings/>").unwrap_err();
+        assert_eq!(e.kind, ConfigErrorKind::MissingSection);
+        assert!(e.rule.contains("<settings>"), "{}", e.rule);
+    }
+
+    #[test]
+    fn malformed_xml_has_line_and_column() {
+        let e = parse("<configuration>\n  <system.webServer>\n</configuration>").unwrap_err();
+        assert_eq!(e.kind, ConfigErrorKind::MalformedXml);
+        let s = e.to_string();
+        assert!(s.starts_with("web.config: malformed XML: "), "{s}");
+        assert!(s.contains(" at 3:"), "{s}");
+        assert_eq!(parse("").unwrap_err().kind, ConfigErrorKind::MalformedXml);
+        // No DTDs: no entity-expansion tricks.
+        let dtd = "<!DOCTYPE c [<!ENTITY e 'x'>]><configuration/>";
+        assert_eq!(parse(dtd).unwrap_err().kind, ConfigErrorKind::MalformedXml);
+    }
+
+    #[test]
+    fn namespaced_configuration_root_is_fine() {
+        let t = r#"<configuration xmlns="http://schemas.microsoft.com/.NetConfiguration/v2.0">
+            <system.webServer><aspNetCore processPath="a"/></system.webServer></configuration>"#;
+        assert_eq!(parse(t).unwrap().process_path, "a");
+    }
+
+    #[test]
+    fn httpplatform_dialect() {
+        let c = parse(&wrap(
+            r#"<httpPlatform processPath="node.exe" arguments="app.js --port %HTTP_PLATFORM_PORT%"
+                 startupRetryCount="3">
+                 <environmentVariables><environmentVariable name="NODE_ENV" value="production"/></environmentVariables>
+               </httpPlatform>"#,
+        ))
+        .unwrap();
+        assert_eq!(c.dialect, Dialect::HttpPlatform);
+        assert_eq!(c.arguments, "app.js --port %HTTP_PLATFORM_PORT%");
+        assert_eq!(c.startup_attempts, 3);
+        assert_eq!(c.startup_time_limit, Duration::from_secs(10));
+        assert!(!c.forward_windows_auth_token);
+        assert_eq!(c.stdout_log_file, ".\\httpplatform-stdout");
+        assert_eq!(c.environment_variable("node_env"), Some("production"));
+
+        let e = parse(&wrap(
+            r#"<httpPlatform processPath="a"><handlerSettings/></httpPlatform>"#,
+        ))
+        .unwrap_err();
+        assert_eq!(e.kind, ConfigErrorKind::UnknownElement);
+        assert_eq!(e.attribute, "httpPlatform/handlerSettings");
+        let e = parse(&wrap(
+            r#"<httpPlatform processPath="a"><recycleOnFileChange/></httpPlatform>"#,
+        ))
+        .unwrap_err();
+        assert_eq!(e.kind, ConfigErrorKind::UnknownElement);
+    }
+
+    #[test]
+    fn aspnetcore_wins_over_httpplatform() {
+        let c = parse(&wrap(
+            r#"<httpPlatform processPath="old"/><aspNetCore processPath="new"/>"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            (c.dialect, c.process_path.as_str()),
+            (Dialect::AspNetCore, "new")
+        );
+    }
+
+    #[test]
+    fn duplicate_section() {
+        let t = r#"<configuration>
+            <system.webServer><aspNetCore processPath="a"/></system.webServer>
+            <location path="."><system.webServer><aspNetCore processPath="b"/></system.webServer></location>
+            </configuration>"#;
+        let e = parse(t).unwrap_err();
+        assert_eq!(e.kind, ConfigErrorKind::DuplicateSection);
+        assert_eq!(
+            e.to_string(),
+            "web.config: system.webServer/aspNetCore: There is a duplicate \
+             'system.webServer/aspNetCore' section defined"
+        );
+    }
+
+    #[test]
+    fn unknown_attributes_and_elements() {
+        let e = parse(&wrap(
+            r#"<aspNetCore processPath="a" startuptimelimit="1"/>"#,
+        ))
+        .unwrap_err();
+        assert_eq!(e.kind, ConfigErrorKind::UnknownAttribute);
+        assert_eq!(e.attribute, "aspNetCore/@startuptimelimit");
+        let e = parse(&wrap(
+            r#"<aspNetCore xmlns:xdt="urn:x" processPath="a" xdt:Transform="x"/>"#,
+        ))
+        .unwrap_err();
+        assert_eq!(e.kind, ConfigErrorKind::UnknownAttribute);
+        assert_eq!(e.attribute, "aspNetCore/@{urn:x}Transform");
+        let e = parse(&wrap(r#"<aspNetCore processPath="a"><foo/></aspNetCore>"#)).unwrap_err();
+        assert_eq!(e.kind, ConfigErrorKind::UnknownElement);
+        assert_eq!(
+            e.to_string(),
+            "web.config: aspNetCore/foo: Unrecognized element 'foo'"
+        );
+        let e = parse(&wrap(
+            r#"<aspNetCore processPath="a"><environmentVariables><add name="A" value="1"/></environmentVariables></aspNetCore>"#,
+        ))
+        .unwrap_err();
+        assert_eq!(e.kind, ConfigErrorKind::UnknownElement);
+        assert_eq!(e.attribute, "aspNetCore/environmentVariables/add");
+        assert!(e.rule.contains("<environmentVariable name="), "{}", e.rule);
+        let e = parse(&wrap(
+            r#"<aspNetCore processPath="a"><handlerSettings><handlerSetting name="A" value="1" extra="x"/></handlerSettings></aspNetCore>"#,
+        ))
+        .unwrap_err();
+        assert_eq!(e.kind, ConfigErrorKind::UnknownAttribute);
+        assert_eq!(
+            e.attribute,
+            "aspNetCore/handlerSettings/handlerSetting/@extra"
+        );
+    }
+
+    #[test]
+    fn accepted_and_ignored() {
+        let c = parse(&wrap(
+            r#"<aspNetCore processPath="a" lockAttributes="processPath">
+                 <!-- a comment -->
+                 <recycleOnFileChange><file path="x.dll"/></recycleOnFileChange>
+                 <environmentVariables lockItem="true"/>
+               </aspNetCore>"#,
+        ))
+        .unwrap();
+        assert_eq!(c.process_path, "a");
+    }
+
+    #[test]
+    fn collections_in_document_order() {
+        let c = Config::from_web_config_str_with_env(
+            &wrap(
+                r#"<aspNetCore processPath="a">
+                  <environmentVariables>
+                    <environmentVariable name="GONE" value="1"/>
+                    <clear/>
+                    <environmentVariable name="A" value="%TestVariable%;Hello"/>
+                    <environmentVariable name="B" value="2"/>
+                    <remove name="b"/>
+                    <environmentVariable name="ASPNETCORE_PORT" value="5000"/>
+                  </environmentVariables>
+                  <handlerSettings>
+                    <handlerSetting name="debugLevel" value="FILE,TRACE"/>
+                  </handlerSettings>
+                </aspNetCore>"#,
+            ),
+            "web.config",
+            &|n| (n == "TestVariable").then(|| "World".to_owned()),
+        )
+        .unwrap();
+        assert_eq!(
+            c.environment_variables,
+            vec![
+                ("A".to_owned(), "World;Hello".to_owned()),
+                ("ASPNETCORE_PORT".to_owned(), "5000".to_owned())
+            ]
+        );
+        assert_eq!(c.handler_setting("debuglevel"), Some("FILE,TRACE"));
+        assert_eq!(c.configured_port(), Some(Ok(5000)));
+    }
+
+    #[test]
+    fn collection_entry_errors() {
+        let env = |items: &str| {
+            parse(&wrap(&format!(
+                r#"<aspNetCore processPath="a"><environmentVariables>{items}</environmentVariables></aspNetCore>"#
+            )))
+            .unwrap_err()
+        };
+        let e = env(r#"<environmentVariable value="1"/>"#);
+        assert_eq!(e.kind, ConfigErrorKind::Required);
+        assert_eq!(
+            e.to_string(),
+            "web.config: aspNetCore/environmentVariables/environmentVariable/@name: Attribute 'name' is required."
+        );
+        let e = env(r#"<environmentVariable name="X"/>"#);
+        assert_eq!(e.kind, ConfigErrorKind::Required);
+        assert_eq!(
+            e.attribute,
+            "aspNetCore/environmentVariables/environmentVariable[@name='X']/@value"
+        );
+        let e = env(
+            r#"<environmentVariable name="X" value="1"/><environmentVariable name="x" value="2"/>"#,
+        );
+        assert_eq!(e.kind, ConfigErrorKind::DuplicateEntry);
+        let e = env(r#"<remove/>"#);
+        assert_eq!(e.kind, ConfigErrorKind::Required);
+        // An empty value is a value.
+        let c = parse(&wrap(
+            r#"<aspNetCore processPath="a"><environmentVariables><environmentVariable name="E" value=""/></environmentVariables></aspNetCore>"#,
+        ))
+        .unwrap();
+        assert_eq!(c.environment_variable("E"), Some(""));
+    }
+
+    #[test]
+    fn attribute_value_errors_keep_their_kind() {
+        let one = |attr: &str| {
+            parse(&wrap(&format!(r#"<aspNetCore processPath="a" {attr}/>"#))).unwrap_err()
+        };
+        assert_eq!(
+            one(r#"stdoutLogEnabled="yes""#).kind,
+            ConfigErrorKind::InvalidValue
+        );
+        assert_eq!(
+            one(r#"shutdownTimeLimit="x""#).kind,
+            ConfigErrorKind::InvalidValue
+        );
+        assert_eq!(
+            one(r#"requestTimeout="120""#).kind,
+            ConfigErrorKind::InvalidValue
+        );
+        assert_eq!(
+            one(r#"hostingModel="both""#).kind,
+            ConfigErrorKind::InvalidValue
+        );
+        assert_eq!(
+            one(r#"processesPerApplication="0""#).kind,
+            ConfigErrorKind::OutOfRange
+        );
+        let e = parse(&wrap(r#"<aspNetCore arguments="x"/>"#)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "web.config: aspNetCore/@processPath: Attribute 'processPath' is required."
+        );
+    }
+
+    #[test]
+    fn entities_are_decoded() {
+        let c = parse(&wrap(
+            r#"<aspNetCore processPath="a" arguments="&quot;x y&quot; &amp; z"/>"#,
+        ))
+        .unwrap();
+        assert_eq!(c.arguments, "\"x y\" & z");
+    }
+
+    fn encodings_of(text: &str) -> Vec<Vec<u8>> {
+        let le: Vec<u8> = text.encode_utf16().flat_map(u16::to_le_bytes).collect();
+        let be: Vec<u8> = text.encode_utf16().flat_map(u16::to_be_bytes).collect();
+        vec![
+            text.as_bytes().to_vec(),
+            [&[0xEF, 0xBB, 0xBF][..], text.as_bytes()].concat(),
+            [&[0xFF, 0xFE][..], &le].concat(),
+            [&[0xFE, 0xFF][..], &be].concat(),
+            le,
+            be,
+        ]
+    }
+
+    #[test]
+    fn file_encodings() {
+        let text = wrap(r#"<aspNetCore processPath="C:\Apps\Café\app.exe"/>"#);
+        for bytes in encodings_of(&text) {
+            let decoded = decode(&bytes, "web.config").unwrap();
+            assert_eq!(
+                parse(&decoded).unwrap().process_path,
+                "C:\\Apps\\Café\\app.exe"
+            );
+        }
+        // A BOM left in a string is tolerated too.
+        assert!(parse(&format!("\u{feff}{text}")).is_ok());
+    }
+
+    #[test]
+    fn bad_encodings_are_errors() {
+        let e = decode(b"<configuration>\xff</configuration>", "web.config").unwrap_err();
+        assert_eq!(e.kind, ConfigErrorKind::InvalidEncoding);
+        assert_eq!(
+            e.to_string(),
+            "web.config: not valid UTF-8: invalid byte at offset 15; save the file as UTF-8"
+        );
+        let e = decode(&[0xFF, 0xFE, b'<', 0, 0], "web.config").unwrap_err();
+        assert_eq!(e.kind, ConfigErrorKind::InvalidEncoding);
+        let e = decode(&[0xFF, 0xFE, 0x00, 0xD8, b'<', 0], "web.config").unwrap_err();
+        assert_eq!(e.kind, ConfigErrorKind::InvalidEncoding);
+        assert!(e.rule.contains("offset 2"), "{}", e.rule);
+    }
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("ancm-config-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn from_file() {
+        let dir = temp_dir("file");
+        let path = dir.join("web.config");
+        std::fs::write(&path, encodings_of(PUBLISHED).swap_remove(2)).unwrap();
+        let c = Config::from_web_config_file_with_env(&path, &no_env).unwrap();
+        assert_eq!(c.process_path, "dotnet");
+        assert_eq!(c.source, path.display().to_string());
+
+        std::fs::write(
+            &path,
+            wrap(r#"<aspNetCore processPath="a" requestTimeout="x"/>"#),
+        )
+        .unwrap();
+        let e = Config::from_web_config_file(&path).unwrap_err();
+        assert!(e
+            .to_string()
+            .starts_with(&format!("{}: aspNetCore/@requestTimeout", path.display())));
+
+        std::fs::write(&path, b"\xc3\x28").unwrap();
+        let e = Config::from_web_config_file(&path).unwrap_err();
+        assert_eq!(e.kind, ConfigErrorKind::InvalidEncoding);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn unreadable_file_is_io_error() {
+        let path = Path::new("no/such/dir/web.config");
+        let e = Config::from_web_config_file(path).unwrap_err();
+        assert_eq!(e.kind, ConfigErrorKind::Io);
+        let s = e.to_string();
+        assert!(
+            s.starts_with("no/such/dir/web.config: cannot read the file: "),
+            "{s}"
+        );
+        assert_eq!(s.lines().count(), 1);
+    }
+}
