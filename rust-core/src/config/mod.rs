@@ -16,8 +16,9 @@ mod webconfig;
 use std::time::Duration;
 
 pub use builder::ConfigBuilder;
-pub use error::ConfigError;
+pub use error::{ConfigError, ConfigErrorKind};
 pub use expand::expand_env;
+pub use schema::{attributes, AttributeKind, AttributeSpec};
 
 /// Which configuration section the settings came from. Both run through the same engine; the
 /// dialect only changes defaults and a few HttpPlatformHandler-specific behaviours.
@@ -96,5 +97,110 @@ impl Config {
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The port asked for with `ASPNETCORE_PORT` in `environmentVariables`, checked as ANCM checks
+    /// it (a decimal integer in 1025–48000): `None` when not set (the engine picks a random port),
+    /// `Some(Err(message))` when invalid. Not a build-time error, because ANCM loads such a
+    /// configuration and answers each request with 502 instead.
+    ///
+    /// Always `None` in the httpPlatform dialect: HttpPlatformHandler has no such rule, and there
+    /// `ASPNETCORE_PORT` is just another variable for the application.
+    pub fn configured_port(&self) -> Option<Result<u16, String>> {
+        if self.dialect != Dialect::AspNetCore {
+            return None;
+        }
+        let raw = self.environment_variable("ASPNETCORE_PORT")?;
+        let port = if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
+            raw.parse::<u32>()
+                .ok()
+                .filter(|p| (1025..=48000).contains(p))
+        } else {
+            None
+        };
+        Some(port.and_then(|p| u16::try_from(p).ok()).ok_or_else(|| {
+            format!(
+                "{}: {}/environmentVariables/environmentVariable[@name='ASPNETCORE_PORT']/@value = \"{}\": must be a whole number in 1025–48000",
+                self.source,
+                self.dialect.section_name(),
+                raw
+            )
+        }))
+    }
+
+    /// Things that are accepted but don't do what the file says, for the host to log once at
+    /// startup (the configuration module itself never logs).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.hosting_model == HostingModel::InProcess {
+            warnings.push(format!(
+                "{}: {}/@hostingModel = \"inprocess\": this module always hosts out of process; \
+                 the application is started as a separate process",
+                self.source,
+                self.dialect.section_name()
+            ));
+        }
+        warnings
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_env(dialect: Dialect, name: &str, value: &str) -> Config {
+        let mut b = ConfigBuilder::new("web.config", dialect);
+        b.set("processPath", "a").unwrap();
+        b.add_environment_variable(name, value).unwrap();
+        b.build_with_env(&|_| None).unwrap()
+    }
+
+    #[test]
+    fn configured_port() {
+        let port = |v: &str| with_env(Dialect::AspNetCore, "aspnetcore_port", v).configured_port();
+        assert_eq!(port("1025"), Some(Ok(1025)));
+        assert_eq!(port("48000"), Some(Ok(48000)));
+        for bad in [
+            "1024",
+            "48001",
+            "noninteger",
+            "",
+            " 5000",
+            "-5000",
+            "99999999999",
+        ] {
+            let e = port(bad).unwrap().unwrap_err();
+            assert_eq!(
+                e,
+                format!(
+                    "web.config: aspNetCore/environmentVariables/environmentVariable\
+                     [@name='ASPNETCORE_PORT']/@value = \"{bad}\": must be a whole number in 1025–48000"
+                )
+            );
+        }
+        assert_eq!(
+            with_env(Dialect::AspNetCore, "OTHER", "1").configured_port(),
+            None
+        );
+        assert_eq!(
+            with_env(Dialect::HttpPlatform, "ASPNETCORE_PORT", "1").configured_port(),
+            None
+        );
+    }
+
+    #[test]
+    fn inprocess_warning() {
+        let mut b = ConfigBuilder::new("web.config", Dialect::AspNetCore);
+        b.set("processPath", "a").unwrap();
+        assert!(b
+            .clone()
+            .build_with_env(&|_| None)
+            .unwrap()
+            .warnings()
+            .is_empty());
+        b.set("hostingModel", "InProcess").unwrap();
+        let w = b.build_with_env(&|_| None).unwrap().warnings();
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("out of process"), "{}", w[0]);
     }
 }
