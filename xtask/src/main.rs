@@ -1,6 +1,7 @@
 //! `cargo xtask <command>`: the one entry point for CI, header generation, cross builds, the MSI
 //! and benchmarks. Each command lives in its own module; this file only dispatches.
 
+mod iis;
 mod sh;
 mod test;
 
@@ -10,6 +11,7 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   test      install what the tests need (as root) and run every test suite (what CI runs)
+  iis-slots check the IIS interface declarations' vtable slots (mingw g++ + Wine)
 ";
 
 fn main() -> ExitCode {
@@ -21,6 +23,7 @@ fn main() -> ExitCode {
     let rest = &args[1..];
     let result = match cmd.as_str() {
         "test" => test::run(rest),
+        "iis-slots" => iis::vtable_check(),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())

@@ -8,11 +8,16 @@ use std::process::Command;
 pub fn run(_args: &[String]) -> Result {
     ensure_packages(&[("python3", "python3"), ("curl", "curl")])?;
     let root = root();
-    sh_run(Command::new("cargo")
-        .current_dir(&root)
-        .args(["fmt", "--all", "--check"]))?;
-    sh_run(Command::new("cargo")
-        .current_dir(&root)
-        .args(["test", "--workspace", "--locked"]))?;
+    sh_run(
+        Command::new("cargo")
+            .current_dir(&root)
+            .args(["fmt", "--all", "--check"]),
+    )?;
+    sh_run(
+        Command::new("cargo")
+            .current_dir(&root)
+            .args(["test", "--workspace", "--locked"]),
+    )?;
+    crate::iis::vtable_check()?;
     Ok(())
 }
