@@ -261,7 +261,7 @@ impl ConfigBuilder {
             },
             AttributeKind::TimeSpan { max_seconds } => {
                 let range = format!(
-                    "must be {}–{} ({} hours) in whole seconds",
+                    "{}–{} ({} hours) in whole seconds",
                     timespan::format_seconds(0),
                     timespan::format_seconds(max_seconds),
                     max_seconds / 3600
@@ -275,11 +275,11 @@ impl ConfigBuilder {
                     }
                     Ok(_)
                     | Err(timespan::TimeSpanError::Negative | timespan::TimeSpanError::TooLarge) => {
-                        bad(ConfigErrorKind::OutOfRange, range)
+                        bad(ConfigErrorKind::OutOfRange, format!("must be {range}"))
                     }
                     Err(timespan::TimeSpanError::Syntax) => bad(
                         ConfigErrorKind::InvalidValue,
-                        format!("must be a timeSpan such as 00:02:00 ([d.]hh:mm:ss); {range}"),
+                        format!("must be a timeSpan such as 00:02:00 ([d.]hh:mm:ss), {range}"),
                     ),
                 }
             }
@@ -721,7 +721,8 @@ mod tests {
         assert_eq!(ok("00:00:00"), Duration::ZERO);
         assert_eq!(ok("15.00:00:00"), Duration::from_secs(360 * 3600));
         assert_eq!(ok("14.23:59:59"), Duration::from_secs(360 * 3600 - 1));
-        let rule = "must be 00:00:00–15.00:00:00 (360 hours) in whole seconds";
+        let range = "00:00:00–15.00:00:00 (360 hours) in whole seconds";
+        let rule = format!("must be {range}");
         for out in [
             "15.00:00:01",
             "-00:00:01",
@@ -738,7 +739,7 @@ mod tests {
             e.to_string(),
             format!(
                 "settings: httpPlatform/@requestTimeout = \"2 minutes\": must be a timeSpan such \
-                 as 00:02:00 ([d.]hh:mm:ss); {rule}"
+                 as 00:02:00 ([d.]hh:mm:ss), {range}"
             )
         );
     }

@@ -129,7 +129,7 @@ impl Config {
     }
 
     /// Things that are accepted but don't do what the file says, for the host to log once at
-    /// startup (the configuration module itself never logs).
+    /// startup; returned rather than logged so the host chooses the channel (event log, file).
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
         if self.hosting_model == HostingModel::InProcess {
