@@ -78,8 +78,13 @@ impl App {
             control: process::control_client(),
             slots: (0..n).map(|_| Arc::new(Slot::default())).collect(),
             next: AtomicUsize::new(0),
-            rapid: Mutex::new(RapidFails { window_start: Instant::now(), count: 0 }),
-            offline: ArcSwapOption::new(read_offline(&host.site_root.join(APP_OFFLINE)).map(Arc::new)),
+            rapid: Mutex::new(RapidFails {
+                window_start: Instant::now(),
+                count: 0,
+            }),
+            offline: ArcSwapOption::new(
+                read_offline(&host.site_root.join(APP_OFFLINE)).map(Arc::new),
+            ),
             shutting_down: AtomicBool::new(false),
             config,
             host,
@@ -101,7 +106,11 @@ impl App {
 
     /// Answers one request: 503 while offline or shutting down; otherwise a backend (started
     /// if needed) answers, or the failure is mapped to its status (502.5, 502.3, …).
-    pub async fn handle(&self, req: Request<RequestBody>, client: &ClientInfo) -> Response<ResponseBody> {
+    pub async fn handle(
+        &self,
+        req: Request<RequestBody>,
+        client: &ClientInfo,
+    ) -> Response<ResponseBody> {
         let inner = &self.inner;
         if inner.shutting_down.load(Ordering::Acquire) {
             return pages::shutting_down();
@@ -177,7 +186,9 @@ impl Inner {
         &self.slots[best]
     }
 
-    fn start_future(self: Arc<Self>) -> impl std::future::Future<Output = StartResult> + Send + 'static {
+    fn start_future(
+        self: Arc<Self>,
+    ) -> impl std::future::Future<Output = StartResult> + Send + 'static {
         async move {
             if let Some(f) = self.rapid_fail_block() {
                 return Err(Arc::new(f));
@@ -194,7 +205,11 @@ impl Inner {
                     Ok(Arc::new(b))
                 }
                 Err(f) => {
-                    log::error!("{}: could not start the application: {}", self.config.source, f.cause);
+                    log::error!(
+                        "{}: could not start the application: {}",
+                        self.config.source,
+                        f.cause
+                    );
                     Err(Arc::new(f))
                 }
             }
@@ -290,17 +305,28 @@ async fn watch_offline(weak: Weak<Inner>) {
         }
         let was_offline = inner.offline.load().is_some();
         let page = match stamp {
-            Some(_) => Some(tokio::fs::read(&path).await.map(Bytes::from).unwrap_or_default()),
+            Some(_) => Some(
+                tokio::fs::read(&path)
+                    .await
+                    .map(Bytes::from)
+                    .unwrap_or_default(),
+            ),
             None => None,
         };
         seen = stamp;
         let now_offline = page.is_some();
         inner.offline.store(page.map(Arc::new));
         if now_offline && !was_offline {
-            log::info!("{} appeared: stopping the application's processes", path.display());
+            log::info!(
+                "{} appeared: stopping the application's processes",
+                path.display()
+            );
             inner.stop_all().await;
         } else if !now_offline && was_offline {
-            log::info!("{} was removed: the next request starts the application", path.display());
+            log::info!(
+                "{} was removed: the next request starts the application",
+                path.display()
+            );
         }
     }
 }

@@ -100,7 +100,10 @@ fn site_root(config: &Path, given: Option<&Path>) -> Result<PathBuf, String> {
         },
     };
     std::fs::canonicalize(&dir).map_err(|e| {
-        format!("ancm-serve: --site-root = \"{}\": must be an existing folder ({e})", dir.display())
+        format!(
+            "ancm-serve: --site-root = \"{}\": must be an existing folder ({e})",
+            dir.display()
+        )
     })
 }
 

@@ -40,7 +40,10 @@ impl Body for RequestBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             RequestBody::Empty => Poll::Ready(None),
             RequestBody::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
@@ -82,7 +85,11 @@ impl std::fmt::Display for BodyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             BodyError::Backend(e) => write!(f, "the backend response body failed: {e}"),
-            BodyError::Timeout(d) => write!(f, "the backend sent no data for {} s (requestTimeout)", d.as_secs()),
+            BodyError::Timeout(d) => write!(
+                f,
+                "the backend sent no data for {} s (requestTimeout)",
+                d.as_secs()
+            ),
         }
     }
 }
@@ -128,8 +135,14 @@ pub struct BackendBody {
 impl BackendBody {
     /// Wraps `inner`; `timeout` of zero means no timeout.
     pub fn new(inner: Incoming, timeout: Duration, in_flight: InFlight) -> Self {
-        let timeout = (!timeout.is_zero()).then(|| (timeout, Box::pin(tokio::time::sleep(timeout))));
-        BackendBody { inner, timeout, armed: false, _in_flight: in_flight }
+        let timeout =
+            (!timeout.is_zero()).then(|| (timeout, Box::pin(tokio::time::sleep(timeout))));
+        BackendBody {
+            inner,
+            timeout,
+            armed: false,
+            _in_flight: in_flight,
+        }
     }
 }
 
@@ -137,7 +150,10 @@ impl Body for ResponseBody {
     type Data = Bytes;
     type Error = BodyError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             ResponseBody::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
             ResponseBody::Backend(b) => {

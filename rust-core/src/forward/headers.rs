@@ -24,7 +24,12 @@ pub struct ClientInfo {
 impl ClientInfo {
     /// A plain-http client at `addr`.
     pub fn http(addr: SocketAddr) -> ClientInfo {
-        ClientInfo { addr, https: false, client_cert_der: None, windows_auth_token_hex: None }
+        ClientInfo {
+            addr,
+            https: false,
+            client_cert_der: None,
+            windows_auth_token_hex: None,
+        }
     }
 }
 
@@ -142,7 +147,10 @@ mod tests {
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         h
     }
@@ -179,7 +187,11 @@ mod tests {
         assert_eq!(h[XFF], "10.0.0.1:5000");
         assert_eq!(h[XFP], "http");
 
-        let mut h = map(&[("X-Forwarded-For", "1.1.1.1:1"), ("x-forwarded-for", "2.2.2.2:2"), ("x-forwarded-proto", "https")]);
+        let mut h = map(&[
+            ("X-Forwarded-For", "1.1.1.1:1"),
+            ("x-forwarded-for", "2.2.2.2:2"),
+            ("x-forwarded-proto", "https"),
+        ]);
         translate_request(&mut h, &client("[::1]:6000"), &tok());
         assert_eq!(h.get_all(XFF).iter().count(), 1);
         assert_eq!(h[XFF], "1.1.1.1:1, 2.2.2.2:2, [::1]:6000");
@@ -219,7 +231,16 @@ mod tests {
             ("host", "example.com"),
         ]);
         translate_request(&mut h, &client("10.0.0.1:1"), &tok());
-        for gone in ["connection", "keep-alive", "x-custom-hop", "te", "transfer-encoding", "upgrade", "proxy-connection", "trailer"] {
+        for gone in [
+            "connection",
+            "keep-alive",
+            "x-custom-hop",
+            "te",
+            "transfer-encoding",
+            "upgrade",
+            "proxy-connection",
+            "trailer",
+        ] {
             assert!(h.get(gone).is_none(), "{gone} was forwarded");
         }
         assert_eq!(h["x-end-to-end"], "kept");
@@ -237,8 +258,15 @@ mod tests {
             ("set-cookie", "b=2"),
         ]);
         translate_response(&mut h);
-        assert!(h.get("date").is_none() && h.get("connection").is_none() && h.get("transfer-encoding").is_none());
+        assert!(
+            h.get("date").is_none()
+                && h.get("connection").is_none()
+                && h.get("transfer-encoding").is_none()
+        );
         assert_eq!(h["server"], "Kestrel");
-        assert_eq!(h.get_all("set-cookie").iter().collect::<Vec<_>>(), vec!["a=1", "b=2"]);
+        assert_eq!(
+            h.get_all("set-cookie").iter().collect::<Vec<_>>(),
+            vec!["a=1", "b=2"]
+        );
     }
 }

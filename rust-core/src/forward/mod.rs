@@ -47,7 +47,11 @@ impl std::fmt::Display for ForwardError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ForwardError::Timeout(d) => {
-                write!(f, "the application did not respond within {} s (requestTimeout)", d.as_secs())
+                write!(
+                    f,
+                    "the application did not respond within {} s (requestTimeout)",
+                    d.as_secs()
+                )
             }
             ForwardError::Backend(s) => f.write_str(s),
         }
@@ -84,7 +88,8 @@ pub async fn forward(
     if uri.path_and_query.is_none() {
         uri.path_and_query = Some(PathAndQuery::from_static("/"));
     }
-    parts.uri = Uri::from_parts(uri).map_err(|e| ForwardError::Backend(format!("bad request target: {e}")))?;
+    parts.uri = Uri::from_parts(uri)
+        .map_err(|e| ForwardError::Backend(format!("bad request target: {e}")))?;
     // The backend connection is always HTTP/1.1 keep-alive, whatever the client spoke.
     parts.version = Version::HTTP_11;
     headers::translate_request(&mut parts.headers, peer, &backend.token_header);
@@ -92,7 +97,9 @@ pub async fn forward(
     let result = if timeout.is_zero() {
         sent.await
     } else {
-        tokio::time::timeout(timeout, sent).await.map_err(|_| ForwardError::Timeout(timeout))?
+        tokio::time::timeout(timeout, sent)
+            .await
+            .map_err(|_| ForwardError::Timeout(timeout))?
     };
     let resp = result.map_err(|e| ForwardError::Backend(describe(&e)))?;
     let (mut parts, body) = resp.into_parts();

@@ -42,11 +42,18 @@ pub fn html_escape(s: &str) -> String {
     out
 }
 
-fn page(status: u16, substatus: u16, content_type: &'static str, body: impl Into<Bytes>) -> Response<ResponseBody> {
+fn page(
+    status: u16,
+    substatus: u16,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<ResponseBody> {
     let mut r = Response::new(ResponseBody::full(body));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    r.extensions_mut().insert(EngineStatus { status, substatus });
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.extensions_mut()
+        .insert(EngineStatus { status, substatus });
     r
 }
 
@@ -73,7 +80,12 @@ fn html(title: &str, paragraphs: &[String], pre: Option<&str>) -> String {
 /// check; a plain 502 when disableStartUpErrorPage is set.
 pub fn startup_failure(cause: &str, output: &str, disable_page: bool) -> Response<ResponseBody> {
     if disable_page {
-        return page(502, 5, "text/html; charset=utf-8", html("502 Bad Gateway", &[], None));
+        return page(
+            502,
+            5,
+            "text/html; charset=utf-8",
+            html("502 Bad Gateway", &[], None),
+        );
     }
     let checks = [
         "processPath and arguments in web.config point to the app, and the app runs when started by hand from the site root",
@@ -83,21 +95,33 @@ pub fn startup_failure(cause: &str, output: &str, disable_page: bool) -> Respons
     let mut paras = vec![format!("<b>Cause:</b> {}", html_escape(cause))];
     paras.push(format!(
         "Check that:<ul>{}</ul>",
-        checks.iter().map(|c| format!("<li>{}</li>", html_escape(c))).collect::<String>()
+        checks
+            .iter()
+            .map(|c| format!("<li>{}</li>", html_escape(c)))
+            .collect::<String>()
     ));
     let pre = (!output.is_empty()).then_some(output);
     page(
         502,
         5,
         "text/html; charset=utf-8",
-        html("HTTP Error 502.5 - ANCM Out-Of-Process Startup Failure", &paras, pre),
+        html(
+            "HTTP Error 502.5 - ANCM Out-Of-Process Startup Failure",
+            &paras,
+            pre,
+        ),
     )
 }
 
 /// 502 without a page: a configuration the request cannot be forwarded with (e.g. a bad
 /// `ASPNETCORE_PORT`), named in the log rather than to the client.
 pub fn plain_bad_gateway() -> Response<ResponseBody> {
-    page(502, 0, "text/html; charset=utf-8", html("502 Bad Gateway", &[], None))
+    page(
+        502,
+        0,
+        "text/html; charset=utf-8",
+        html("502 Bad Gateway", &[], None),
+    )
 }
 
 /// 502.3: forwarding failed before the response head was sent.
@@ -108,7 +132,10 @@ pub fn forward_failure(cause: &str) -> Response<ResponseBody> {
         "text/html; charset=utf-8",
         html(
             "HTTP Error 502.3 - Bad Gateway",
-            &[format!("The application did not answer this request: {}", html_escape(cause))],
+            &[format!(
+                "The application did not answer this request: {}",
+                html_escape(cause)
+            )],
             None,
         ),
     )
@@ -125,7 +152,11 @@ pub fn shutting_down() -> Response<ResponseBody> {
         503,
         0,
         "text/html; charset=utf-8",
-        html("503 Service Unavailable", &["The application is shutting down.".to_owned()], None),
+        html(
+            "503 Service Unavailable",
+            &["The application is shutting down.".to_owned()],
+            None,
+        ),
     )
 }
 
@@ -156,9 +187,19 @@ mod tests {
 
     #[test]
     fn startup_failure_escapes_everything_from_the_child() {
-        let r = startup_failure("process 7 exited with code 1", "<script>alert(1)</script> & \"x\"", false);
+        let r = startup_failure(
+            "process 7 exited with code 1",
+            "<script>alert(1)</script> & \"x\"",
+            false,
+        );
         assert_eq!(r.status(), 502);
-        assert_eq!(r.extensions().get::<EngineStatus>(), Some(&EngineStatus { status: 502, substatus: 5 }));
+        assert_eq!(
+            r.extensions().get::<EngineStatus>(),
+            Some(&EngineStatus {
+                status: 502,
+                substatus: 5
+            })
+        );
         let b = body(r);
         assert!(b.contains("ANCM Out-Of-Process Startup Failure"));
         assert!(b.contains("exited with code 1"));
@@ -174,7 +215,21 @@ mod tests {
 
     #[test]
     fn substatus_display() {
-        assert_eq!(EngineStatus { status: 502, substatus: 3 }.to_string(), "502.3");
-        assert_eq!(EngineStatus { status: 503, substatus: 0 }.to_string(), "503");
+        assert_eq!(
+            EngineStatus {
+                status: 502,
+                substatus: 3
+            }
+            .to_string(),
+            "502.3"
+        );
+        assert_eq!(
+            EngineStatus {
+                status: 503,
+                substatus: 0
+            }
+            .to_string(),
+            "503"
+        );
     }
 }

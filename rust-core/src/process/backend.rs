@@ -32,8 +32,9 @@ pub struct Backend {
 impl Backend {
     /// Wraps a ready process. Fails only if the token cannot be a header value.
     pub fn new(child: Arc<Child>, port: u16, token: Token) -> Result<Backend, String> {
-        let mut token_header = HeaderValue::from_str(token.expose())
-            .map_err(|_| "ASPNETCORE_TOKEN: must be visible ASCII to be sent as a header".to_owned())?;
+        let mut token_header = HeaderValue::from_str(token.expose()).map_err(|_| {
+            "ASPNETCORE_TOKEN: must be visible ASCII to be sent as a header".to_owned()
+        })?;
         token_header.set_sensitive(true);
         let authority = Authority::try_from(format!("127.0.0.1:{port}"))
             .map_err(|e| format!("cannot form the backend address: {e}"))?;

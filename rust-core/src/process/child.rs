@@ -42,7 +42,10 @@ pub struct Child {
 #[derive(Debug, Clone)]
 pub enum OutputSink {
     /// The stdout log file with this path prefix (relative to the site root).
-    LogFile { prefix: String, site_root: std::path::PathBuf },
+    LogFile {
+        prefix: String,
+        site_root: std::path::PathBuf,
+    },
     /// The host's log.
     HostLog,
 }
@@ -62,7 +65,8 @@ impl Child {
         let log = match sink {
             OutputSink::HostLog => None,
             OutputSink::LogFile { prefix, site_root } => {
-                let path = output::log_file_path(&prefix, &site_root, pid, std::time::SystemTime::now());
+                let path =
+                    output::log_file_path(&prefix, &site_root, pid, std::time::SystemTime::now());
                 match output::open_log(&path).await {
                     Ok(f) => Some(Arc::new(tokio::sync::Mutex::new(f))),
                     Err(e) => {
@@ -103,7 +107,10 @@ impl Child {
             };
             let info = match status {
                 Ok(s) => describe(s),
-                Err(e) => ExitInfo { code: None, description: format!("could not be waited for: {e}") },
+                Err(e) => ExitInfo {
+                    code: None,
+                    description: format!("could not be waited for: {e}"),
+                },
             };
             if let Some(c) = weak.upgrade() {
                 c.exited.store(true, Ordering::Release);
@@ -137,7 +144,10 @@ impl Child {
                 return info;
             }
             if rx.changed().await.is_err() {
-                return ExitInfo { code: None, description: "lost track of the process".into() };
+                return ExitInfo {
+                    code: None,
+                    description: "lost track of the process".into(),
+                };
             }
         }
     }
@@ -160,14 +170,23 @@ impl Child {
 
 fn describe(status: std::process::ExitStatus) -> ExitInfo {
     if let Some(code) = status.code() {
-        return ExitInfo { code: Some(code), description: format!("exited with code {code}") };
+        return ExitInfo {
+            code: Some(code),
+            description: format!("exited with code {code}"),
+        };
     }
     #[cfg(unix)]
     {
         use std::os::unix::process::ExitStatusExt;
         if let Some(sig) = status.signal() {
-            return ExitInfo { code: None, description: format!("killed by signal {sig}") };
+            return ExitInfo {
+                code: None,
+                description: format!("killed by signal {sig}"),
+            };
         }
     }
-    ExitInfo { code: None, description: format!("ended: {status}") }
+    ExitInfo {
+        code: None,
+        description: format!("ended: {status}"),
+    }
 }

@@ -69,9 +69,9 @@ pub fn build(
     inherited: impl IntoIterator<Item = (OsString, OsString)>,
 ) -> LaunchSpec {
     let mut env: Vec<(OsString, OsString)> = inherited.into_iter().collect();
-    let prefer_inherited = env
-        .iter()
-        .any(|(k, v)| eq_name(k, "ANCM_PREFER_ENVIRONMENT_VARIABLES") && v.eq_ignore_ascii_case("true"));
+    let prefer_inherited = env.iter().any(|(k, v)| {
+        eq_name(k, "ANCM_PREFER_ENVIRONMENT_VARIABLES") && v.eq_ignore_ascii_case("true")
+    });
     let inherited_hosting = lookup(&env, HOSTING_STARTUP).map(|v| v.to_string_lossy().into_owned());
     for (name, value) in &config.environment_variables {
         if prefer_inherited && lookup(&env, name).is_some() {
@@ -92,9 +92,16 @@ pub fn build(
     set(
         &mut env,
         "ASPNETCORE_IIS_WEBSOCKETS_SUPPORTED",
-        if host.websockets_supported { "true" } else { "false" },
+        if host.websockets_supported {
+            "true"
+        } else {
+            "false"
+        },
     );
-    if config.environment_variable("ASPNETCORE_ANCM_HTTPS_PORT").is_none() {
+    if config
+        .environment_variable("ASPNETCORE_ANCM_HTTPS_PORT")
+        .is_none()
+    {
         if let Some(p) = host.https_port {
             set(&mut env, "ASPNETCORE_ANCM_HTTPS_PORT", &p.to_string());
         }
@@ -166,7 +173,8 @@ mod tests {
     fn config(xml_env: &[(&str, &str)], dialect: Dialect) -> Config {
         let mut b = ConfigBuilder::new("web.config", dialect);
         b.set("processPath", "python3").unwrap();
-        b.set("arguments", "app.py \"a b\" --port %HTTP_PLATFORM_PORT%").unwrap();
+        b.set("arguments", "app.py \"a b\" --port %HTTP_PLATFORM_PORT%")
+            .unwrap();
         for (k, v) in xml_env {
             b.add_environment_variable(k, v).unwrap();
         }
@@ -179,7 +187,10 @@ mod tests {
 
     #[test]
     fn child_environment_as_ancm_builds_it() {
-        let cfg = config(&[("FOO", "from-config"), ("ASPNETCORE_PORT", "999")], Dialect::AspNetCore);
+        let cfg = config(
+            &[("FOO", "from-config"), ("ASPNETCORE_PORT", "999")],
+            Dialect::AspNetCore,
+        );
         let host = HostInfo::new("/srv/app");
         let tok = Token::configured("tkn");
         let inherited = vec![
@@ -195,7 +206,10 @@ mod tests {
         assert_eq!(get(&spec, "ASPNETCORE_APPL_PATH"), Some("/"));
         assert_eq!(get(&spec, "ASPNETCORE_IIS_HTTPAUTH"), Some("anonymous;"));
         assert_eq!(get(&spec, "ASPNETCORE_IIS_PHYSICAL_PATH"), Some("/srv/app"));
-        assert_eq!(get(&spec, HOSTING_STARTUP), Some("Other;Microsoft.AspNetCore.Server.IISIntegration"));
+        assert_eq!(
+            get(&spec, HOSTING_STARTUP),
+            Some("Other;Microsoft.AspNetCore.Server.IISIntegration")
+        );
         assert_eq!(get(&spec, "HTTP_PLATFORM_PORT"), None);
         assert_eq!(spec.cwd, Path::new("/srv/app"));
         #[cfg(unix)]
@@ -212,14 +226,26 @@ mod tests {
             ("FOO".into(), "inherited".into()),
             ("ANCM_PREFER_ENVIRONMENT_VARIABLES".into(), "true".into()),
         ];
-        let spec = build(&cfg, &HostInfo::new("/x"), 2000, &Token::configured("t"), inherited);
+        let spec = build(
+            &cfg,
+            &HostInfo::new("/x"),
+            2000,
+            &Token::configured("t"),
+            inherited,
+        );
         assert_eq!(get(&spec, "FOO"), Some("inherited"));
     }
 
     #[test]
     fn http_platform_port_is_substituted() {
         let cfg = config(&[], Dialect::HttpPlatform);
-        let spec = build(&cfg, &HostInfo::new("/x"), 23456, &Token::configured("t"), vec![]);
+        let spec = build(
+            &cfg,
+            &HostInfo::new("/x"),
+            23456,
+            &Token::configured("t"),
+            vec![],
+        );
         assert_eq!(get(&spec, "HTTP_PLATFORM_PORT"), Some("23456"));
         #[cfg(unix)]
         match &spec.args {
@@ -235,7 +261,10 @@ mod tests {
         std::fs::write(dir.join("bin").join("app"), b"").unwrap();
         assert_eq!(resolve_program(r".\bin\app", &dir), dir.join("./bin/app"));
         assert_eq!(resolve_program("python3", &dir), PathBuf::from("python3"));
-        assert_eq!(resolve_program("/usr/bin/env", &dir), PathBuf::from("/usr/bin/env"));
+        assert_eq!(
+            resolve_program("/usr/bin/env", &dir),
+            PathBuf::from("/usr/bin/env")
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -26,7 +26,9 @@ impl Captured {
     }
 
     fn push(&self, bytes: &[u8]) {
-        let Ok(mut guard) = self.text.lock() else { return };
+        let Ok(mut guard) = self.text.lock() else {
+            return;
+        };
         let (text, count) = &mut *guard;
         if *count >= CAPTURE_LIMIT_CHARS {
             return;
@@ -51,7 +53,10 @@ pub fn log_file_path(prefix: &str, site_root: &Path, pid: u32, now: SystemTime) 
 
 /// `yyyyMMddHHmmss` in UTC, without a date crate: the civil-from-days conversion is a few lines.
 fn utc_stamp(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let z = days as i64 + 719_468;
     let era = z.div_euclid(146_097);
@@ -149,7 +154,10 @@ mod tests {
     #[test]
     fn log_path_has_prefix_stamp_and_pid() {
         let p = log_file_path(r".\logs\stdout", Path::new("/srv/app"), 42, UNIX_EPOCH);
-        assert_eq!(p, PathBuf::from("/srv/app/./logs/stdout_19700101000000_42.log"));
+        assert_eq!(
+            p,
+            PathBuf::from("/srv/app/./logs/stdout_19700101000000_42.log")
+        );
     }
 
     #[test]

@@ -29,7 +29,12 @@ pub enum Stopped {
 
 /// Stops `backend` within `limit`: the shutdown POST to `<app_path>/iisintegration`, the
 /// interrupt if the POST was not accepted, and a kill once `limit` has passed.
-pub async fn stop(backend: &Backend, app_path: &str, limit: Duration, client: &reqwest::Client) -> Stopped {
+pub async fn stop(
+    backend: &Backend,
+    app_path: &str,
+    limit: Duration,
+    client: &reqwest::Client,
+) -> Stopped {
     let child = &backend.child;
     if child.has_exited() {
         return Stopped::AlreadyExited;
@@ -56,7 +61,10 @@ pub async fn stop(backend: &Backend, app_path: &str, limit: Duration, client: &r
                 true
             }
             Ok(r) => {
-                log::info!("process {pid} answered the shutdown event with {}; interrupting it", r.status());
+                log::info!(
+                    "process {pid} answered the shutdown event with {}; interrupting it",
+                    r.status()
+                );
                 false
             }
             Err(e) => {
@@ -71,7 +79,10 @@ pub async fn stop(backend: &Backend, app_path: &str, limit: Duration, client: &r
     if tokio::time::timeout(limit, child.wait()).await.is_ok() {
         return Stopped::Gracefully;
     }
-    log::warn!("failed to gracefully shut down process {pid} within {} s; killing it", limit.as_secs());
+    log::warn!(
+        "failed to gracefully shut down process {pid} within {} s; killing it",
+        limit.as_secs()
+    );
     child.kill();
     let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
     Stopped::Killed

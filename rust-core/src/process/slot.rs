@@ -32,7 +32,10 @@ pub struct Slot {
 
 impl Default for Slot {
     fn default() -> Self {
-        Slot { current: ArcSwapOption::empty(), state: Mutex::new(State::Idle) }
+        Slot {
+            current: ArcSwapOption::empty(),
+            state: Mutex::new(State::Idle),
+        }
     }
 }
 

@@ -90,7 +90,8 @@ mod imp {
                     }
                     #[cfg(target_os = "linux")]
                     {
-                        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0
+                        {
                             return Err(io::Error::last_os_error());
                         }
                         // The host may have died between fork and prctl.

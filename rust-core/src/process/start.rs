@@ -46,13 +46,21 @@ pub async fn start(
         Some(v) => match port::parse_configured(v) {
             Ok(p) => Some(p),
             Err(rule) => {
-                return Err(StartFailure { cause: rule, output: String::new(), plain_502: true })
+                return Err(StartFailure {
+                    cause: rule,
+                    output: String::new(),
+                    plain_502: true,
+                })
             }
         },
         None => None,
     };
     let attempts = config.startup_attempts.max(1);
-    let mut last = StartFailure { cause: String::new(), output: String::new(), plain_502: false };
+    let mut last = StartFailure {
+        cause: String::new(),
+        output: String::new(),
+        plain_502: false,
+    };
     for attempt in 1..=attempts {
         let port = match configured_port {
             Some(p) => p,
@@ -73,7 +81,10 @@ pub async fn start(
         let spec = launch::build(config, host, port, &token, std::env::vars_os());
         let program = spec.program.clone();
         let sink = if config.stdout_log_enabled {
-            OutputSink::LogFile { prefix: config.stdout_log_file.clone(), site_root: host.site_root.clone() }
+            OutputSink::LogFile {
+                prefix: config.stdout_log_file.clone(),
+                site_root: host.site_root.clone(),
+            }
         } else {
             OutputSink::HostLog
         };
@@ -111,7 +122,11 @@ pub async fn start(
                 log::warn!("start attempt {attempt}/{attempts} failed: {cause}");
                 child.kill();
                 let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
-                last = StartFailure { cause, output: child.output(), plain_502: false };
+                last = StartFailure {
+                    cause,
+                    output: child.output(),
+                    plain_502: false,
+                };
             }
         }
     }
@@ -134,7 +149,9 @@ async fn wait_ready(child: &Child, port: u16, limit: Duration) -> Result<(), Str
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
         let connect_budget = remaining.clamp(Duration::from_millis(50), Duration::from_secs(1));
-        if let Ok(Ok(_)) = tokio::time::timeout(connect_budget, tokio::net::TcpStream::connect(addr)).await {
+        if let Ok(Ok(_)) =
+            tokio::time::timeout(connect_budget, tokio::net::TcpStream::connect(addr)).await
+        {
             return Ok(());
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
