@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use tokio::runtime::Handle;
 
-use crate::config::{Config, HostingModel};
+use crate::config::Config;
 use crate::forward::{self, pages, BackendClient, ClientInfo, RequestBody, ResponseBody};
 use crate::host::HostInfo;
 use crate::process::{self, Backend, ExitHook, Slot, StartFailure, StartResult};
@@ -63,11 +63,8 @@ impl App {
     /// Creates the application on the runtime `rt` (processes are started lazily, by the first
     /// request). Must be called within or with a handle to a multi-threaded tokio runtime.
     pub fn new(config: Config, host: HostInfo, rt: Handle) -> App {
-        if config.hosting_model == HostingModel::InProcess {
-            log::warn!(
-                "{}: hostingModel=\"inprocess\" is served out of process by ancm-rs",
-                config.source
-            );
+        for w in config.warnings() {
+            log::warn!("{w}");
         }
         let n = config.processes_per_application.clamp(1, 100) as usize;
         let inner = Arc::new(Inner {

@@ -4,22 +4,8 @@ use std::net::{Ipv4Addr, TcpListener};
 
 /// The range ANCM draws random ports from.
 pub const RANDOM_RANGE: std::ops::RangeInclusive<u16> = 10000..=48000;
-/// The range a configured `ASPNETCORE_PORT` must fall in.
-pub const CONFIGURED_RANGE: std::ops::RangeInclusive<u16> = 1025..=48000;
 /// How many random draws before giving up (as ANCM).
 const DRAWS: usize = 10;
-
-/// Parses a configured `ASPNETCORE_PORT` value, with the rule it broke on failure.
-pub fn parse_configured(value: &str) -> Result<u16, String> {
-    match value.parse::<u16>() {
-        Ok(p) if CONFIGURED_RANGE.contains(&p) => Ok(p),
-        _ => Err(format!(
-            "ASPNETCORE_PORT = \"{value}\": must be an integer in {}–{}",
-            CONFIGURED_RANGE.start(),
-            CONFIGURED_RANGE.end()
-        )),
-    }
-}
 
 /// Draws a random port in [`RANDOM_RANGE`] that nothing listens on right now.
 ///
@@ -44,16 +30,6 @@ pub fn random_free_port() -> std::io::Result<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn configured_port_range() {
-        assert_eq!(parse_configured("1025"), Ok(1025));
-        assert_eq!(parse_configured("48000"), Ok(48000));
-        for bad in ["1024", "48001", "noninteger", "", "-1", "70000"] {
-            let e = parse_configured(bad).unwrap_err();
-            assert!(e.contains("1025–48000"), "{e}");
-        }
-    }
 
     #[test]
     fn random_port_is_in_range_and_free() {

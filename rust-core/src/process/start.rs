@@ -42,17 +42,15 @@ pub async fn start(
     rt: &Handle,
     on_exit: ExitHook,
 ) -> Result<Backend, StartFailure> {
-    let configured_port = match config.environment_variable("ASPNETCORE_PORT") {
-        Some(v) => match port::parse_configured(v) {
-            Ok(p) => Some(p),
-            Err(rule) => {
-                return Err(StartFailure {
-                    cause: rule,
-                    output: String::new(),
-                    plain_502: true,
-                })
-            }
-        },
+    let configured_port = match config.configured_port() {
+        Some(Ok(p)) => Some(p),
+        Some(Err(rule)) => {
+            return Err(StartFailure {
+                cause: rule,
+                output: String::new(),
+                plain_502: true,
+            })
+        }
         None => None,
     };
     let attempts = config.startup_attempts.max(1);

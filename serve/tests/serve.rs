@@ -1,0 +1,379 @@
+//! End-to-end tests of ancm-serve with real backend processes and real sockets.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+fn hello_site(name: &str, extra_attrs: &str, inner: &str) -> std::path::PathBuf {
+    let site = temp_site(name);
+    let app = repo().join("examples/hello/app.py");
+    let attrs = format!(
+        "processPath=\"python3\" arguments=\"{}\" {extra_attrs}",
+        app.display()
+    );
+    std::fs::write(site.join("web.config"), web_config(&attrs, inner)).unwrap();
+    site
+}
+
+fn header_values<'a>(json: &'a serde_json::Value, name: &str) -> Vec<&'a str> {
+    json["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h[0].as_str().unwrap().eq_ignore_ascii_case(name))
+        .map(|h| h[1].as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn first_request_starts_the_app_and_later_requests_reuse_it() {
+    let site = hello_site(
+        "basic",
+        "",
+        "<environmentVariables><environmentVariable name=\"HELLO_GREETING\" value=\"hi %HOME%\" /></environmentVariables>",
+    );
+    let serve = Serve::start(&site);
+    let r = serve.get("/json");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j = r.json();
+    let pid = j["pid"].as_u64().unwrap();
+    let env = &j["env"];
+    assert_eq!(env["ASPNETCORE_APPL_PATH"], "/");
+    assert_eq!(env["ASPNETCORE_IIS_HTTPAUTH"], "anonymous;");
+    assert_eq!(
+        env["ASPNETCORE_IIS_PHYSICAL_PATH"],
+        site.canonicalize().unwrap().display().to_string()
+    );
+    let port: u16 = env["ASPNETCORE_PORT"].as_str().unwrap().parse().unwrap();
+    assert!((10000..=48000).contains(&port));
+    let home = std::env::var("HOME").unwrap();
+    assert_eq!(env["HELLO_GREETING"], format!("hi {home}"));
+    // The app answers 400 on a wrong token, so 200 proves the right one arrived; exactly one.
+    assert_eq!(header_values(&j, "ms-aspnetcore-token").len(), 1);
+    for _ in 0..5 {
+        let again = serve.get("/json").json();
+        assert_eq!(
+            again["pid"].as_u64().unwrap(),
+            pid,
+            "a second process was started"
+        );
+    }
+    assert_eq!(serve.log().matches("started process").count(), 1);
+}
+
+#[test]
+fn twenty_concurrent_first_requests_start_exactly_one_process() {
+    let site = hello_site("concurrent", "", "");
+    let serve = std::sync::Arc::new(Serve::start(&site));
+    let threads: Vec<_> = (0..20)
+        .map(|_| {
+            let s = serve.clone();
+            std::thread::spawn(move || s.get("/json"))
+        })
+        .collect();
+    let pids: std::collections::HashSet<u64> = threads
+        .into_iter()
+        .map(|t| {
+            let r = t.join().unwrap();
+            assert_eq!(r.status, 200, "{}", r.text());
+            r.json()["pid"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(pids.len(), 1, "requests were served by {pids:?}");
+    assert_eq!(
+        serve.log().matches("started process").count(),
+        1,
+        "{}",
+        serve.log()
+    );
+}
+
+#[test]
+fn token_and_forwarded_headers_and_no_forged_ms_aspnetcore_headers() {
+    let site = temp_site("headers");
+    let attrs = format!(
+        "processPath=\"python3\" arguments=\"{}\"",
+        backend("env_dump.py")
+    );
+    std::fs::write(site.join("web.config"), web_config(&attrs, "")).unwrap();
+    let serve = Serve::start(&site);
+    let mut c = Conn::open(serve.addr);
+    let local = c.stream().local_addr().unwrap();
+    c.send(
+        "GET",
+        "/a%2Fb/../c?x=%3F&y=1",
+        &[
+            ("MS-ASPNETCORE-TOKEN", "forged"),
+            ("MS-ASPNETCORE-EVENT", "shutdown"),
+            ("X-Forwarded-For", "203.0.113.9:1234"),
+            ("Connection", "keep-alive, X-Hop"),
+            ("X-Hop", "must-not-pass"),
+            ("Keep-Alive", "timeout=5"),
+            ("X-Custom", "v1"),
+            ("X-Custom", "v2"),
+            ("Host", "example.test:8080"),
+        ],
+        b"",
+    );
+    let r = c.read_response(false);
+    assert_eq!(r.status, 200);
+    let j = r.json();
+    let token = j["env"]["ASPNETCORE_TOKEN"].as_str().unwrap();
+    assert_eq!(token.len(), 32);
+    assert_eq!(header_values(&j, "ms-aspnetcore-token"), vec![token]);
+    assert!(header_values(&j, "ms-aspnetcore-event").is_empty());
+    assert_eq!(
+        header_values(&j, "x-forwarded-for"),
+        vec![format!("203.0.113.9:1234, 127.0.0.1:{}", local.port()).as_str()]
+    );
+    assert_eq!(header_values(&j, "x-forwarded-proto"), vec!["http"]);
+    assert!(header_values(&j, "x-hop").is_empty());
+    assert!(header_values(&j, "keep-alive").is_empty());
+    assert!(header_values(&j, "connection").is_empty());
+    assert_eq!(header_values(&j, "x-custom"), vec!["v1", "v2"]);
+    assert_eq!(header_values(&j, "host"), vec!["example.test:8080"]);
+    assert_eq!(j["path"], "/a%2Fb/../c?x=%3F&y=1");
+    // The token is never logged.
+    assert!(!serve.log().contains(token));
+}
+
+#[test]
+fn fifty_mib_uploads_arrive_byte_exact() {
+    let site = hello_site("upload", "", "");
+    let serve = Serve::start(&site);
+    let data = pattern(50 << 20);
+    let want = sha256_hex(&data);
+    for chunked in [false, true] {
+        let headers: &[(&str, &str)] = if chunked {
+            &[("Transfer-Encoding", "chunked")]
+        } else {
+            &[]
+        };
+        let r = serve.request("POST", "/json", headers, &data);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let j = r.json();
+        assert_eq!(
+            j["body_len"].as_u64().unwrap(),
+            data.len() as u64,
+            "chunked={chunked}"
+        );
+        assert_eq!(j["body_sha256"], want.as_str(), "chunked={chunked}");
+    }
+    let r = serve.get("/bytes?n=20000000");
+    assert_eq!(r.body.len(), 20_000_000);
+    assert!(r
+        .body
+        .iter()
+        .enumerate()
+        .all(|(i, &b)| b == (i % 256) as u8));
+}
+
+#[test]
+fn streamed_chunks_reach_the_client_before_the_backend_finishes() {
+    let site = hello_site("stream", "", "");
+    let serve = Serve::start(&site);
+    let mut c = Conn::open(serve.addr);
+    // The backend waits 30 s between chunks; the first must arrive long before that.
+    c.stream()
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    c.send("GET", "/stream?n=2&delay=30", &[], b"");
+    let (status, _) = c.read_head();
+    assert_eq!(status, 200);
+    assert_eq!(c.read_chunk().unwrap(), b"chunk 0\n");
+}
+
+#[test]
+fn startup_failure_gives_the_502_5_page_with_the_output() {
+    let site = temp_site("startfail");
+    let attrs = format!(
+        "processPath=\"python3\" arguments=\"{} 7\" startupTimeLimit=\"10\"",
+        backend("crash_at_startup.py")
+    );
+    std::fs::write(site.join("web.config"), web_config(&attrs, "")).unwrap();
+    let serve = Serve::start(&site);
+    let r = serve.get("/");
+    assert_eq!(r.status, 502);
+    assert_eq!(r.header("x-ancm-status"), Some("502.5"));
+    let page = r.text();
+    assert!(page.contains("502.5"), "{page}");
+    assert!(page.contains("exited with code 7"), "{page}");
+    assert!(
+        page.contains("crash_at_startup"),
+        "the child's output is missing: {page}"
+    );
+    // Two attempts, as ANCM.
+    assert_eq!(
+        serve.log().matches("started process").count(),
+        2,
+        "{}",
+        serve.log()
+    );
+}
+
+#[test]
+fn missing_program_gives_502_5_naming_it_and_disabled_page_is_plain() {
+    let site = temp_site("notfound");
+    std::fs::write(
+        site.join("web.config"),
+        web_config("processPath=\"no-such-program-xyz\"", ""),
+    )
+    .unwrap();
+    let serve = Serve::start(&site);
+    let r = serve.get("/");
+    assert_eq!(r.status, 502);
+    assert!(r.text().contains("no-such-program-xyz"), "{}", r.text());
+    assert!(r.text().contains("was not found"), "{}", r.text());
+    drop(serve);
+
+    std::fs::write(
+        site.join("web.config"),
+        web_config(
+            "processPath=\"no-such-program-xyz\" disableStartUpErrorPage=\"true\"",
+            "",
+        ),
+    )
+    .unwrap();
+    let serve = Serve::start(&site);
+    let r = serve.get("/");
+    assert_eq!(r.status, 502);
+    assert!(!r.text().contains("no-such-program-xyz"));
+}
+
+#[test]
+fn invalid_aspnetcore_port_gives_plain_502() {
+    let site = hello_site(
+        "badport",
+        "",
+        "<environmentVariables><environmentVariable name=\"ASPNETCORE_PORT\" value=\"1024\" /></environmentVariables>",
+    );
+    let serve = Serve::start(&site);
+    let r = serve.get("/");
+    assert_eq!(r.status, 502);
+    assert_eq!(r.header("x-ancm-status"), Some("502"));
+    serve.wait_log("1025–48000", 5);
+}
+
+#[test]
+fn invalid_configs_exit_2_with_one_line_naming_the_rule() {
+    let site = temp_site("badconfig");
+    let run = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ancm-serve"))
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let cfg = site.join("web.config");
+    std::fs::write(
+        &cfg,
+        web_config("processPath=\"python3\" startupTimeLimit=\"9999\"", ""),
+    )
+    .unwrap();
+    let (code, err) = run(&[cfg.to_str().unwrap()]);
+    assert_eq!(code, Some(2));
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("aspNetCore/@startupTimeLimit = \"9999\": must be 0–3600 seconds"),
+        "{err}"
+    );
+
+    std::fs::write(
+        &cfg,
+        "<configuration><system.webServer></system.webServer></configuration>",
+    )
+    .unwrap();
+    let (code, err) = run(&[cfg.to_str().unwrap()]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("system.webServer/aspNetCore"), "{err}");
+
+    std::fs::write(&cfg, "<configuration><system.webServer>").unwrap();
+    let (code, _) = run(&[cfg.to_str().unwrap()]);
+    assert_eq!(code, Some(2));
+
+    let (code, err) = run(&[site.join("missing.config").to_str().unwrap()]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("missing.config"), "{err}");
+
+    let (code, _) = run(&["--listen", "not-an-address", cfg.to_str().unwrap()]);
+    assert_eq!(code, Some(2));
+    std::fs::write(&cfg, web_config("processPath=\"python3\"", "")).unwrap();
+    let (code, err) = run(&["--app-path", "sub", cfg.to_str().unwrap()]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--app-path"), "{err}");
+}
+
+#[test]
+fn sigterm_stops_the_app_gracefully_and_exits_0() {
+    let site = hello_site("sigterm", "", "");
+    let serve = Serve::start_args(&site, &["--app-path", "/sub"]);
+    let j = serve.get("/sub/json").json();
+    assert_eq!(j["env"]["ASPNETCORE_APPL_PATH"], "/sub");
+    let pid = j["pid"].as_u64().unwrap() as u32;
+    assert!(alive(pid));
+    let log = serve.log.clone();
+    assert_eq!(serve.stop(), 0);
+    assert!(wait_gone(pid, 10), "the backend outlived ancm-serve");
+    assert!(
+        log.lock().unwrap().contains("sent the shutdown event"),
+        "{}",
+        log.lock().unwrap()
+    );
+}
+
+#[test]
+fn backend_dies_with_the_host_even_on_sigkill() {
+    let site = hello_site("sigkill", "", "");
+    let serve = Serve::start(&site);
+    let pid = serve.get("/pid").text().parse::<u32>().unwrap();
+    signal(serve.child.id(), "KILL");
+    assert!(
+        wait_gone(pid, 10),
+        "the backend outlived a SIGKILLed ancm-serve"
+    );
+}
+
+#[test]
+fn app_offline_htm_answers_503_with_its_bytes_then_the_app_comes_back() {
+    let site = hello_site("offline", "", "");
+    let serve = Serve::start(&site);
+    let pid = serve.get("/pid").text().parse::<u32>().unwrap();
+    std::fs::write(site.join("app_offline.htm"), "<p>down for maintenance</p>").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let r = serve.get("/pid");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("content-type"), Some("text/html"));
+    assert_eq!(r.text(), "<p>down for maintenance</p>");
+    assert!(
+        wait_gone(pid, 15),
+        "the app was not stopped when app_offline.htm appeared"
+    );
+    std::fs::remove_file(site.join("app_offline.htm")).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let r = serve.get("/pid");
+    assert_eq!(r.status, 200);
+    assert_ne!(r.text().parse::<u32>().unwrap(), pid);
+}
+
+#[test]
+fn a_crashed_backend_is_restarted_by_the_next_request() {
+    let site = temp_site("crash");
+    let attrs = format!(
+        "processPath=\"python3\" arguments=\"{}\"",
+        backend("crash_on_request.py")
+    );
+    std::fs::write(site.join("web.config"), web_config(&attrs, "")).unwrap();
+    let serve = Serve::start(&site);
+    let pid1 = serve.get("/pid").text().parse::<u32>().unwrap();
+    let r = serve.get("/crash");
+    assert_eq!(r.status, 502);
+    assert_eq!(r.header("x-ancm-status"), Some("502.3"));
+    assert!(wait_gone(pid1, 10));
+    serve.wait_log(&format!("process {pid1} exited with code 3"), 5);
+    let pid2 = serve.get("/pid").text().parse::<u32>().unwrap();
+    assert_ne!(pid1, pid2);
+}
