@@ -109,6 +109,9 @@ impl App {
         client: &ClientInfo,
     ) -> Response<ResponseBody> {
         let inner = &self.inner;
+        if let Err(rule) = forward::framing::check(req.headers()) {
+            return pages::bad_request(rule);
+        }
         if inner.shutting_down.load(Ordering::Acquire) {
             return pages::shutting_down();
         }
@@ -125,7 +128,14 @@ impl App {
             Ok(r) => r,
             Err(e) => {
                 log::warn!("request to process {} failed: {e}", backend.child.pid());
-                pages::forward_failure(&e.to_string())
+                let mut page = pages::forward_failure(&e.to_string());
+                if e.closes_connection() {
+                    page.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                }
+                page
             }
         }
     }

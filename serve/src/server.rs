@@ -3,6 +3,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use ancm_core::forward::upgrade::{is_upgrade_request, tunnel, BackendUpgrade};
 use ancm_core::{App, ClientInfo, EngineStatus, RequestBody, ResponseBody};
 use http::{HeaderName, HeaderValue, Request, Response};
 use hyper::body::Incoming;
@@ -39,7 +40,8 @@ pub async fn accept_loop(listener: TcpListener, app: App) {
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service);
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
             if let Err(e) = conn.await {
                 log::debug!("connection from {peer}: {e}");
             }
@@ -47,8 +49,27 @@ pub async fn accept_loop(listener: TcpListener, app: App) {
     }
 }
 
-async fn serve(app: &App, client: &ClientInfo, req: Request<Incoming>) -> Response<ResponseBody> {
+async fn serve(
+    app: &App,
+    client: &ClientInfo,
+    mut req: Request<Incoming>,
+) -> Response<ResponseBody> {
+    let client_upgrade = is_upgrade_request(&req).then(|| hyper::upgrade::on(&mut req));
     let mut resp = app.handle(req.map(RequestBody::from), client).await;
+    if let (Some(client_side), Some(backend_side)) = (
+        client_upgrade,
+        resp.extensions_mut().remove::<BackendUpgrade>(),
+    ) {
+        tokio::spawn(async move {
+            let result = match client_side.await {
+                Ok(io) => tunnel(TokioIo::new(io), backend_side).await,
+                Err(e) => Err(std::io::Error::other(e)),
+            };
+            if let Err(e) = result {
+                log::debug!("upgraded connection ended: {e}");
+            }
+        });
+    }
     if let Some(s) = resp.extensions().get::<EngineStatus>().copied() {
         if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
             resp.headers_mut().insert(STATUS_HEADER, v);

@@ -377,3 +377,114 @@ fn a_crashed_backend_is_restarted_by_the_next_request() {
     let pid2 = serve.get("/pid").text().parse::<u32>().unwrap();
     assert_ne!(pid1, pid2);
 }
+
+fn ws_site(name: &str) -> std::path::PathBuf {
+    let site = temp_site(name);
+    let attrs = format!(
+        "processPath=\"python3\" arguments=\"{}\"",
+        backend("ws_echo.py")
+    );
+    std::fs::write(site.join("web.config"), web_config(&attrs, "")).unwrap();
+    site
+}
+
+#[test]
+fn websockets_are_tunnelled_with_echoes_large_frames_and_closes() {
+    let serve = Serve::start(&ws_site("ws"));
+    let out = std::process::Command::new("python3")
+        .arg(repo().join("tests/ws/ws_client.py"))
+        .arg(format!("ws://{}", serve.addr))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        serve.log()
+    );
+    assert!(text.contains("5 passed, 0 failed"), "{text}");
+}
+
+#[test]
+fn upgrade_is_refused_for_http10_and_requests_with_a_body() {
+    // env_dump answers anything with the headers it received: an ordinary request must arrive,
+    // without the Upgrade header.
+    let site = temp_site("ws-refused");
+    let attrs = format!(
+        "processPath=\"python3\" arguments=\"{}\"",
+        backend("env_dump.py")
+    );
+    std::fs::write(site.join("web.config"), web_config(&attrs, "")).unwrap();
+    let serve = Serve::start(&site);
+    let ws = "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    for raw in [
+        format!("POST /echo HTTP/1.1\r\nHost: t\r\n{ws}Content-Length: 4\r\n\r\nbody"),
+        format!("GET /echo HTTP/1.0\r\nHost: t\r\n{ws}\r\n"),
+    ] {
+        let mut c = Conn::open(serve.addr);
+        use std::io::Write;
+        c.stream().write_all(raw.as_bytes()).unwrap();
+        let r = c.read_response(false);
+        assert_eq!(r.status, 200, "{raw}: {}", r.text());
+        let names: Vec<String> = r.json()["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h[0].as_str().unwrap().to_lowercase())
+            .collect();
+        assert!(!names.contains(&"upgrade".to_owned()), "{raw}: {names:?}");
+        assert!(
+            !names.contains(&"connection".to_owned()),
+            "{raw}: {names:?}"
+        );
+    }
+}
+
+#[test]
+fn websocket_backend_killed_mid_stream_closes_the_client() {
+    let serve = Serve::start(&ws_site("ws-kill"));
+    let pid = {
+        // The plain route answers without an upgrade; its pid comes from the process list.
+        let r = serve.get("/");
+        assert_eq!(r.status, 200);
+        serve
+            .log()
+            .split("started process ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse::<u32>()
+            .unwrap()
+    };
+    let mut c = Conn::open(serve.addr);
+    c.send(
+        "GET",
+        "/echo",
+        &[
+            ("Connection", "Upgrade"),
+            ("Upgrade", "websocket"),
+            ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ],
+        b"",
+    );
+    let (status, headers) = c.read_head();
+    assert_eq!(status, 101);
+    assert!(headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("upgrade") && v.eq_ignore_ascii_case("websocket")));
+    signal(pid, "KILL");
+    c.stream()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    use std::io::Read;
+    let n = c
+        .reader
+        .read(&mut buf)
+        .expect("the client connection was not closed");
+    assert_eq!(n, 0, "expected EOF after the backend died");
+}

@@ -71,3 +71,26 @@ fn is_root() -> bool {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false)
 }
+
+/// Makes sure python3 can import each of `modules` (pairs of import name and PyPI package),
+/// installing the missing ones with pip.
+pub fn ensure_python_modules(modules: &[(&str, &str)]) -> Result {
+    for (module, package) in modules {
+        let present = Command::new("python3")
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if !present {
+            run(Command::new("python3").args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                package,
+            ]))?;
+        }
+    }
+    Ok(())
+}

@@ -1,12 +1,13 @@
 //! `cargo xtask test`: what CI runs. Installs the system packages the suites need, then runs
 //! every suite, stopping at the first failure.
 
-use crate::sh::{ensure_packages, root, run as sh_run, Result};
+use crate::sh::{ensure_packages, ensure_python_modules, root, run as sh_run, Result};
 use std::process::Command;
 
 /// Runs every test suite of the project.
 pub fn run(_args: &[String]) -> Result {
     ensure_packages(&[("python3", "python3"), ("curl", "curl")])?;
+    ensure_python_modules(&[("websockets", "websockets")])?;
     let root = root();
     sh_run(
         Command::new("cargo")

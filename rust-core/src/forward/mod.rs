@@ -2,19 +2,23 @@
 //! failures to responses.
 
 mod body;
+pub mod framing;
 pub mod headers;
 pub mod pages;
+pub mod upgrade;
 
 use std::time::Duration;
 
+use http::header;
 use http::uri::{PathAndQuery, Scheme};
-use http::{Request, Response, Uri, Version};
+use http::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 pub use body::{BackendBody, BodyError, BoxError, RequestBody, ResponseBody};
 pub use headers::ClientInfo;
+pub use upgrade::BackendUpgrade;
 
 use crate::process::InFlight;
 
@@ -31,8 +35,17 @@ pub fn new_client(connect_timeout: Duration) -> BackendClient {
     Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(90))
+        // ANCM's limit on a response head; a larger one is an invalid response (502.3).
+        .http1_max_buf_size(MAX_RESPONSE_HEAD)
+        .http1_max_headers(MAX_RESPONSE_HEADERS)
         .build(connector)
 }
+
+/// The largest response head accepted from a backend (ANCM's limit).
+pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// The most response header fields accepted (hyper's default of 100 is too few for apps that
+/// set many cookies; a 64 KiB head cannot hold many more than this of any real size).
+const MAX_RESPONSE_HEADERS: usize = 1024;
 
 /// Why a request could not be forwarded (before any of the response was sent).
 #[derive(Debug)]
@@ -41,6 +54,16 @@ pub enum ForwardError {
     Timeout(Duration),
     /// Connecting, sending or reading the head failed.
     Backend(String),
+    /// The backend's response cannot be forwarded unambiguously; the client connection should
+    /// be closed after the error page, as ANCM resets it.
+    InvalidResponse(String),
+}
+
+impl ForwardError {
+    /// Whether the client connection should be closed after the error response.
+    pub fn closes_connection(&self) -> bool {
+        matches!(self, ForwardError::InvalidResponse(_))
+    }
 }
 
 impl std::fmt::Display for ForwardError {
@@ -54,6 +77,9 @@ impl std::fmt::Display for ForwardError {
                 )
             }
             ForwardError::Backend(s) => f.write_str(s),
+            ForwardError::InvalidResponse(s) => {
+                write!(f, "the application sent an invalid response: {s}")
+            }
         }
     }
 }
@@ -72,7 +98,8 @@ fn describe(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// Forwards `req` to the backend held by `in_flight` and returns the backend's response head
-/// with its body still streaming. The request's path and query go out exactly as received.
+/// with its body still streaming. The request's path and query go out exactly as received. A
+/// 101 answer to a WebSocket upgrade carries a [`BackendUpgrade`] in its extensions.
 pub async fn forward(
     client: &BackendClient,
     in_flight: InFlight,
@@ -80,6 +107,9 @@ pub async fn forward(
     peer: &ClientInfo,
     timeout: Duration,
 ) -> Result<Response<ResponseBody>, ForwardError> {
+    let upgrade = upgrade::is_upgrade_request(&req)
+        .then(|| req.headers().get(header::UPGRADE).cloned())
+        .flatten();
     let (mut parts, body) = req.into_parts();
     let backend = in_flight.backend();
     let mut uri = std::mem::take(&mut parts.uri).into_parts();
@@ -93,6 +123,9 @@ pub async fn forward(
     // The backend connection is always HTTP/1.1 keep-alive, whatever the client spoke.
     parts.version = Version::HTTP_11;
     headers::translate_request(&mut parts.headers, peer, &backend.token_header);
+    if let Some(u) = &upgrade {
+        upgrade::restore_request_headers(&mut parts.headers, u.clone());
+    }
     let sent = client.request(Request::from_parts(parts, body));
     let result = if timeout.is_zero() {
         sent.await
@@ -101,7 +134,30 @@ pub async fn forward(
             .await
             .map_err(|_| ForwardError::Timeout(timeout))?
     };
-    let resp = result.map_err(|e| ForwardError::Backend(describe(&e)))?;
+    let mut resp = result.map_err(|e| {
+        let text = describe(&e);
+        if text.contains("parse") || text.contains("invalid") || text.contains("too large") {
+            ForwardError::InvalidResponse(text)
+        } else {
+            ForwardError::Backend(text)
+        }
+    })?;
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if upgrade.is_none() {
+            return Err(ForwardError::InvalidResponse(
+                "101 Switching Protocols to a request that asked for no upgrade".into(),
+            ));
+        }
+        let on = hyper::upgrade::on(&mut resp);
+        let (mut parts, _) = resp.into_parts();
+        let upgrade_value = parts.headers.get(header::UPGRADE).cloned();
+        headers::translate_response(&mut parts.headers);
+        upgrade::restore_response_headers(&mut parts.headers, upgrade_value);
+        parts.extensions.insert(BackendUpgrade::new(on));
+        return Ok(Response::from_parts(parts, ResponseBody::empty()));
+    }
+    framing::check(resp.headers())
+        .map_err(|rule| ForwardError::InvalidResponse(rule.to_owned()))?;
     let (mut parts, body) = resp.into_parts();
     headers::translate_response(&mut parts.headers);
     Ok(Response::from_parts(

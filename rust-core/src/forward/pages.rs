@@ -141,6 +141,20 @@ pub fn forward_failure(cause: &str) -> Response<ResponseBody> {
     )
 }
 
+/// 400: the request's framing is ambiguous (request smuggling shapes); it is never forwarded,
+/// and the connection is closed since its next request cannot be found reliably.
+pub fn bad_request(rule: &str) -> Response<ResponseBody> {
+    let mut r = page(
+        400,
+        0,
+        "text/html; charset=utf-8",
+        html("400 Bad Request", &[html_escape(rule)], None),
+    );
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
 /// 503 while app_offline.htm is present: its bytes, as text/html.
 pub fn app_offline(contents: Bytes) -> Response<ResponseBody> {
     page(503, 0, "text/html", contents)
