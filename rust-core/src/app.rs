@@ -127,6 +127,9 @@ impl App {
         match forward::forward(&inner.client, backend.begin_request(), req, client, timeout).await {
             Ok(r) => r,
             Err(e) => {
+                if let forward::ForwardError::BadRequestBody(_) = e {
+                    return pages::bad_request(&e.to_string());
+                }
                 log::warn!("request to process {} failed: {e}", backend.child.pid());
                 let mut page = pages::forward_failure(&e.to_string());
                 if e.closes_connection() {
@@ -193,10 +196,8 @@ impl Inner {
         &self.slots[best]
     }
 
-    fn start_future(
-        self: Arc<Self>,
-    ) -> impl std::future::Future<Output = StartResult> + Send + 'static {
-        async move {
+    async fn start_future(self: Arc<Self>) -> StartResult {
+        {
             if let Some(f) = self.rapid_fail_block() {
                 return Err(Arc::new(f));
             }

@@ -14,6 +14,15 @@ pub fn run(_args: &[String]) -> Result {
             .current_dir(&root)
             .args(["fmt", "--all", "--check"]),
     )?;
+    sh_run(Command::new("cargo").current_dir(&root).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     sh_run(
         Command::new("cargo")
             .current_dir(&root)

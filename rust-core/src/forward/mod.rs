@@ -35,8 +35,6 @@ pub fn new_client(connect_timeout: Duration) -> BackendClient {
     Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(90))
-        // ANCM's limit on a response head; a larger one is an invalid response (502.3).
-        .http1_max_buf_size(MAX_RESPONSE_HEAD)
         .http1_max_headers(MAX_RESPONSE_HEADERS)
         .build(connector)
 }
@@ -57,12 +55,18 @@ pub enum ForwardError {
     /// The backend's response cannot be forwarded unambiguously; the client connection should
     /// be closed after the error page, as ANCM resets it.
     InvalidResponse(String),
+    /// The client's request body was malformed (e.g. a bad chunk size): the client's fault,
+    /// answered 400, and the connection closed since its framing is lost.
+    BadRequestBody(String),
 }
 
 impl ForwardError {
     /// Whether the client connection should be closed after the error response.
     pub fn closes_connection(&self) -> bool {
-        matches!(self, ForwardError::InvalidResponse(_))
+        matches!(
+            self,
+            ForwardError::InvalidResponse(_) | ForwardError::BadRequestBody(_)
+        )
     }
 }
 
@@ -80,6 +84,7 @@ impl std::fmt::Display for ForwardError {
             ForwardError::InvalidResponse(s) => {
                 write!(f, "the application sent an invalid response: {s}")
             }
+            ForwardError::BadRequestBody(s) => write!(f, "the request body is malformed: {s}"),
         }
     }
 }
@@ -95,6 +100,29 @@ fn describe(e: &(dyn std::error::Error + 'static)) -> String {
         src = inner.source();
     }
     s
+}
+
+/// Sorts a client error by whose fault it is, from hyper's own error kinds.
+fn classify(e: hyper_util::client::legacy::Error) -> ForwardError {
+    let text = describe(&e);
+    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&e);
+    while let Some(inner) = src {
+        if let Some(h) = inner.downcast_ref::<hyper::Error>() {
+            if h.is_user() {
+                return ForwardError::BadRequestBody(text);
+            }
+            if h.is_parse() || h.is_parse_too_large() || h.is_parse_status() {
+                return ForwardError::InvalidResponse(text);
+            }
+        }
+        src = inner.source();
+    }
+    ForwardError::Backend(text)
+}
+
+/// The size of a response head as it came on the wire (name, ": ", value, CRLF per field).
+fn head_size(h: &http::HeaderMap) -> usize {
+    h.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum()
 }
 
 /// Forwards `req` to the backend held by `in_flight` and returns the backend's response head
@@ -134,14 +162,7 @@ pub async fn forward(
             .await
             .map_err(|_| ForwardError::Timeout(timeout))?
     };
-    let mut resp = result.map_err(|e| {
-        let text = describe(&e);
-        if text.contains("parse") || text.contains("invalid") || text.contains("too large") {
-            ForwardError::InvalidResponse(text)
-        } else {
-            ForwardError::Backend(text)
-        }
-    })?;
+    let mut resp = result.map_err(classify)?;
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         if upgrade.is_none() {
             return Err(ForwardError::InvalidResponse(
@@ -158,6 +179,12 @@ pub async fn forward(
     }
     framing::check(resp.headers())
         .map_err(|rule| ForwardError::InvalidResponse(rule.to_owned()))?;
+    if head_size(resp.headers()) > MAX_RESPONSE_HEAD {
+        return Err(ForwardError::InvalidResponse(format!(
+            "its response headers exceed {} KiB",
+            MAX_RESPONSE_HEAD / 1024
+        )));
+    }
     let (mut parts, body) = resp.into_parts();
     headers::translate_response(&mut parts.headers);
     Ok(Response::from_parts(

@@ -1,0 +1,271 @@
+//! Forwarding fidelity against a backend that sends exactly the bytes each case needs: request
+//! smuggling shapes refused, invalid responses mapped to 502.3, timeouts, exact forwarding.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+struct Raw {
+    serve: Serve,
+    dir: PathBuf,
+}
+
+impl Raw {
+    fn start(name: &str, attrs: &str) -> Raw {
+        let site = temp_site(name);
+        let dir = site.join("raw");
+        std::fs::create_dir_all(&dir).unwrap();
+        let attrs = format!(
+            "processPath=\"python3\" arguments=\"{}\" {attrs}",
+            backend("raw.py")
+        );
+        let env = format!(
+            "<environmentVariables><environmentVariable name=\"RAW_DIR\" value=\"{}\" /></environmentVariables>",
+            dir.display()
+        );
+        std::fs::write(site.join("web.config"), web_config(&attrs, &env)).unwrap();
+        let serve = Serve::start(&site);
+        // Start the backend so cases do not measure the start.
+        assert_eq!(serve.get("/").status, 200);
+        Raw { serve, dir }
+    }
+
+    fn case(&self, name: &str, response: &[u8], close: bool) {
+        std::fs::write(self.dir.join(format!("{name}.bin")), response).unwrap();
+        if close {
+            std::fs::write(self.dir.join(format!("{name}.close")), b"").unwrap();
+        }
+    }
+
+    fn received(&self) -> Vec<String> {
+        read_lines(&self.dir.join("received.log"))
+    }
+
+    /// Sends raw bytes on a fresh connection and reads one response.
+    fn raw(&self, bytes: &[u8]) -> Response {
+        let mut c = Conn::open(self.serve.addr);
+        c.stream().write_all(bytes).unwrap();
+        c.read_response(false)
+    }
+
+    fn assert_healthy(&self) {
+        let r = self.serve.get("/after");
+        assert_eq!(
+            r.status, 200,
+            "the next request on a fresh connection failed"
+        );
+        assert_eq!(r.text(), "ok");
+    }
+}
+
+fn read_lines(p: &Path) -> Vec<String> {
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn request_smuggling_shapes_are_refused_and_never_forwarded() {
+    let raw = Raw::start("smuggle", "");
+    let before = raw.received().len();
+    let cases: &[(&str, &[u8])] = &[
+        ("differing CL", b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"),
+        ("CL list", b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 5, 6\r\n\r\nhello!"),
+        ("chunked not last", b"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n"),
+        ("TE without chunked", b"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\nabc"),
+        ("chunked twice", b"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+        ("obs-fold", b"GET /x HTTP/1.1\r\nHost: t\r\nX-A: a\r\n b\r\n\r\n"),
+        ("NUL in value", b"GET /x HTTP/1.1\r\nHost: t\r\nX-A: a\0b\r\n\r\n"),
+        ("CR in value", b"GET /x HTTP/1.1\r\nHost: t\r\nX-A: a\rb\r\n\r\n"),
+        ("space before colon", b"GET /x HTTP/1.1\r\nHost: t\r\nX-A : b\r\n\r\n"),
+        ("bad chunk size", b"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n"),
+    ];
+    let mut wrong = Vec::new();
+    for (name, bytes) in cases {
+        let r = raw.raw(bytes);
+        if r.status != 400 {
+            wrong.push(format!("{name}: {}", r.status));
+        }
+        raw.assert_healthy();
+    }
+    assert!(wrong.is_empty(), "not refused: {wrong:?}");
+    let got = raw.received();
+    // Only the health checks reached the backend: exactly one backend request per client request.
+    let forwarded: Vec<&String> = got[before..]
+        .iter()
+        .filter(|l| !l.ends_with("/after"))
+        .collect();
+    assert!(
+        forwarded.is_empty(),
+        "smuggled requests reached the backend: {forwarded:?}"
+    );
+    assert_eq!(got[before..].len(), cases.len());
+}
+
+/// hyper's server parser resolves Content-Length + Transfer-Encoding itself before the engine
+/// sees the request (RFC 9112 §6.3: the chunked framing wins, Content-Length is removed, and the
+/// connection is closed after the response). So through ancm-serve such a request is forwarded
+/// once, unambiguously chunked, and nothing that followed it on the connection is read.
+#[test]
+fn content_length_with_transfer_encoding_is_forwarded_once_as_chunked_and_the_connection_closed() {
+    let raw = Raw::start("clte", "");
+    for (name, bytes) in [
+        ("CL+TE", &b"POST /clte HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n"[..]),
+        ("TE+CL", &b"POST /clte HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n"[..]),
+    ] {
+        let mut c = Conn::open(raw.serve.addr);
+        c.stream().write_all(bytes).unwrap();
+        let r = c.read_response(false);
+        assert!(r.status == 200 || r.status == 400, "{name}: {}", r.status);
+        let mut rest = Vec::new();
+        let _ = c.reader.read_to_end(&mut rest);
+        assert!(rest.is_empty(), "{name}: a second response came on the connection");
+    }
+    let got = raw.received();
+    assert!(!got.iter().any(|l| l.contains("smuggled")), "{got:?}");
+    assert!(
+        got.iter().filter(|l| l.contains("/clte")).count() <= 2,
+        "{got:?}"
+    );
+}
+
+#[test]
+fn invalid_backend_responses_give_502_3_before_the_head() {
+    let raw = Raw::start("badresp", "");
+    let big = format!(
+        "HTTP/1.1 200 OK\r\nX-Big: {}\r\nContent-Length: 2\r\n\r\nok",
+        "a".repeat(70 * 1024)
+    );
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("bad status line", b"HTTP/1.1 abc OK\r\nContent-Length: 2\r\n\r\nok".to_vec()),
+        ("not http", b"hello there\r\n\r\n".to_vec()),
+        ("CL+TE", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec()),
+        ("differing CL", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok".to_vec()),
+        ("head over 64 KiB", big.into_bytes()),
+        ("closed before answering", Vec::new()),
+        ("101 without upgrade", b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n".to_vec()),
+    ];
+    for (i, (name, bytes)) in cases.iter().enumerate() {
+        let case = format!("bad{i}");
+        raw.case(&case, bytes, true);
+        let r = raw.serve.get(&format!("/raw/{case}"));
+        assert_eq!(r.status, 502, "{name}: {}", r.text());
+        assert_eq!(r.header("x-ancm-status"), Some("502.3"), "{name}");
+        raw.assert_healthy();
+    }
+}
+
+#[test]
+fn a_body_shorter_than_its_content_length_aborts_the_client_connection() {
+    let raw = Raw::start("short", "");
+    raw.case(
+        "short",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly-this",
+        true,
+    );
+    let mut c = Conn::open(raw.serve.addr);
+    c.send("GET", "/raw/short", &[], b"");
+    let (status, headers) = c.read_head();
+    assert_eq!(status, 200);
+    assert!(headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("content-length") && v == "100"));
+    let mut got = Vec::new();
+    let _ = c.reader.read_to_end(&mut got);
+    assert!(
+        got.len() < 100,
+        "the client got a complete body from a truncated response"
+    );
+    raw.assert_healthy();
+}
+
+#[test]
+fn response_headers_pass_exactly() {
+    let raw = Raw::start("resphdrs", "");
+    raw.case(
+        "cookies",
+        b"HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nX-Obs: caf\xe9\r\nServer: raw-backend\r\nDate: Mon, 01 Jan 2001 00:00:00 GMT\r\nX-Dup: 1\r\nX-Dup: 2\r\nContent-Length: 2\r\n\r\nok",
+        false,
+    );
+    let mut c = Conn::open(raw.serve.addr);
+    c.send("GET", "/raw/cookies", &[], b"");
+    // Read the head as bytes: obs-text is not UTF-8.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        c.reader.read_exact(&mut b).unwrap();
+        head.push(b[0]);
+    }
+    let text = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(
+        text.contains("set-cookie: a=1\r\nset-cookie: b=2\r\n"),
+        "{text}"
+    );
+    assert!(text.contains("x-dup: 1\r\nx-dup: 2\r\n"), "{text}");
+    assert!(
+        head.windows(4).any(|w| w == b"caf\xe9"),
+        "obs-text was altered"
+    );
+    assert!(text.contains("server: raw-backend"), "{text}");
+    assert!(
+        !text.contains("2001"),
+        "the backend's Date was forwarded: {text}"
+    );
+}
+
+#[test]
+fn request_timeout_gives_502_3_and_the_stalled_backend_is_released() {
+    let raw = Raw::start("stall", "requestTimeout=\"00:00:02\"");
+    let r = raw.serve.get("/stall");
+    assert_eq!(r.status, 502);
+    assert_eq!(r.header("x-ancm-status"), Some("502.3"));
+    assert!(r.text().contains("requestTimeout"), "{}", r.text());
+    raw.assert_healthy();
+}
+
+#[test]
+fn expect_100_continue_head_and_bodiless_statuses() {
+    let site = temp_site("expect");
+    let app = repo().join("examples/hello/app.py");
+    std::fs::write(
+        site.join("web.config"),
+        web_config(
+            &format!("processPath=\"python3\" arguments=\"{}\"", app.display()),
+            "",
+        ),
+    )
+    .unwrap();
+    let serve = Serve::start(&site);
+    let mut c = Conn::open(serve.addr);
+    c.stream()
+        .write_all(
+            b"POST /json HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+        )
+        .unwrap();
+    let (status, _) = c.read_head();
+    assert_eq!(status, 100, "no 100 Continue before the body was sent");
+    c.stream().write_all(b"hello").unwrap();
+    let r = c.read_response(false);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["body_len"], 5);
+
+    let r = serve.request("HEAD", "/bytes?n=100", &[], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-length"), Some("100"));
+    for code in ["204", "304"] {
+        let mut c = Conn::open(serve.addr);
+        c.send("GET", &format!("/status?code={code}"), &[], b"");
+        let r = c.read_response(false);
+        assert_eq!(r.status.to_string(), code);
+        assert!(r.body.is_empty());
+        // The connection is still in sync: a second request on it works.
+        c.send("GET", "/pid", &[], b"");
+        assert_eq!(c.read_response(false).status, 200);
+    }
+    let _ = Duration::ZERO;
+}
