@@ -143,6 +143,17 @@ impl App {
         }
     }
 
+    /// Starts the first process now instead of on the first request, and waits until it listens
+    /// (or failed to). Used to warm a replacement app before switching traffic to it.
+    pub async fn start(&self) -> Result<(), String> {
+        let inner = &self.inner;
+        inner.slots[0]
+            .acquire(|| Inner::start_future(inner.clone()))
+            .await
+            .map(|_| ())
+            .map_err(|f| f.cause.clone())
+    }
+
     /// Stops every process gracefully (shutdown event, interrupt, kill after
     /// shutdownTimeLimit); requests arriving meanwhile get 503. Returns when all have exited.
     pub async fn shutdown(&self) {

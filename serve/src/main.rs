@@ -2,13 +2,17 @@
 //! `aspNetCore` (or `httpPlatform`) section, listens on the given addresses and hands every
 //! request to the ancm-rs engine, which starts the app's process on the first request.
 
+mod reload;
 mod server;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use ancm_core::{App, Config, HostInfo};
+use arc_swap::ArcSwap;
 use clap::Parser;
 
 /// Serve a web.config-described app (ASP.NET Core Module settings) without IIS.
@@ -62,6 +66,7 @@ fn run(args: Args) -> Result<(), (u8, String)> {
     };
     let mut host = HostInfo::new(site_root);
     host.app_path = args.app_path;
+    let config_path = args.config;
 
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -70,7 +75,8 @@ fn run(args: Args) -> Result<(), (u8, String)> {
         .build()
         .map_err(|e| (1, format!("ancm-serve: cannot start the runtime: {e}")))?;
     rt.block_on(async move {
-        let app = App::new(config, host, tokio::runtime::Handle::current());
+        let app = App::new(config, host.clone(), tokio::runtime::Handle::current());
+        let current: reload::CurrentApp = Arc::new(ArcSwap::from_pointee(app));
         let mut listeners = Vec::new();
         for addr in &listen {
             let l = tokio::net::TcpListener::bind(addr)
@@ -80,11 +86,12 @@ fn run(args: Args) -> Result<(), (u8, String)> {
             listeners.push(l);
         }
         for l in listeners {
-            tokio::spawn(server::accept_loop(l, app.clone()));
+            tokio::spawn(server::accept_loop(l, current.clone()));
         }
+        tokio::spawn(reload::watch(config_path, host, current.clone()));
         wait_for_stop_signal().await;
         log::info!("stopping: shutting the application's processes down");
-        app.shutdown().await;
+        current.load_full().shutdown().await;
         Ok(())
     })
 }

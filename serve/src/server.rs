@@ -12,12 +12,14 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
+use crate::reload::CurrentApp;
+
 /// The header that carries IIS's status.substatus (e.g. `502.5`) on responses the engine
 /// made, since plain HTTP has no substatus.
 pub const STATUS_HEADER: HeaderName = HeaderName::from_static("x-ancm-status");
 
 /// Accepts connections forever, serving each on its own task.
-pub async fn accept_loop(listener: TcpListener, app: App) {
+pub async fn accept_loop(listener: TcpListener, app: CurrentApp) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
@@ -33,7 +35,8 @@ pub async fn accept_loop(listener: TcpListener, app: App) {
         let client = Arc::new(ClientInfo::http(peer));
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<Incoming>| {
-                let app = app.clone();
+                // The app of the moment: a configuration change swaps it between requests.
+                let app = app.load_full();
                 let client = client.clone();
                 async move { Ok::<_, Infallible>(serve(&app, &client, req).await) }
             });
