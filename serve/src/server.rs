@@ -43,6 +43,7 @@ pub async fn accept_loop(listener: TcpListener, app: CurrentApp) {
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .keep_alive(true)
+                .preserve_header_case(true)
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
             if let Err(e) = conn.await {

@@ -269,3 +269,99 @@ fn expect_100_continue_head_and_bodiless_statuses() {
     }
     let _ = Duration::ZERO;
 }
+
+#[test]
+fn client_disconnects_reach_the_backend_and_nothing_leaks() {
+    let raw = Raw::start("abort", "");
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", raw.serve.child.id()))
+            .unwrap()
+            .count()
+    };
+    // Warm up the pool, then take the baseline.
+    raw.assert_healthy();
+    let baseline = fds();
+    const N: usize = 200;
+    for i in 0..N {
+        let mut c = Conn::open(raw.serve.addr);
+        c.send("GET", &format!("/stall?{i}"), &[], b"");
+        // Wait until the backend has the request, then leave.
+        let needle = format!("GET /stall?{i}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !raw.received().iter().any(|l| *l == needle) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "request {i} never reached the backend"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        drop(c);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let closed = raw
+            .received()
+            .iter()
+            .filter(|l| l.starts_with("CLOSED /stall"))
+            .count();
+        if closed == N {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {closed} of {N} backend requests were cancelled"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    raw.assert_healthy();
+    let after = fds();
+    assert!(
+        after <= baseline + 4,
+        "file descriptors grew from {baseline} to {after}"
+    );
+}
+
+#[test]
+fn slow_uploads_do_not_hit_request_timeout_while_they_progress() {
+    let raw = Raw::start("slowup", "requestTimeout=\"00:00:01\"");
+    let mut c = Conn::open(raw.serve.addr);
+    c.stream()
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 30\r\n\r\n")
+        .unwrap();
+    // 3 s of upload in 10 pieces: longer than requestTimeout, but never idle for that long.
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(300));
+        c.stream().write_all(b"abc").unwrap();
+    }
+    let r = c.read_response(false);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "ok");
+}
+
+#[test]
+fn header_name_case_is_preserved() {
+    let site = temp_site("case");
+    let attrs = format!(
+        "processPath=\"python3\" arguments=\"{}\"",
+        backend("env_dump.py")
+    );
+    std::fs::write(site.join("web.config"), web_config(&attrs, "")).unwrap();
+    let serve = Serve::start(&site);
+    let r = serve.request(
+        "GET",
+        "/",
+        &[("X-CamelCase-Header", "v"), ("x-lower", "w")],
+        b"",
+    );
+    let names: Vec<String> = r.json()["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h[0].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        names.contains(&"X-CamelCase-Header".to_owned()),
+        "{names:?}"
+    );
+    assert!(names.contains(&"x-lower".to_owned()), "{names:?}");
+}

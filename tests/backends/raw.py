@@ -5,7 +5,8 @@ Listens on 127.0.0.1:ASPNETCORE_PORT. RAW_DIR (environment) is a folder shared w
   body was read (Content-Length or chunked), so a test can count what reached the backend;
 - GET/POST /raw/<name> answers with the bytes of RAW_DIR/<name>.bin, sent as they are, then closes the
   connection if RAW_DIR/<name>.close exists (else keeps it open for the next request);
-- /stall reads the request and never answers (the connection stays open until the client leaves);
+- /stall reads the request and never answers; when the proxy closes the connection it logs
+  "CLOSED <target>" (so a test sees that a client's disconnect reached the backend);
 - anything else: 200 with body "ok".
 No token check: this backend tests the proxy's handling of bad responses, not the pairing.
 """
@@ -75,6 +76,8 @@ def serve(conn):
             if path == "/stall":
                 while conn.recv(65536):
                     pass
+                with LOCK, open(os.path.join(DIR, "received.log"), "ab") as f:
+                    f.write(b"CLOSED " + target + b"\n")
                 return
             if path.startswith("/raw/"):
                 name = path[len("/raw/"):]

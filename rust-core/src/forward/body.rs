@@ -156,11 +156,18 @@ impl Body for ResponseBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             ResponseBody::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
-            ResponseBody::Backend(b) => {
+            ResponseBody::Backend(b) => loop {
                 match Pin::new(&mut b.inner).poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) if !frame.is_data() => {
+                        // Trailers are dropped, always: a client only gets them when it asked
+                        // (TE: trailers), which the proxy does not pass on, so forwarding them
+                        // would depend on who asked what. Consistent beats partial.
+                        b.armed = false;
+                        continue;
+                    }
                     Poll::Ready(r) => {
                         b.armed = false;
-                        Poll::Ready(r.map(|r| r.map_err(BodyError::Backend)))
+                        return Poll::Ready(r.map(|r| r.map_err(BodyError::Backend)));
                     }
                     Poll::Pending => {
                         let Some((dur, sleep)) = b.timeout.as_mut() else {
@@ -173,10 +180,10 @@ impl Body for ResponseBody {
                             b.armed = true;
                         }
                         ready!(sleep.as_mut().poll(cx));
-                        Poll::Ready(Some(Err(BodyError::Timeout(*dur))))
+                        return Poll::Ready(Some(Err(BodyError::Timeout(*dur))));
                     }
                 }
-            }
+            },
         }
     }
 

@@ -5,6 +5,7 @@ mod body;
 pub mod framing;
 pub mod headers;
 pub mod pages;
+mod progress;
 pub mod upgrade;
 
 use std::time::Duration;
@@ -18,13 +19,14 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 pub use body::{BackendBody, BodyError, BoxError, RequestBody, ResponseBody};
 pub use headers::ClientInfo;
+pub use progress::OutgoingBody;
 pub use upgrade::BackendUpgrade;
 
 use crate::process::InFlight;
 
 /// The hot-path client: hyper-util's pooled HTTP/1.1 client over loopback TCP (see
 /// docs/decisions.md for why not reqwest here).
-pub type BackendClient = Client<HttpConnector, RequestBody>;
+pub type BackendClient = Client<HttpConnector, OutgoingBody>;
 
 /// Builds the forwarding client. `connect_timeout` is requestTimeout (zero = none).
 pub fn new_client(connect_timeout: Duration) -> BackendClient {
@@ -36,6 +38,8 @@ pub fn new_client(connect_timeout: Duration) -> BackendClient {
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .http1_max_headers(MAX_RESPONSE_HEADERS)
+        // Header names go out in the case the client used (when the host's server recorded it).
+        .http1_preserve_header_case(true)
         .build(connector)
 }
 
@@ -154,13 +158,24 @@ pub async fn forward(
     if let Some(u) = &upgrade {
         upgrade::restore_request_headers(&mut parts.headers, u.clone());
     }
-    let sent = client.request(Request::from_parts(parts, body));
+    let (body, progress) = OutgoingBody::new(body);
+    let mut sent = std::pin::pin!(client.request(Request::from_parts(parts, body)));
     let result = if timeout.is_zero() {
         sent.await
     } else {
-        tokio::time::timeout(timeout, sent)
-            .await
-            .map_err(|_| ForwardError::Timeout(timeout))?
+        let mut deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, &mut sent).await {
+                Ok(r) => break r,
+                // Still uploading: the timeout counts from the upload's last progress.
+                Err(_) => match &progress {
+                    Some(p) if p.last() + timeout > tokio::time::Instant::now() => {
+                        deadline = p.last() + timeout;
+                    }
+                    _ => return Err(ForwardError::Timeout(timeout)),
+                },
+            }
+        }
     };
     let mut resp = result.map_err(classify)?;
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
