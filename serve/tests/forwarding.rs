@@ -288,7 +288,7 @@ fn client_disconnects_reach_the_backend_and_nothing_leaks() {
         // Wait until the backend has the request, then leave.
         let needle = format!("GET /stall?{i}");
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !raw.received().iter().any(|l| *l == needle) {
+        while !raw.received().contains(&needle) {
             assert!(
                 std::time::Instant::now() < deadline,
                 "request {i} never reached the backend"
