@@ -42,10 +42,29 @@ struct Inner {
     shutting_down: AtomicBool,
 }
 
-/// Exits counted in the current fixed window (ANCM's rule).
+/// Crashes (exits the engine did not ask for): counted in ANCM's fixed window, and as a run
+/// of consecutive short-lived crashes for the back-off between restarts.
 struct RapidFails {
     window_start: Instant,
     count: u32,
+    consecutive: u32,
+    last_exit: Option<Instant>,
+}
+
+/// A process that ran at least this long before crashing ends a crash loop.
+const CRASH_LOOP_RESET: Duration = Duration::from_secs(30);
+/// The first back-off and its cap: 0, 0.25, 0.5, 1, 2, 4, 8, 8, … seconds before the 1st, 2nd,
+/// 3rd, … restart of a crash loop.
+const BACKOFF_FIRST: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(8);
+
+/// How long to wait before restarting after `consecutive` crashes in a row.
+fn crash_backoff(consecutive: u32) -> Duration {
+    if consecutive < 2 {
+        return Duration::ZERO;
+    }
+    let factor = 1u32 << (consecutive - 2).min(16);
+    BACKOFF_FIRST.saturating_mul(factor).min(BACKOFF_MAX)
 }
 
 /// A snapshot of an app's state, for diagnostics.
@@ -78,6 +97,8 @@ impl App {
             rapid: Mutex::new(RapidFails {
                 window_start: Instant::now(),
                 count: 0,
+                consecutive: 0,
+                last_exit: None,
             }),
             offline: ArcSwapOption::new(
                 read_offline(&host.site_root.join(APP_OFFLINE)).map(Arc::new),
@@ -88,6 +109,9 @@ impl App {
             rt: rt.clone(),
         });
         rt.spawn(watch_offline(Arc::downgrade(&inner)));
+        if inner.config.extensions.recycles() {
+            rt.spawn(watch_recycle(Arc::downgrade(&inner)));
+        }
         App { inner }
     }
 
@@ -208,31 +232,88 @@ impl Inner {
     }
 
     async fn start_future(self: Arc<Self>) -> StartResult {
-        {
-            if let Some(f) = self.rapid_fail_block() {
-                return Err(Arc::new(f));
-            }
-            let weak = Arc::downgrade(&self);
-            let hook: ExitHook = Arc::new(move |pid, info| {
-                if let Some(inner) = weak.upgrade() {
-                    inner.on_exit(pid, info);
-                }
-            });
-            match process::start(&self.config, &self.host, &self.rt, hook).await {
-                Ok(b) => {
-                    log::info!("process {} is listening on port {}", b.child.pid(), b.port);
-                    Ok(Arc::new(b))
-                }
-                Err(f) => {
-                    log::error!(
-                        "{}: could not start the application: {}",
-                        self.config.source,
-                        f.cause
-                    );
-                    Err(Arc::new(f))
-                }
-            }
+        if let Some(f) = self.rapid_fail_block() {
+            return Err(Arc::new(f));
         }
+        if let Some((at, backoff, crashes)) = self.restart_not_before() {
+            log::info!(
+                "the application crashed {crashes} times in a row: restart back-off {} ms ({} ms left)",
+                backoff.as_millis(),
+                at.saturating_duration_since(Instant::now()).as_millis()
+            );
+            tokio::time::sleep_until(at.into()).await;
+        }
+        self.start_backend().await.map(Arc::new).map_err(Arc::new)
+    }
+
+    /// Starts one process with this app's settings; its exit is reported to `on_exit`.
+    async fn start_backend(self: &Arc<Self>) -> Result<Backend, StartFailure> {
+        let weak = Arc::downgrade(self);
+        let hook: ExitHook = Arc::new(move |pid, info| {
+            if let Some(inner) = weak.upgrade() {
+                inner.on_exit(pid, info);
+            }
+        });
+        let started = process::start(&self.config, &self.host, &self.rt, hook).await;
+        match &started {
+            Ok(b) => log::info!("process {} is listening on port {}", b.child.pid(), b.port),
+            Err(f) => log::error!(
+                "{}: could not start the application: {}",
+                self.config.source,
+                f.cause
+            ),
+        }
+        started
+    }
+
+    /// Replaces the backend of slot `idx` without a gap: the new process starts first, takes new
+    /// requests once it listens, and the old one drains and stops. If the new one cannot start,
+    /// the old one keeps serving.
+    async fn recycle(self: &Arc<Self>, idx: usize, old_pid: u32, reason: &str) {
+        log::info!("recycling process {old_pid}: {reason}");
+        match self.start_backend().await {
+            Ok(next) => {
+                if let Some(prev) = self.slots[idx].replace(Arc::new(next)) {
+                    process::stop(
+                        &prev,
+                        &self.host.app_path,
+                        self.config.shutdown_time_limit,
+                        &self.control,
+                    )
+                    .await;
+                }
+            }
+            Err(f) => log::error!(
+                "process {old_pid} keeps serving: its replacement did not start: {}",
+                f.cause
+            ),
+        }
+    }
+
+    /// Why the backend in a slot should be recycled now, if it should.
+    fn recycle_reason(&self, b: &Backend) -> Option<String> {
+        let ext = &self.config.extensions;
+        if let Some(n) = ext.recycle_after_requests.filter(|n| b.served() >= *n) {
+            return Some(format!(
+                "it served {} requests (recycleAfterRequests = {n})",
+                b.served()
+            ));
+        }
+        if let Some(age) = ext.recycle_after.filter(|a| b.child.age() >= *a) {
+            return Some(format!(
+                "it is older than recycleAfterMinutes = {}",
+                age.as_secs() / 60
+            ));
+        }
+        let limit = ext.recycle_above_memory_bytes?;
+        let rss = process::resident_bytes(b.child.pid())?;
+        (rss > limit).then(|| {
+            format!(
+                "it uses {} MiB, above recycleAboveMemoryMB = {}",
+                rss >> 20,
+                limit >> 20
+            )
+        })
     }
 
     fn rapid_fail_block(&self) -> Option<StartFailure> {
@@ -254,7 +335,7 @@ impl Inner {
     }
 
     fn on_exit(&self, pid: u32, info: &process::ExitInfo) {
-        if self.shutting_down.load(Ordering::Acquire) {
+        if info.requested || self.shutting_down.load(Ordering::Acquire) {
             log::info!("process {pid} {}", info.description);
             return;
         }
@@ -265,7 +346,22 @@ impl Inner {
                 rapid.count = 0;
             }
             rapid.count += 1;
+            rapid.consecutive = if info.lifetime >= CRASH_LOOP_RESET {
+                1
+            } else {
+                rapid.consecutive.saturating_add(1)
+            };
+            rapid.last_exit = Some(Instant::now());
         }
+    }
+
+    /// When the next start may happen, if a crash loop asks us to wait: (the time, the
+    /// back-off, the crashes in a row).
+    fn restart_not_before(&self) -> Option<(Instant, Duration, u32)> {
+        let rapid = self.rapid.lock().ok()?;
+        let wait = crash_backoff(rapid.consecutive);
+        let at = rapid.last_exit? + wait;
+        (!wait.is_zero() && at > Instant::now()).then_some((at, wait, rapid.consecutive))
     }
 
     fn start_failure_response(&self, f: &StartFailure) -> Response<ResponseBody> {
@@ -309,6 +405,46 @@ fn read_offline(path: &std::path::Path) -> Option<Bytes> {
     }
 }
 
+/// How often the recycle limits are checked.
+const RECYCLE_POLL: Duration = Duration::from_millis(250);
+
+fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Watches the recycle limits of every running process (handlerSettings of this project), and
+/// recycles one slot at a time, so that the others keep serving meanwhile.
+async fn watch_recycle(weak: Weak<Inner>) {
+    let trigger = weak.upgrade().and_then(|i| {
+        let f = i.config.extensions.recycle_trigger_file.as_deref()?;
+        Some(i.host.site_root.join(process::launch::native_path(f)))
+    });
+    let mut trigger_seen = trigger.as_deref().and_then(modified);
+    loop {
+        tokio::time::sleep(RECYCLE_POLL).await;
+        let Some(inner) = weak.upgrade() else { return };
+        if inner.shutting_down.load(Ordering::Acquire) {
+            return;
+        }
+        let trigger_now = trigger.as_deref().and_then(modified);
+        let triggered = trigger_now.is_some() && trigger_now != trigger_seen;
+        trigger_seen = trigger_now;
+        for idx in 0..inner.slots.len() {
+            let Some(b) = inner.slots[idx].running() else {
+                continue;
+            };
+            let reason = if triggered {
+                Some("recycleTriggerFile was touched".to_owned())
+            } else {
+                inner.recycle_reason(&b)
+            };
+            if let Some(reason) = reason {
+                inner.recycle(idx, b.child.pid(), &reason).await;
+            }
+        }
+    }
+}
+
 /// Watches for app_offline.htm: while present, its bytes are the answer; when it appears,
 /// the running processes are stopped gracefully.
 async fn watch_offline(weak: Weak<Inner>) {
@@ -347,5 +483,17 @@ async fn watch_offline(weak: Weak<Inner>) {
                 path.display()
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crash_backoff_schedule() {
+        let ms: Vec<u128> = (0..9).map(|n| crash_backoff(n).as_millis()).collect();
+        assert_eq!(ms, vec![0, 0, 250, 500, 1000, 2000, 4000, 8000, 8000]);
+        assert_eq!(crash_backoff(u32::MAX), BACKOFF_MAX);
     }
 }

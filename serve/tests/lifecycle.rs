@@ -231,3 +231,174 @@ fn several_processes_share_the_load_and_a_killed_one_is_avoided() {
     assert!(results.iter().all(|(s, _)| *s == 200), "{results:?}");
     assert!(!results.iter().any(|(_, p)| *p == victim));
 }
+
+/// Keeps 4 threads sending requests while `during` runs; returns (failures, distinct pids).
+fn under_load(
+    serve: &Arc<Serve>,
+    during: impl FnOnce(),
+) -> (usize, std::collections::HashSet<u32>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let pids = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (serve, stop, failures, pids) =
+                (serve.clone(), stop.clone(), failures.clone(), pids.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let r = serve.get("/pid");
+                    match r.text().parse::<u32>() {
+                        Ok(pid) if r.status == 200 => {
+                            pids.lock().unwrap().insert(pid);
+                        }
+                        _ => {
+                            eprintln!("failed: {} {}", r.status, r.text());
+                            failures.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    during();
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let pids = pids.lock().unwrap().clone();
+    (failures.load(Ordering::Relaxed), pids)
+}
+
+fn handler_settings(pairs: &[(&str, &str)]) -> String {
+    let mut s = String::from("<handlerSettings>");
+    for (k, v) in pairs {
+        s.push_str(&format!("<handlerSetting name=\"{k}\" value=\"{v}\" />"));
+    }
+    s + "</handlerSettings>"
+}
+
+fn hello_with(name: &str, inner: &str) -> std::path::PathBuf {
+    let site = temp_site(name);
+    let app = repo().join("examples/hello/app.py");
+    let attrs = format!("processPath=\"python3\" arguments=\"{}\"", app.display());
+    std::fs::write(site.join("web.config"), web_config(&attrs, inner)).unwrap();
+    site
+}
+
+#[test]
+fn recycle_after_requests_overlaps_with_no_failed_request() {
+    let site = hello_with(
+        "recycle-n",
+        &handler_settings(&[("recycleAfterRequests", "40")]),
+    );
+    let serve = Arc::new(Serve::start(&site));
+    let (failures, pids) = under_load(&serve, || {
+        serve.wait_log("recycleAfterRequests = 40", 20);
+        serve.wait_log("sent the shutdown event", 20);
+        std::thread::sleep(Duration::from_millis(500));
+    });
+    assert_eq!(failures, 0);
+    assert!(pids.len() >= 2, "never recycled: {pids:?}");
+    serve.wait_log("recycleAfterRequests = 40", 5);
+    for pid in pids
+        .iter()
+        .filter(|p| **p != serve.get("/pid").text().parse::<u32>().unwrap())
+    {
+        assert!(
+            wait_gone(*pid, 15),
+            "recycled process {pid} was not stopped"
+        );
+    }
+}
+
+#[test]
+fn recycle_trigger_file_and_memory_limit_recycle_without_app_offline() {
+    let site = hello_with(
+        "recycle-trigger",
+        &handler_settings(&[("recycleTriggerFile", "restart.txt")]),
+    );
+    let serve = Arc::new(Serve::start(&site));
+    let first = serve.get("/pid").text().parse::<u32>().unwrap();
+    let (failures, pids) = under_load(&serve, || {
+        std::thread::sleep(Duration::from_millis(200));
+        std::fs::write(site.join("restart.txt"), "now").unwrap();
+        serve.wait_log("recycleTriggerFile was touched", 20);
+        serve.wait_log("sent the shutdown event", 20);
+        std::thread::sleep(Duration::from_millis(500));
+    });
+    assert_eq!(failures, 0);
+    assert!(pids.len() >= 2, "{pids:?}");
+    assert!(wait_gone(first, 15));
+    drop(serve);
+
+    // Any Python process uses more than 1 MB: recycled as soon as the limit is checked.
+    let site = hello_with(
+        "recycle-mem",
+        &handler_settings(&[("recycleAboveMemoryMB", "1")]),
+    );
+    let serve = Serve::start(&site);
+    let first = serve.get("/pid").text().parse::<u32>().unwrap();
+    serve.wait_log("above recycleAboveMemoryMB = 1", 10);
+    assert!(wait_gone(first, 15));
+    assert_eq!(serve.get("/pid").status, 200);
+}
+
+#[test]
+fn invalid_project_handler_setting_is_a_config_error() {
+    let site = hello_with(
+        "recycle-bad",
+        &handler_settings(&[("recycleAfterRequests", "many")]),
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ancm-serve"))
+        .arg(site.join("web.config"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("handlerSetting[@name='recycleAfterRequests']/@value = \"many\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_crash_loop_backs_off_between_restarts() {
+    let site = temp_site("backoff");
+    let attrs = format!(
+        "processPath=\"python3\" arguments=\"{}\" rapidFailsPerMinute=\"100\"",
+        backend("crash_on_request.py")
+    );
+    std::fs::write(site.join("web.config"), web_config(&attrs, "")).unwrap();
+    let serve = Serve::start(&site);
+    for _ in 0..4 {
+        let pid = serve.get("/pid").text().parse::<u32>().unwrap();
+        serve.get("/crash");
+        assert!(wait_gone(pid, 10));
+        serve.wait_log(&format!("process {pid} exited"), 5);
+    }
+    assert_eq!(serve.get("/pid").status, 200);
+    let log = serve.log();
+    for ms in [250, 500, 1000] {
+        assert!(
+            log.contains(&format!("restart back-off {ms} ms")),
+            "no {ms} ms back-off:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn http_platform_handler_configs_work_with_their_port_substitution() {
+    let site = temp_site("hph");
+    let cfg = format!(
+        "<configuration><system.webServer><httpPlatform processPath=\"python3\" arguments=\"{} %HTTP_PLATFORM_PORT%\" startupTimeLimit=\"20\" /></system.webServer></configuration>",
+        backend("argv_port.py")
+    );
+    std::fs::write(site.join("web.config"), cfg).unwrap();
+    let serve = Serve::start(&site);
+    let r = serve.get("/");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j: serde_json::Value = r.json();
+    let port = j["env"]["HTTP_PLATFORM_PORT"].as_str().unwrap();
+    assert_eq!(j["argv"][0], port);
+    assert!(port.parse::<u16>().unwrap() >= 10000);
+}

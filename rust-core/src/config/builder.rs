@@ -196,6 +196,7 @@ impl ConfigBuilder {
             startup_attempts: 2,
             environment_variables: Vec::new(),
             handler_settings: Vec::new(),
+            extensions: Default::default(),
         };
 
         for (spec, raw) in schema::attributes(dialect).iter().zip(&self.values) {
@@ -217,6 +218,8 @@ impl ConfigBuilder {
                 (name, value)
             })
             .collect();
+        config.extensions =
+            super::extensions::parse(&self.handler_settings, &self.source, dialect)?;
         config.handler_settings = self.handler_settings;
         Ok(config)
     }

@@ -9,6 +9,7 @@
 mod builder;
 mod error;
 mod expand;
+mod extensions;
 mod schema;
 mod timespan;
 mod webconfig;
@@ -18,6 +19,7 @@ use std::time::Duration;
 pub use builder::ConfigBuilder;
 pub use error::{ConfigError, ConfigErrorKind};
 pub use expand::expand_env;
+pub use extensions::Extensions;
 pub use schema::{attributes, AttributeKind, AttributeSpec};
 
 /// Which configuration section the settings came from. Both run through the same engine; the
@@ -80,6 +82,8 @@ pub struct Config {
     /// `handlerSettings`, after `<add>`/`<remove>`/`<clear>`, in order, names unique
     /// (case-insensitively). Unknown names are kept (and ignored by the engine).
     pub handler_settings: Vec<(String, String)>,
+    /// This project's own settings, read from `handlerSettings` (recycle limits).
+    pub extensions: Extensions,
 }
 
 impl Config {

@@ -27,6 +27,7 @@ pub struct Backend {
     /// When it became ready.
     pub ready_at: Instant,
     in_flight: AtomicUsize,
+    served: std::sync::atomic::AtomicU64,
 }
 
 impl Backend {
@@ -46,6 +47,7 @@ impl Backend {
             authority,
             ready_at: Instant::now(),
             in_flight: AtomicUsize::new(0),
+            served: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -59,9 +61,15 @@ impl Backend {
         self.in_flight.load(Ordering::Relaxed)
     }
 
+    /// Requests it was given so far.
+    pub fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
+    }
+
     /// Counts a request as outstanding until the returned guard is dropped.
     pub fn begin_request(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.served.fetch_add(1, Ordering::Relaxed);
         InFlight(self.clone())
     }
 }

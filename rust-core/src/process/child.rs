@@ -21,6 +21,22 @@ pub struct ExitInfo {
     pub code: Option<i32>,
     /// `exited with code 3`, `killed by signal 9`, …
     pub description: String,
+    /// Whether the engine had asked it to stop (a stop is not a crash).
+    pub requested: bool,
+    /// How long it ran.
+    pub lifetime: std::time::Duration,
+}
+
+impl ExitInfo {
+    /// An exit not (yet) known to be requested, with no lifetime recorded.
+    fn new(code: Option<i32>, description: String) -> ExitInfo {
+        ExitInfo {
+            code,
+            description,
+            requested: false,
+            lifetime: Default::default(),
+        }
+    }
 }
 
 enum Control {
@@ -32,6 +48,8 @@ enum Control {
 #[derive(Debug)]
 pub struct Child {
     pid: u32,
+    started: std::time::Instant,
+    stop_requested: Arc<AtomicBool>,
     exited: AtomicBool,
     exit: watch::Receiver<Option<ExitInfo>>,
     control: mpsc::UnboundedSender<Control>,
@@ -87,8 +105,12 @@ impl Child {
         }
         let (exit_tx, exit_rx) = watch::channel(None);
         let (control_tx, mut control_rx) = mpsc::unbounded_channel();
+        let stop_requested = Arc::new(AtomicBool::new(false));
+        let started = std::time::Instant::now();
         let child = Arc::new(Child {
             pid,
+            started,
+            stop_requested: stop_requested.clone(),
             exited: AtomicBool::new(false),
             exit: exit_rx,
             control: control_tx,
@@ -105,13 +127,12 @@ impl Child {
                     },
                 }
             };
-            let info = match status {
+            let mut info = match status {
                 Ok(s) => describe(s),
-                Err(e) => ExitInfo {
-                    code: None,
-                    description: format!("could not be waited for: {e}"),
-                },
+                Err(e) => ExitInfo::new(None, format!("could not be waited for: {e}")),
             };
+            info.requested = stop_requested.load(Ordering::Acquire);
+            info.lifetime = started.elapsed();
             if let Some(c) = weak.upgrade() {
                 c.exited.store(true, Ordering::Release);
             }
@@ -144,22 +165,31 @@ impl Child {
                 return info;
             }
             if rx.changed().await.is_err() {
-                return ExitInfo {
-                    code: None,
-                    description: "lost track of the process".into(),
-                };
+                return ExitInfo::new(None, "lost track of the process".into());
             }
         }
     }
 
+    /// Notes that the engine is stopping it, so its exit is not counted as a crash.
+    pub fn mark_stopping(&self) {
+        self.stop_requested.store(true, Ordering::Release);
+    }
+
     /// Asks the process to stop: Ctrl-Break on Windows, SIGTERM to its process group on Unix.
     pub fn interrupt(&self) {
+        self.mark_stopping();
         let _ = self.control.send(Control::Interrupt);
     }
 
     /// Kills the process (and, on Unix, its process group).
     pub fn kill(&self) {
+        self.mark_stopping();
         let _ = self.control.send(Control::Kill);
+    }
+
+    /// How long it has been running.
+    pub fn age(&self) -> std::time::Duration {
+        self.started.elapsed()
     }
 
     /// The first 30,000 characters of its output.
@@ -170,23 +200,14 @@ impl Child {
 
 fn describe(status: std::process::ExitStatus) -> ExitInfo {
     if let Some(code) = status.code() {
-        return ExitInfo {
-            code: Some(code),
-            description: format!("exited with code {code}"),
-        };
+        return ExitInfo::new(Some(code), format!("exited with code {code}"));
     }
     #[cfg(unix)]
     {
         use std::os::unix::process::ExitStatusExt;
         if let Some(sig) = status.signal() {
-            return ExitInfo {
-                code: None,
-                description: format!("killed by signal {sig}"),
-            };
+            return ExitInfo::new(None, format!("killed by signal {sig}"));
         }
     }
-    ExitInfo {
-        code: None,
-        description: format!("ended: {status}"),
-    }
+    ExitInfo::new(None, format!("ended: {status}"))
 }

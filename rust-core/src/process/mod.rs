@@ -4,6 +4,7 @@ mod backend;
 mod child;
 pub mod cmdline;
 pub mod launch;
+mod memory;
 mod output;
 pub mod port;
 mod shutdown;
@@ -14,6 +15,7 @@ mod token;
 
 pub use backend::{Backend, InFlight};
 pub use child::{Child, ExitInfo, OutputSink};
+pub use memory::resident_bytes;
 pub use output::CAPTURE_LIMIT_CHARS;
 pub use shutdown::{control_client, stop, Stopped};
 pub use slot::{Slot, StartResult};

@@ -40,6 +40,7 @@ pub async fn stop(
         return Stopped::AlreadyExited;
     }
     let pid = child.pid();
+    child.mark_stopping();
     let accepted = if limit.is_zero() {
         false
     } else {

@@ -107,6 +107,12 @@ impl Slot {
         }
     }
 
+    /// Puts a new backend in the slot (an overlapping recycle: it takes new requests from now
+    /// on) and returns the one it replaces, for the caller to drain and stop.
+    pub fn replace(&self, next: Arc<Backend>) -> Option<Arc<Backend>> {
+        self.current.swap(Some(next))
+    }
+
     /// Takes the backend out of the slot (for a stop or recycle): new requests will start a
     /// new one. Returns it so the caller can stop it.
     pub fn take(&self) -> Option<Arc<Backend>> {

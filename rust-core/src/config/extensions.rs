@@ -1,0 +1,150 @@
+//! This project's own settings, carried in `handlerSettings` (ANCM ignores keys it does not
+//! know, so a web.config using them still works under Microsoft's module): recycling a process
+//! after a number of requests, above a memory ceiling, after an age, or when a trigger file is
+//! touched. Each recycle is overlapping: the new process starts first and takes new requests
+//! once it listens; the old one drains and stops.
+
+use std::time::Duration;
+
+use super::error::{ConfigError, ConfigErrorKind};
+use super::Dialect;
+
+/// The project's own settings, validated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extensions {
+    /// `recycleAfterRequests`: recycle a process after it has served this many requests.
+    pub recycle_after_requests: Option<u64>,
+    /// `recycleAboveMemoryMB`: recycle a process whose resident memory exceeds this (bytes).
+    pub recycle_above_memory_bytes: Option<u64>,
+    /// `recycleAfterMinutes`: recycle a process older than this.
+    pub recycle_after: Option<Duration>,
+    /// `recycleTriggerFile`: a path (relative to the site root) whose modification recycles
+    /// every process, without app_offline.htm.
+    pub recycle_trigger_file: Option<String>,
+}
+
+impl Extensions {
+    /// Whether any recycle condition is set (only then does the engine watch for them).
+    pub fn recycles(&self) -> bool {
+        self.recycle_after_requests.is_some()
+            || self.recycle_above_memory_bytes.is_some()
+            || self.recycle_after.is_some()
+            || self.recycle_trigger_file.is_some()
+    }
+}
+
+/// The keys this project reads, with their largest value (0 always means "off").
+const UINT_KEYS: [(&str, u64); 3] = [
+    ("recycleAfterRequests", 4_000_000_000),
+    ("recycleAboveMemoryMB", 1_048_576),
+    ("recycleAfterMinutes", 525_600),
+];
+
+/// Reads the project's settings out of the handler settings. Keys match case-insensitively, as
+/// the collection's keys do.
+pub fn parse(
+    settings: &[(String, String)],
+    source: &str,
+    dialect: Dialect,
+) -> Result<Extensions, ConfigError> {
+    let mut ext = Extensions::default();
+    for (name, value) in settings {
+        let path = || {
+            format!(
+                "{}/handlerSettings/handlerSetting[@name='{name}']/@value",
+                dialect.section_name()
+            )
+        };
+        if let Some((key, max)) = UINT_KEYS.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)) {
+            if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(ConfigError::new(
+                    ConfigErrorKind::InvalidValue,
+                    source,
+                    path(),
+                    Some(value),
+                    format!("must be a whole number, 0–{max} (0 = off)"),
+                ));
+            }
+            let n = match value.parse::<u64>() {
+                Ok(n) if n <= *max => n,
+                _ => {
+                    return Err(ConfigError::new(
+                        ConfigErrorKind::OutOfRange,
+                        source,
+                        path(),
+                        Some(value),
+                        format!("must be 0–{max} (0 = off)"),
+                    ))
+                }
+            };
+            let n = (n > 0).then_some(n);
+            match *key {
+                "recycleAfterRequests" => ext.recycle_after_requests = n,
+                "recycleAboveMemoryMB" => {
+                    ext.recycle_above_memory_bytes = n.map(|m| m * 1024 * 1024)
+                }
+                _ => ext.recycle_after = n.map(|m| Duration::from_secs(m * 60)),
+            }
+        } else if name.eq_ignore_ascii_case("recycleTriggerFile") {
+            ext.recycle_trigger_file = (!value.is_empty()).then(|| value.clone());
+        }
+    }
+    Ok(ext)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn values_and_off() {
+        let e = parse(
+            &s(&[
+                ("recycleAfterRequests", "1000"),
+                ("RECYCLEABOVEMEMORYMB", "512"),
+                ("recycleAfterMinutes", "0"),
+                ("recycleTriggerFile", "restart.txt"),
+                ("debugLevel", "TRACE"),
+            ]),
+            "web.config",
+            Dialect::AspNetCore,
+        )
+        .unwrap();
+        assert_eq!(e.recycle_after_requests, Some(1000));
+        assert_eq!(e.recycle_above_memory_bytes, Some(512 << 20));
+        assert_eq!(e.recycle_after, None);
+        assert_eq!(e.recycle_trigger_file.as_deref(), Some("restart.txt"));
+        assert!(e.recycles());
+        assert!(!parse(&[], "web.config", Dialect::AspNetCore)
+            .unwrap()
+            .recycles());
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let e = parse(
+            &s(&[("recycleAfterMinutes", "999999")]),
+            "web.config",
+            Dialect::AspNetCore,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "web.config: aspNetCore/handlerSettings/handlerSetting[@name='recycleAfterMinutes']/@value = \"999999\": must be 0–525600 (0 = off)"
+        );
+        let e = parse(
+            &s(&[("recycleAfterRequests", "+5")]),
+            "web.config",
+            Dialect::AspNetCore,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, ConfigErrorKind::InvalidValue);
+    }
+}
