@@ -35,7 +35,9 @@ async def process_request(connection, request):
         asyncio.get_running_loop().call_later(0.05, stop.set_result, None)
         return plain(202, b"")
     if "websocket" not in request.headers.get("Upgrade", "").lower():
-        return plain(200, b"plain\n")
+        # The websockets server closes the connection after a plain response: say so, or a
+        # keep-alive client would reuse a connection that is about to close.
+        return plain(200, b"plain\n", [("Connection", "close")])
     connection.handshake_headers = list(request.headers.raw_items())
     return None
 
