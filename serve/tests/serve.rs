@@ -488,3 +488,34 @@ fn websocket_backend_killed_mid_stream_closes_the_client() {
         .expect("the client connection was not closed");
     assert_eq!(n, 0, "expected EOF after the backend died");
 }
+
+#[test]
+fn an_app_that_never_listens_gives_every_waiting_request_the_502_5_page() {
+    let site = temp_site("neverlistens");
+    let attrs = format!(
+        "processPath=\"python3\" arguments=\"{}\" startupTimeLimit=\"1\"",
+        backend("never_listens.py")
+    );
+    std::fs::write(site.join("web.config"), web_config(&attrs, "")).unwrap();
+    let serve = std::sync::Arc::new(Serve::start(&site));
+    let threads: Vec<_> = (0..5)
+        .map(|_| {
+            let s = serve.clone();
+            std::thread::spawn(move || s.get("/"))
+        })
+        .collect();
+    for t in threads {
+        let r = t.join().unwrap();
+        assert_eq!(r.status, 502);
+        assert_eq!(r.header("x-ancm-status"), Some("502.5"));
+        assert!(r.text().contains("did not listen on port"), "{}", r.text());
+        assert!(r.text().contains("within 1 s"), "{}", r.text());
+    }
+    // One start of two attempts served all five requests.
+    assert_eq!(
+        serve.log().matches("started process").count(),
+        2,
+        "{}",
+        serve.log()
+    );
+}
