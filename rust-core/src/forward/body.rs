@@ -127,7 +127,9 @@ impl ResponseBody {
 /// request counted against its backend until the body ends.
 pub struct BackendBody {
     inner: Incoming,
-    timeout: Option<(Duration, Pin<Box<Sleep>>)>,
+    timeout: Duration,
+    /// Created at the first wait: a body that arrives with its head never needs a timer.
+    sleep: Option<Pin<Box<Sleep>>>,
     armed: bool,
     _in_flight: InFlight,
 }
@@ -135,11 +137,10 @@ pub struct BackendBody {
 impl BackendBody {
     /// Wraps `inner`; `timeout` of zero means no timeout.
     pub fn new(inner: Incoming, timeout: Duration, in_flight: InFlight) -> Self {
-        let timeout =
-            (!timeout.is_zero()).then(|| (timeout, Box::pin(tokio::time::sleep(timeout))));
         BackendBody {
             inner,
             timeout,
+            sleep: None,
             armed: false,
             _in_flight: in_flight,
         }
@@ -170,17 +171,21 @@ impl Body for ResponseBody {
                         return Poll::Ready(r.map(|r| r.map_err(BodyError::Backend)));
                     }
                     Poll::Pending => {
-                        let Some((dur, sleep)) = b.timeout.as_mut() else {
+                        if b.timeout.is_zero() {
                             return Poll::Pending;
-                        };
+                        }
+                        let dur = b.timeout;
                         // The timer is armed when a wait begins, so a steady stream of chunks
                         // costs no timer work at all.
+                        let sleep = b
+                            .sleep
+                            .get_or_insert_with(|| Box::pin(tokio::time::sleep(dur)));
                         if !b.armed {
-                            sleep.as_mut().reset(Instant::now() + *dur);
+                            sleep.as_mut().reset(Instant::now() + dur);
                             b.armed = true;
                         }
                         ready!(sleep.as_mut().poll(cx));
-                        return Poll::Ready(Some(Err(BodyError::Timeout(*dur))));
+                        return Poll::Ready(Some(Err(BodyError::Timeout(dur))));
                     }
                 }
             },

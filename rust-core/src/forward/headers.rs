@@ -85,7 +85,13 @@ pub fn translate_request(h: &mut HeaderMap, client: &ClientInfo, token: &HeaderV
     }
     let addr = SocketAddr::new(client.addr.ip().to_canonical(), client.addr.port());
     append_list(h, XFF, &addr.to_string());
-    append_list(h, XFP, if client.https { "https" } else { "http" });
+    let proto = if client.https { "https" } else { "http" };
+    if h.contains_key(&XFP) {
+        append_list(h, XFP, proto);
+    } else {
+        // The common case costs no allocation.
+        h.insert(XFP, HeaderValue::from_static(proto));
+    }
     h.insert(TOKEN, token.clone());
     if let Some(der) = &client.client_cert_der {
         let b64 = base64::engine::general_purpose::STANDARD.encode(der);
