@@ -98,6 +98,7 @@ NO_VIRTUAL_DTOR(IHttpEventProvider);
 NO_VIRTUAL_DTOR(IHttpCompletionInfo);
 NO_VIRTUAL_DTOR(IGlobalStopListeningProvider);
 NO_VIRTUAL_DTOR(IGlobalConfigurationChangeProvider);
+NO_VIRTUAL_DTOR(IHttpApplicationProvider);
 NO_VIRTUAL_DTOR(IWebSocketContext);
 NO_VIRTUAL_DTOR(IAppHostAdminManager);
 NO_VIRTUAL_DTOR(IAppHostElement);
@@ -390,6 +391,8 @@ int main()
     L(IGlobalStopListeningProvider, 2);
     S(IGlobalConfigurationChangeProvider, GetChangePath, 1);
     L(IGlobalConfigurationChangeProvider, 2);
+    S(IHttpApplicationProvider, GetApplication, 1);
+    L(IHttpApplicationProvider, 2);
 
     // ---- request.h ----
     S(IHttpRequest, GetRawHttpRequestConst, 0); // Microsoft: GetRawHttpRequest() const

@@ -1,7 +1,9 @@
 //! `cargo xtask <command>`: the one entry point for CI, header generation, cross builds, the MSI
 //! and benchmarks. Each command lives in its own module; this file only dispatches.
 
+mod dll;
 mod iis;
+mod iis_emu;
 mod sh;
 mod test;
 
@@ -12,6 +14,8 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   test      install what the tests need (as root) and run every test suite (what CI runs)
   iis-slots check the IIS interface declarations' vtable slots (mingw g++ + Wine)
+  dll       build the IIS module aspnetcore_rs.dll (x86_64-pc-windows-gnu) and check its imports
+  iis-emu   build the DLL and drive it under Wine with the emulated IIS (tests/iis-emu)
 ";
 
 fn main() -> ExitCode {
@@ -24,6 +28,8 @@ fn main() -> ExitCode {
     let result = match cmd.as_str() {
         "test" => test::run(rest),
         "iis-slots" => iis::vtable_check(),
+        "dll" => dll::run_cmd(),
+        "iis-emu" => iis_emu::run(),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())

@@ -33,3 +33,11 @@ class IGlobalConfigurationChangeProvider : public IHttpEventProvider {
 public:
     virtual PCWSTR GetChangePath() const = 0; // 1
 };
+
+// GL_APPLICATION_START / GL_APPLICATION_STOP (IHttpApplicationStartProvider and
+// IHttpApplicationStopProvider are this type). Slots from httpserv_xp.h's declaration order
+// (single method, no overloads) and TerraFX's IHttpApplicationProvider [VtblIndex] numbers.
+class IHttpApplicationProvider : public IHttpEventProvider {
+public:
+    virtual IHttpApplication *GetApplication() = 0; // 1
+};

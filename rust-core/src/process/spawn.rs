@@ -7,7 +7,8 @@
 //!
 //! Windows: the child gets a new process group (for Ctrl-Break), no console window, and is
 //! placed in a job object that kills it when the host's handle to the job closes, i.e. when the
-//! host process ends for any reason.
+//! host process ends for any reason. It is created suspended and joins the job before its
+//! first instruction runs, so nothing it starts can escape the job.
 
 use std::io;
 use std::process::Stdio;
@@ -137,14 +138,24 @@ mod imp {
 mod imp {
     use super::*;
     use std::sync::OnceLock;
-    use windows_sys::Win32::Foundation::HANDLE;
+    use windows_sys::Win32::Foundation::{CloseHandle, HANDLE, INVALID_HANDLE_VALUE};
     use windows_sys::Win32::System::Console::{GenerateConsoleCtrlEvent, CTRL_BREAK_EVENT};
+    use windows_sys::Win32::System::Diagnostics::ToolHelp::{
+        CreateToolhelp32Snapshot, Thread32First, Thread32Next, TH32CS_SNAPTHREAD, THREADENTRY32,
+    };
     use windows_sys::Win32::System::JobObjects::{
         AssignProcessToJobObject, CreateJobObjectW, JobObjectExtendedLimitInformation,
         SetInformationJobObject, JOBOBJECT_EXTENDED_LIMIT_INFORMATION,
         JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
     };
-    use windows_sys::Win32::System::Threading::{CREATE_NEW_PROCESS_GROUP, CREATE_NO_WINDOW};
+    use windows_sys::Win32::System::Threading::{
+        OpenThread, ResumeThread, CREATE_NEW_PROCESS_GROUP, CREATE_NO_WINDOW, CREATE_SUSPENDED,
+        THREAD_SUSPEND_RESUME,
+    };
+
+    /// New process group: Ctrl-Break can be sent to the child alone. No window: the host
+    /// (IIS) has no desktop, and a console window per app would be wrong anyway.
+    pub(super) const FLAGS: u32 = CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW;
 
     /// The job every child joins; its handle is never closed, so the OS closes it (and kills
     /// the children) when the host process ends.
@@ -171,25 +182,101 @@ mod imp {
         (h != 0).then_some(h as HANDLE)
     }
 
+    fn assign(job: HANDLE, child: &Child) {
+        let Some(process) = child.raw_handle() else {
+            return;
+        };
+        // SAFETY: both handles are valid and owned for the duration of the call.
+        if unsafe { AssignProcessToJobObject(job, process as HANDLE) } == 0 {
+            log::warn!(
+                "could not put process {:?} in the kill-on-close job: {}",
+                child.id(),
+                io::Error::last_os_error()
+            );
+        }
+    }
+
+    /// Closes a Win32 handle when dropped.
+    struct Owned(HANDLE);
+    impl Drop for Owned {
+        fn drop(&mut self) {
+            // SAFETY: the handle was returned open by a Win32 call and is closed once.
+            unsafe {
+                CloseHandle(self.0);
+            }
+        }
+    }
+
+    /// Resumes the threads of a process created with CREATE_SUSPENDED. std and tokio keep
+    /// the main thread's handle to themselves, so the thread is found through a Toolhelp
+    /// snapshot. Returns how many threads were resumed; zero is an error (nothing would run).
+    pub(super) fn resume_threads(pid: u32) -> io::Result<usize> {
+        // SAFETY: plain Win32 calls; the snapshot and thread handles are closed by `Owned`,
+        // and the entry is a properly sized, zeroed THREADENTRY32.
+        unsafe {
+            let snap = CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0);
+            if snap == INVALID_HANDLE_VALUE || snap.is_null() {
+                return Err(io::Error::last_os_error());
+            }
+            let snap = Owned(snap);
+            let mut entry: THREADENTRY32 = std::mem::zeroed();
+            entry.dwSize = std::mem::size_of::<THREADENTRY32>() as u32;
+            let mut resumed = 0;
+            let mut more = Thread32First(snap.0, &mut entry) != 0;
+            while more {
+                if entry.th32OwnerProcessID == pid {
+                    let thread = OpenThread(THREAD_SUSPEND_RESUME, 0, entry.th32ThreadID);
+                    if thread.is_null() {
+                        return Err(io::Error::last_os_error());
+                    }
+                    let thread = Owned(thread);
+                    if ResumeThread(thread.0) == u32::MAX {
+                        return Err(io::Error::last_os_error());
+                    }
+                    resumed += 1;
+                }
+                more = Thread32Next(snap.0, &mut entry) != 0;
+            }
+            if resumed == 0 {
+                return Err(io::Error::other(format!(
+                    "no thread of process {pid} in the Toolhelp snapshot"
+                )));
+            }
+            Ok(resumed)
+        }
+    }
+
+    /// Starts the child suspended, puts it in the kill-on-close job, then lets it run, so
+    /// that it cannot start grandchildren outside the job (or outlive a host that dies
+    /// meanwhile). Should resuming fail, the suspended child (which ran no code) is killed
+    /// and started again normally, then assigned: a small window, logged, instead of no app.
     pub async fn spawn(spec: LaunchSpec, rt: Handle) -> io::Result<Child> {
         let _enter = rt.enter();
         let mut cmd = command(spec);
-        cmd.creation_flags(CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW);
-        let child = cmd.spawn()?;
-        match (job(), child.raw_handle()) {
-            // SAFETY: both handles are valid and owned for the duration of the call.
-            (Some(job), Some(process)) => unsafe {
-                if AssignProcessToJobObject(job, process as HANDLE) == 0 {
-                    log::warn!(
-                        "could not put process {:?} in the kill-on-close job: {}",
-                        child.id(),
-                        io::Error::last_os_error()
-                    );
-                }
-            },
-            _ => log::warn!("no kill-on-close job object: children may outlive the host"),
+        let Some(job) = job() else {
+            log::warn!("no kill-on-close job object: children may outlive the host");
+            cmd.creation_flags(FLAGS);
+            return cmd.spawn();
+        };
+        cmd.creation_flags(FLAGS | CREATE_SUSPENDED);
+        let mut child = cmd.spawn()?;
+        assign(job, &child);
+        let pid = child.id().unwrap_or(0);
+        match resume_threads(pid) {
+            Ok(_) => Ok(child),
+            Err(e) => {
+                log::warn!(
+                    "cannot resume suspended process {pid} ({e}); starting it again \
+                     unsuspended and assigning it to the job after start"
+                );
+                let _ = child.start_kill();
+                drop(child);
+                cmd.creation_flags(FLAGS);
+                let child = cmd.spawn()?;
+                assign(job, &child);
+                Ok(child)
+            }
         }
-        Ok(child)
     }
 
     pub fn interrupt(child: &Child) {
@@ -207,3 +294,56 @@ mod imp {
 }
 
 pub use imp::{interrupt, kill, spawn};
+
+#[cfg(all(test, windows))]
+mod tests {
+    use super::*;
+    use windows_sys::Win32::System::JobObjects::IsProcessInJob;
+
+    /// Windows only (checked under Wine 8 by running the cross-built test executable with
+    /// the bcryptprimitives shim of tests/iis-emu beside it; not wired into xtask yet): the
+    /// child starts through the suspended → job → resume path, is in a job, and runs to its
+    /// exit code.
+    #[tokio::test]
+    async fn child_runs_inside_the_job() {
+        let system = std::env::var_os("SystemRoot").unwrap_or_else(|| "C:\\windows".into());
+        let spec = LaunchSpec {
+            program: std::path::Path::new(&system)
+                .join("system32")
+                .join("cmd.exe"),
+            args: Args::Raw("/c exit 7".into()),
+            env: std::env::vars_os().collect(),
+            cwd: std::env::temp_dir(),
+        };
+        let mut child = spawn(spec, Handle::current()).await.expect("spawn");
+        let process = child.raw_handle().expect("handle");
+        let mut in_job = 0;
+        // SAFETY: a valid process handle; a null job handle means "any job".
+        let ok = unsafe { IsProcessInJob(process as _, std::ptr::null_mut(), &mut in_job) };
+        assert_ne!(ok, 0, "IsProcessInJob failed");
+        assert_ne!(in_job, 0, "the child is not in the kill-on-close job");
+        let status = child.wait().await.expect("wait");
+        assert_eq!(status.code(), Some(7));
+    }
+
+    /// The Toolhelp path itself (not its fallback): a suspended child's one thread is found
+    /// and resumed. Checked under Wine 8, which implements TH32CS_SNAPTHREAD.
+    #[tokio::test]
+    async fn suspended_child_is_resumed_through_toolhelp() {
+        let system = std::env::var_os("SystemRoot").unwrap_or_else(|| "C:\\windows".into());
+        let mut cmd = Command::new(
+            std::path::Path::new(&system)
+                .join("system32")
+                .join("cmd.exe"),
+        );
+        cmd.raw_arg("/c exit 3")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .creation_flags(imp::FLAGS | windows_sys::Win32::System::Threading::CREATE_SUSPENDED);
+        let mut child = cmd.spawn().expect("spawn");
+        let resumed = imp::resume_threads(child.id().expect("pid")).expect("resume");
+        assert_eq!(resumed, 1);
+        assert_eq!(child.wait().await.expect("wait").code(), Some(3));
+    }
+}
