@@ -142,28 +142,30 @@ impl App {
         if let Some(page) = inner.offline.load_full() {
             return pages::app_offline((*page).clone());
         }
-        let slot = inner.pick_slot();
-        let backend = match slot.acquire(|| Inner::start_future(inner.clone())).await {
-            Ok(b) => b,
-            Err(f) => return inner.start_failure_response(&f),
-        };
-        let timeout = inner.config.request_timeout;
-        match forward::forward(&inner.client, backend.begin_request(), req, client, timeout).await {
-            Ok(r) => r,
-            Err(e) => {
-                if let forward::ForwardError::BadRequestBody(_) = e {
-                    return pages::bad_request(&e.to_string());
+        // A bodiless request that finds its process just gone can go to a restarted (or another)
+        // process: always when it was never sent, and when it is idempotent if the connection
+        // was lost before any answer. Only bodiless requests keep a copy of their head for it.
+        let retry = http_body::Body::is_end_stream(req.body()).then(|| {
+            let mut copy = Request::new(());
+            *copy.method_mut() = req.method().clone();
+            *copy.uri_mut() = req.uri().clone();
+            *copy.version_mut() = req.version();
+            *copy.headers_mut() = req.headers().clone();
+            copy
+        });
+        match (inner.forward_once(req, client).await, retry) {
+            (Ok(r), _) => r,
+            (Err(Failure::Forward(backend, e)), Some(head)) if may_resend(&e, head.method()) => {
+                log::info!("{e} (process {}); trying once more", backend.child.pid());
+                // Give the reaper a moment to notice a death, so the retry starts a new process.
+                let _ = tokio::time::timeout(UNREACHABLE_GRACE, backend.child.wait()).await;
+                let req = head.map(|()| RequestBody::Empty);
+                match inner.forward_once(req, client).await {
+                    Ok(r) => r,
+                    Err(f) => inner.failure_response(f),
                 }
-                log::warn!("request to process {} failed: {e}", backend.child.pid());
-                let mut page = pages::forward_failure(&e.to_string());
-                if e.closes_connection() {
-                    page.headers_mut().insert(
-                        http::header::CONNECTION,
-                        http::HeaderValue::from_static("close"),
-                    );
-                }
-                page
             }
+            (Err(f), _) => inner.failure_response(f),
         }
     }
 
@@ -201,7 +203,64 @@ impl App {
     }
 }
 
+/// Why a request got no answer from the application.
+enum Failure {
+    /// No process could be started.
+    Start(Arc<StartFailure>),
+    /// Forwarding to this process failed.
+    Forward(Arc<Backend>, forward::ForwardError),
+}
+
+/// Whether a request that failed with `e` may be sent again (RFC 9110 §9.2.2).
+fn may_resend(e: &forward::ForwardError, method: &http::Method) -> bool {
+    match e {
+        forward::ForwardError::Unreachable(_) => true,
+        forward::ForwardError::ConnectionLost(_) => method.is_idempotent(),
+        _ => false,
+    }
+}
+
+/// How long a retry waits for an unreachable process to be seen dead.
+const UNREACHABLE_GRACE: Duration = Duration::from_millis(200);
+
 impl Inner {
+    /// Picks a process (starting one if needed) and forwards `req` to it.
+    async fn forward_once(
+        self: &Arc<Self>,
+        req: Request<RequestBody>,
+        client: &ClientInfo,
+    ) -> Result<Response<ResponseBody>, Failure> {
+        let slot = self.pick_slot();
+        let backend = slot
+            .acquire(|| Inner::start_future(self.clone()))
+            .await
+            .map_err(Failure::Start)?;
+        let timeout = self.config.request_timeout;
+        forward::forward(&self.client, backend.begin_request(), req, client, timeout)
+            .await
+            .map_err(|e| Failure::Forward(backend, e))
+    }
+
+    /// The response for a request that got no answer from the application.
+    fn failure_response(&self, f: Failure) -> Response<ResponseBody> {
+        let (backend, e) = match f {
+            Failure::Start(f) => return self.start_failure_response(&f),
+            Failure::Forward(b, e) => (b, e),
+        };
+        if let forward::ForwardError::BadRequestBody(_) = e {
+            return pages::bad_request(&e.to_string());
+        }
+        log::warn!("request to process {} failed: {e}", backend.child.pid());
+        let mut page = pages::forward_failure(&e.to_string());
+        if e.closes_connection() {
+            page.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+        }
+        page
+    }
+
     /// Least outstanding requests, scanning from a rotating start so that idle slots are
     /// started in turn (as ANCM's round robin does) and ties spread evenly.
     fn pick_slot(&self) -> &Arc<Slot> {
@@ -235,10 +294,9 @@ impl Inner {
         if let Some(f) = self.rapid_fail_block() {
             return Err(Arc::new(f));
         }
-        if let Some((at, backoff, crashes)) = self.restart_not_before() {
-            log::info!(
-                "the application crashed {crashes} times in a row: restart back-off {} ms ({} ms left)",
-                backoff.as_millis(),
+        if let Some(at) = self.restart_not_before() {
+            log::debug!(
+                "waiting {} ms (crash back-off) before restarting",
                 at.saturating_duration_since(Instant::now()).as_millis()
             );
             tokio::time::sleep_until(at.into()).await;
@@ -352,16 +410,23 @@ impl Inner {
                 rapid.consecutive.saturating_add(1)
             };
             rapid.last_exit = Some(Instant::now());
+            let backoff = crash_backoff(rapid.consecutive);
+            if !backoff.is_zero() {
+                log::info!(
+                    "the application crashed {} times in a row: restart back-off {} ms",
+                    rapid.consecutive,
+                    backoff.as_millis()
+                );
+            }
         }
     }
 
-    /// When the next start may happen, if a crash loop asks us to wait: (the time, the
-    /// back-off, the crashes in a row).
-    fn restart_not_before(&self) -> Option<(Instant, Duration, u32)> {
+    /// When the next start may happen, if a crash loop asks us to wait.
+    fn restart_not_before(&self) -> Option<Instant> {
         let rapid = self.rapid.lock().ok()?;
         let wait = crash_backoff(rapid.consecutive);
         let at = rapid.last_exit? + wait;
-        (!wait.is_zero() && at > Instant::now()).then_some((at, wait, rapid.consecutive))
+        (!wait.is_zero() && at > Instant::now()).then_some(at)
     }
 
     fn start_failure_response(&self, f: &StartFailure) -> Response<ResponseBody> {

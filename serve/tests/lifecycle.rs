@@ -105,7 +105,7 @@ fn rapid_fails_disable_the_app_with_a_502_5_saying_when_it_retries() {
             .text()
             .parse::<u32>()
             .unwrap_or_else(|_| panic!("start {i} failed"));
-        assert_eq!(serve.get("/crash").status, 502);
+        assert_eq!(serve.request("POST", "/crash", &[], b"").status, 502);
         assert!(wait_gone(pid, 10));
         serve.wait_log(&format!("process {pid} exited with code 3"), 5);
     }
@@ -228,7 +228,11 @@ fn several_processes_share_the_load_and_a_killed_one_is_avoided() {
     signal(victim, "KILL");
     assert!(wait_gone(victim, 10));
     let results = burst(30);
-    assert!(results.iter().all(|(s, _)| *s == 200), "{results:?}");
+    assert!(
+        results.iter().all(|(s, _)| *s == 200),
+        "{results:?}\n{}",
+        serve.log()
+    );
     assert!(!results.iter().any(|(_, p)| *p == victim));
 }
 
@@ -372,7 +376,7 @@ fn a_crash_loop_backs_off_between_restarts() {
     let serve = Serve::start(&site);
     for _ in 0..4 {
         let pid = serve.get("/pid").text().parse::<u32>().unwrap();
-        serve.get("/crash");
+        serve.request("POST", "/crash", &[], b"");
         assert!(wait_gone(pid, 10));
         serve.wait_log(&format!("process {pid} exited"), 5);
     }

@@ -359,6 +359,8 @@ fn app_offline_htm_answers_503_with_its_bytes_then_the_app_comes_back() {
     assert_ne!(r.text().parse::<u32>().unwrap(), pid);
 }
 
+/// A POST in flight when its process dies gets 502.3 (ANCM's behaviour); a GET would be tried
+/// once more on a new process (see docs/forwarding.md), which the next test shows.
 #[test]
 fn a_crashed_backend_is_restarted_by_the_next_request() {
     let site = temp_site("crash");
@@ -369,7 +371,7 @@ fn a_crashed_backend_is_restarted_by_the_next_request() {
     std::fs::write(site.join("web.config"), web_config(&attrs, "")).unwrap();
     let serve = Serve::start(&site);
     let pid1 = serve.get("/pid").text().parse::<u32>().unwrap();
-    let r = serve.get("/crash");
+    let r = serve.request("POST", "/crash", &[], b"");
     assert_eq!(r.status, 502);
     assert_eq!(r.header("x-ancm-status"), Some("502.3"));
     assert!(wait_gone(pid1, 10));
@@ -518,4 +520,30 @@ fn an_app_that_never_listens_gives_every_waiting_request_the_502_5_page() {
         "{}",
         serve.log()
     );
+}
+
+#[test]
+fn an_idempotent_request_whose_process_died_is_sent_once_more() {
+    let site = temp_site("crash-get");
+    let attrs = format!(
+        "processPath=\"python3\" arguments=\"{}\"",
+        backend("crash_on_request.py")
+    );
+    std::fs::write(site.join("web.config"), web_config(&attrs, "")).unwrap();
+    let serve = Serve::start(&site);
+    let pid1 = serve.get("/pid").text().parse::<u32>().unwrap();
+    // The GET crashes its process, is tried once more, and crashes the second one too: a
+    // poison request is sent at most twice, then answered 502.3.
+    let r = serve.get("/crash");
+    assert_eq!(r.status, 502);
+    assert_eq!(r.header("x-ancm-status"), Some("502.3"));
+    serve.wait_log("trying once more", 5);
+    assert_eq!(
+        serve.log().matches("exited with code 3").count(),
+        2,
+        "{}",
+        serve.log()
+    );
+    let pid3 = serve.get("/pid").text().parse::<u32>().unwrap();
+    assert_ne!(pid1, pid3);
 }

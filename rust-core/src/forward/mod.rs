@@ -59,6 +59,13 @@ pub enum ForwardError {
     /// The backend's response cannot be forwarded unambiguously; the client connection should
     /// be closed after the error page, as ANCM resets it.
     InvalidResponse(String),
+    /// No connection to the backend could be made (refused, unreachable): the request was
+    /// never sent, so it may be sent again.
+    Unreachable(String),
+    /// The connection was reset or closed before any of the response arrived (a process that
+    /// just died, a pooled connection the backend had closed): an idempotent request may be
+    /// sent again.
+    ConnectionLost(String),
     /// The client's request body was malformed (e.g. a bad chunk size): the client's fault,
     /// answered 400, and the connection closed since its framing is lost.
     BadRequestBody(String),
@@ -89,6 +96,10 @@ impl std::fmt::Display for ForwardError {
                 write!(f, "the application sent an invalid response: {s}")
             }
             ForwardError::BadRequestBody(s) => write!(f, "the request body is malformed: {s}"),
+            ForwardError::Unreachable(s) => write!(f, "could not connect to the application: {s}"),
+            ForwardError::ConnectionLost(s) => {
+                write!(f, "the connection to the application was lost: {s}")
+            }
         }
     }
 }
@@ -109,6 +120,9 @@ fn describe(e: &(dyn std::error::Error + 'static)) -> String {
 /// Sorts a client error by whose fault it is, from hyper's own error kinds.
 fn classify(e: hyper_util::client::legacy::Error) -> ForwardError {
     let text = describe(&e);
+    if e.is_connect() {
+        return ForwardError::Unreachable(text);
+    }
     let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&e);
     while let Some(inner) = src {
         if let Some(h) = inner.downcast_ref::<hyper::Error>() {
@@ -117,6 +131,15 @@ fn classify(e: hyper_util::client::legacy::Error) -> ForwardError {
             }
             if h.is_parse() || h.is_parse_too_large() || h.is_parse_status() {
                 return ForwardError::InvalidResponse(text);
+            }
+            if h.is_incomplete_message() {
+                return ForwardError::ConnectionLost(text);
+            }
+        }
+        if let Some(io) = inner.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            if matches!(io.kind(), ConnectionReset | ConnectionAborted | BrokenPipe) {
+                return ForwardError::ConnectionLost(text);
             }
         }
         src = inner.source();
