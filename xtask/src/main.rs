@@ -1,6 +1,8 @@
 //! `cargo xtask <command>`: the one entry point for CI, header generation, cross builds, the MSI
 //! and benchmarks. Each command lives in its own module; this file only dispatches.
 
+mod ctests;
+mod header;
 mod iis;
 mod sh;
 mod test;
@@ -12,6 +14,8 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   test      install what the tests need (as root) and run every test suite (what CI runs)
   iis-slots check the IIS interface declarations' vtable slots (mingw g++ + Wine)
+  header    regenerate include/ancm.h with the pinned cbindgen (--check: fail if it differs)
+  c-tests   build the C ABI's C/C++ test programs and run them (also under ASan and valgrind)
 ";
 
 fn main() -> ExitCode {
@@ -24,6 +28,8 @@ fn main() -> ExitCode {
     let result = match cmd.as_str() {
         "test" => test::run(rest),
         "iis-slots" => iis::vtable_check(),
+        "header" => header::run(rest),
+        "c-tests" => ctests::run(rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())
