@@ -524,7 +524,7 @@ ancm_result ancm_app_new(const struct ancm_config *config, const struct ancm_hos
  * Fills `*status_out` with the app's current state. Callable from any thread; no callback runs
  * during it.
  */
-ancm_result ancm_app_status(const struct ancm_app *app, struct ancm_app_status *status_out);
+ancm_result ancm_app_get_status(const struct ancm_app *app, struct ancm_app_status *status_out);
 
 /**
  * Copies up to `capacity` entries describing the app's running processes into `processes`
@@ -606,6 +606,90 @@ void ancm_error_free(struct ancm_error *error);
  * thread; no callback runs during it.
  */
 ancm_result ancm_config_builder_new(const uint8_t *source, size_t source_len, uint32_t dialect, struct ancm_config_builder **builder_out);
+
+/**
+ * Sets an attribute of the section by its exact, case-sensitive schema name (e.g.
+ * `processPath`, `startupTimeLimit`). An unknown name fails here; values are validated by
+ * `ancm_config_builder_build`.
+ *
+ * `key`/`value` are `*_len` bytes of UTF-8, copied. On `ANCM_RESULT_CONFIG_INVALID` (only
+ * then) a new error is written to `*error_out` when it is not NULL; free it with
+ * `ancm_error_free`. The builder stays usable after an error. Use the builder from one thread
+ * at a time; no callback runs during the call.
+ */
+ancm_result ancm_config_builder_set(struct ancm_config_builder *builder, const uint8_t *key, size_t key_len, const uint8_t *value, size_t value_len, struct ancm_error **error_out);
+
+/**
+ * `ancm_config_builder_set` for UTF-16 input as IIS returns it: `key`/`value` are `*_len`
+ * UTF-16 code units (no NUL needed), copied; invalid UTF-16 is a configuration error
+ * (`ANCM_CONFIG_ERROR_KIND_INVALID_ENCODING`). Otherwise the same contract.
+ */
+ancm_result ancm_config_builder_set_utf16(struct ancm_config_builder *builder, const uint16_t *key, size_t key_len, const uint16_t *value, size_t value_len, struct ancm_error **error_out);
+
+/**
+ * Adds an `environmentVariables` entry (`<add name value>`); a duplicate name (compared
+ * case-insensitively) is a configuration error.
+ *
+ * `key`/`value` are `*_len` bytes of UTF-8, copied. On `ANCM_RESULT_CONFIG_INVALID` (only
+ * then) a new error is written to `*error_out` when it is not NULL; free it with
+ * `ancm_error_free`. The builder stays usable after an error. Use the builder from one thread
+ * at a time; no callback runs during the call.
+ */
+ancm_result ancm_config_builder_add_environment_variable(struct ancm_config_builder *builder, const uint8_t *key, size_t key_len, const uint8_t *value, size_t value_len, struct ancm_error **error_out);
+
+/**
+ * `ancm_config_builder_add_environment_variable` for UTF-16 input as IIS returns it: `key`/`value` are `*_len`
+ * UTF-16 code units (no NUL needed), copied; invalid UTF-16 is a configuration error
+ * (`ANCM_CONFIG_ERROR_KIND_INVALID_ENCODING`). Otherwise the same contract.
+ */
+ancm_result ancm_config_builder_add_environment_variable_utf16(struct ancm_config_builder *builder, const uint16_t *key, size_t key_len, const uint16_t *value, size_t value_len, struct ancm_error **error_out);
+
+/**
+ * Adds a `handlerSettings` entry (`<add name value>`).
+ *
+ * `key`/`value` are `*_len` bytes of UTF-8, copied. On `ANCM_RESULT_CONFIG_INVALID` (only
+ * then) a new error is written to `*error_out` when it is not NULL; free it with
+ * `ancm_error_free`. The builder stays usable after an error. Use the builder from one thread
+ * at a time; no callback runs during the call.
+ */
+ancm_result ancm_config_builder_add_handler_setting(struct ancm_config_builder *builder, const uint8_t *key, size_t key_len, const uint8_t *value, size_t value_len, struct ancm_error **error_out);
+
+/**
+ * `ancm_config_builder_add_handler_setting` for UTF-16 input as IIS returns it: `key`/`value` are `*_len`
+ * UTF-16 code units (no NUL needed), copied; invalid UTF-16 is a configuration error
+ * (`ANCM_CONFIG_ERROR_KIND_INVALID_ENCODING`). Otherwise the same contract.
+ */
+ancm_result ancm_config_builder_add_handler_setting_utf16(struct ancm_config_builder *builder, const uint16_t *key, size_t key_len, const uint16_t *value, size_t value_len, struct ancm_error **error_out);
+
+/**
+ * Removes an `environmentVariables` entry (`<remove name>`).
+ *
+ * `name` is `name_len` bytes of UTF-8. On `ANCM_RESULT_CONFIG_INVALID` (only then) a new error
+ * is written to `*error_out` when it is not NULL; free it with `ancm_error_free`. Use the
+ * builder from one thread at a time; no callback runs during the call.
+ */
+ancm_result ancm_config_builder_remove_environment_variable(struct ancm_config_builder *builder, const uint8_t *name, size_t name_len, struct ancm_error **error_out);
+
+/**
+ * `ancm_config_builder_remove_environment_variable` with `name` as `name_len` UTF-16 code units. Otherwise the same
+ * contract.
+ */
+ancm_result ancm_config_builder_remove_environment_variable_utf16(struct ancm_config_builder *builder, const uint16_t *name, size_t name_len, struct ancm_error **error_out);
+
+/**
+ * Removes a `handlerSettings` entry (`<remove name>`).
+ *
+ * `name` is `name_len` bytes of UTF-8. On `ANCM_RESULT_CONFIG_INVALID` (only then) a new error
+ * is written to `*error_out` when it is not NULL; free it with `ancm_error_free`. Use the
+ * builder from one thread at a time; no callback runs during the call.
+ */
+ancm_result ancm_config_builder_remove_handler_setting(struct ancm_config_builder *builder, const uint8_t *name, size_t name_len, struct ancm_error **error_out);
+
+/**
+ * `ancm_config_builder_remove_handler_setting` with `name` as `name_len` UTF-16 code units. Otherwise the same
+ * contract.
+ */
+ancm_result ancm_config_builder_remove_handler_setting_utf16(struct ancm_config_builder *builder, const uint16_t *name, size_t name_len, struct ancm_error **error_out);
 
 /**
  * Drops every `environmentVariables` entry added so far (`<clear/>`). Use the builder from one

@@ -107,7 +107,7 @@ pub unsafe extern "C" fn ancm_app_new(
 /// Fills `*status_out` with the app's current state. Callable from any thread; no callback runs
 /// during it.
 #[no_mangle]
-pub unsafe extern "C" fn ancm_app_status(
+pub unsafe extern "C" fn ancm_app_get_status(
     app: *const ancm_app,
     status_out: *mut ancm_app_status,
 ) -> ancm_result {
