@@ -230,6 +230,31 @@ typedef uint32_t ancm_log_level;
 #endif // __cplusplus
 
 /**
+ * Which configuration section the settings are for.
+ */
+enum ancm_dialect
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * `system.webServer/aspNetCore` (ASP.NET Core Module).
+     */
+    ANCM_DIALECT_ASP_NET_CORE = 0,
+    /**
+     * `system.webServer/httpPlatform` (HttpPlatformHandler).
+     */
+    ANCM_DIALECT_HTTP_PLATFORM = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum ancm_dialect ancm_dialect;
+#else
+typedef uint32_t ancm_dialect;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * A served application: its processes are started by its first request. Created by
  * `ancm_app_new`, freed with `ancm_app_free`. Thread-safe: requests may be started on it from
  * any number of threads at once.
