@@ -72,7 +72,7 @@ fn compile(
     sh_run(&mut cmd)
 }
 
-/// Runs a test program; valgrind's report goes to `log` when given.
+/// Runs a test program; a non-zero exit (its failure count) fails the step.
 fn run_program(cmd: &mut Command) -> Result {
     sh_run(cmd)
 }
