@@ -2,6 +2,8 @@
 //! and benchmarks. Each command lives in its own module; this file only dispatches.
 
 mod dll;
+mod ctests;
+mod header;
 mod iis;
 mod iis_emu;
 mod sh;
@@ -16,6 +18,8 @@ commands:
   iis-slots check the IIS interface declarations' vtable slots (mingw g++ + Wine)
   dll       build the IIS module aspnetcore_rs.dll (x86_64-pc-windows-gnu) and check its imports
   iis-emu   build the DLL and drive it under Wine with the emulated IIS (tests/iis-emu)
+  header    regenerate include/ancm.h with the pinned cbindgen (--check: fail if it differs)
+  c-tests   build the C ABI's C/C++ test programs and run them (also under ASan and valgrind)
 ";
 
 fn main() -> ExitCode {
@@ -30,6 +34,8 @@ fn main() -> ExitCode {
         "iis-slots" => iis::vtable_check(),
         "dll" => dll::run_cmd(),
         "iis-emu" => iis_emu::run(),
+        "header" => header::run(rest),
+        "c-tests" => ctests::run(rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())

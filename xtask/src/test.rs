@@ -28,6 +28,7 @@ pub fn run(_args: &[String]) -> Result {
             .current_dir(&root)
             .args(["test", "--workspace", "--locked"]),
     )?;
+    crate::ctests::run(&[])?;
     crate::iis::vtable_check()?;
     crate::iis_emu::run()?;
     Ok(())

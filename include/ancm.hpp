@@ -1,0 +1,169 @@
+// ancm.hpp: a header-only C++17 RAII wrapper over ancm.h (the C ABI of ancm-core).
+//
+// Owners are std::unique_ptr with the matching ancm_*_free as deleter, so every handle is freed
+// exactly once; fallible calls return an ancm::Status marked [[nodiscard]]. Nothing here throws.
+// The threading and callback rules are those of ancm.h (docs/c-api.md).
+#ifndef ANCM_HPP
+#define ANCM_HPP
+
+#include "ancm.h"
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace ancm {
+
+/// The result of a call: a result code, plus the configuration error's message when there is one.
+class [[nodiscard]] Status {
+public:
+    Status(ancm_result code = ANCM_RESULT_OK, std::string detail = {}) : code_(code), detail_(std::move(detail)) {}
+    [[nodiscard]] bool ok() const noexcept { return code_ == ANCM_RESULT_OK; }
+    explicit operator bool() const noexcept { return ok(); }
+    [[nodiscard]] ancm_result code() const noexcept { return code_; }
+    /// The configuration error's one-line message, or the code's description.
+    [[nodiscard]] std::string message() const { return detail_.empty() ? ancm_result_message(code_) : detail_; }
+
+private:
+    ancm_result code_;
+    std::string detail_;
+};
+
+/// A byte slice over a string view (borrowed: the view must outlive the call that uses it).
+inline ancm_slice slice(std::string_view s) noexcept {
+    return ancm_slice{reinterpret_cast<const uint8_t *>(s.data()), s.size()};
+}
+
+/// A string view over a byte slice (valid as long as the slice is).
+inline std::string_view view(ancm_slice s) noexcept {
+    return s.len ? std::string_view(reinterpret_cast<const char *>(s.ptr), s.len) : std::string_view();
+}
+
+namespace detail {
+struct ConfigFree { void operator()(ancm_config *p) const noexcept { ancm_config_free(p); } };
+struct BuilderFree { void operator()(ancm_config_builder *p) const noexcept { ancm_config_builder_free(p); } };
+struct ErrorFree { void operator()(ancm_error *p) const noexcept { ancm_error_free(p); } };
+struct AppFree { void operator()(ancm_app *p) const noexcept { ancm_app_free(p); } };
+struct RequestFree { void operator()(ancm_request *p) const noexcept { ancm_request_free(p); } };
+
+/// Turns a code and an optional error out-parameter into a Status, freeing the error.
+inline Status status(ancm_result r, ancm_error *e) {
+    std::unique_ptr<ancm_error, ErrorFree> owned(e);
+    return Status(r, owned ? std::string(ancm_error_message(owned.get())) : std::string());
+}
+} // namespace detail
+
+/// A validated configuration (owns an ancm_config).
+class Config {
+public:
+    Config() = default;
+    /// Reads a web.config file; on failure the Status carries the one-line message.
+    [[nodiscard]] static Status from_file(std::string_view path, Config &out) {
+        ancm_config *c = nullptr;
+        ancm_error *e = nullptr;
+        ancm_result r = ancm_config_from_file(slice(path).ptr, path.size(), &c, &e);
+        if (r == ANCM_RESULT_OK) out.p_.reset(c);
+        return detail::status(r, e);
+    }
+    [[nodiscard]] const ancm_config *get() const noexcept { return p_.get(); }
+
+private:
+    friend class ConfigBuilder;
+    std::unique_ptr<ancm_config, detail::ConfigFree> p_;
+};
+
+/// Settings key by key (owns an ancm_config_builder until build()).
+class ConfigBuilder {
+public:
+    [[nodiscard]] static Status create(std::string_view source, ancm_dialect dialect, ConfigBuilder &out) {
+        ancm_config_builder *b = nullptr;
+        ancm_result r = ancm_config_builder_new(slice(source).ptr, source.size(), dialect, &b);
+        if (r == ANCM_RESULT_OK) out.p_.reset(b);
+        return Status(r);
+    }
+    [[nodiscard]] Status set(std::string_view key, std::string_view value) {
+        ancm_error *e = nullptr;
+        return detail::status(
+            ancm_config_builder_set(p_.get(), slice(key).ptr, key.size(), slice(value).ptr, value.size(), &e), e);
+    }
+    [[nodiscard]] Status set(std::u16string_view key, std::u16string_view value) {
+        ancm_error *e = nullptr;
+        return detail::status(ancm_config_builder_set_utf16(p_.get(), reinterpret_cast<const uint16_t *>(key.data()),
+                                                            key.size(), reinterpret_cast<const uint16_t *>(value.data()),
+                                                            value.size(), &e),
+                              e);
+    }
+    [[nodiscard]] Status add_environment_variable(std::string_view name, std::string_view value) {
+        ancm_error *e = nullptr;
+        return detail::status(ancm_config_builder_add_environment_variable(p_.get(), slice(name).ptr, name.size(),
+                                                                           slice(value).ptr, value.size(), &e),
+                              e);
+    }
+    [[nodiscard]] Status add_handler_setting(std::string_view name, std::string_view value) {
+        ancm_error *e = nullptr;
+        return detail::status(ancm_config_builder_add_handler_setting(p_.get(), slice(name).ptr, name.size(),
+                                                                      slice(value).ptr, value.size(), &e),
+                              e);
+    }
+    /// Validates the settings; always consumes the builder.
+    [[nodiscard]] Status build(Config &out) {
+        ancm_config *c = nullptr;
+        ancm_error *e = nullptr;
+        ancm_result r = ancm_config_builder_build(p_.release(), &c, &e);
+        if (r == ANCM_RESULT_OK) out.p_.reset(c);
+        return detail::status(r, e);
+    }
+
+private:
+    std::unique_ptr<ancm_config_builder, detail::BuilderFree> p_;
+};
+
+/// An application (owns an ancm_app). Thread-safe.
+class App {
+public:
+    App() = default;
+    [[nodiscard]] static Status create(const Config &config, const ancm_host_info &host, App &out) {
+        ancm_app *a = nullptr;
+        ancm_result r = ancm_app_new(config.get(), &host, &a);
+        if (r == ANCM_RESULT_OK) out.p_.reset(a);
+        return Status(r);
+    }
+    [[nodiscard]] Status status(ancm_app_status &out) const { return Status(ancm_app_get_status(p_.get(), &out)); }
+    /// Graceful stop; blocks; never from a callback.
+    [[nodiscard]] Status stop() const { return Status(ancm_app_stop(p_.get())); }
+    [[nodiscard]] const ancm_app *get() const noexcept { return p_.get(); }
+
+private:
+    std::unique_ptr<ancm_app, detail::AppFree> p_;
+};
+
+/// A request handle (owns the host's reference to an ancm_request; freeing it before completion
+/// cancels the request, and `complete` still follows).
+class Request {
+public:
+    Request() = default;
+    /// Starts a request. `out` is filled before any callback runs, so callbacks may use it
+    /// through `userdata`.
+    [[nodiscard]] static Status start(const App &app, const ancm_request_head &head, const ancm_callbacks &callbacks,
+                                      void *userdata, Request &out) {
+        ancm_request *raw = nullptr;
+        ancm_result r = ancm_request_start(app.get(), &head, &callbacks, userdata, &raw);
+        if (r == ANCM_RESULT_OK) out.p_.reset(raw);
+        return Status(r);
+    }
+    [[nodiscard]] Status supply_body(const void *data, size_t len) const {
+        return Status(ancm_request_supply_body(p_.get(), static_cast<const uint8_t *>(data), len));
+    }
+    [[nodiscard]] Status end_body() const { return Status(ancm_request_end_body(p_.get())); }
+    [[nodiscard]] Status ack_write() const { return Status(ancm_request_ack_write(p_.get())); }
+    [[nodiscard]] Status cancel() const { return Status(ancm_request_cancel(p_.get())); }
+    [[nodiscard]] const ancm_request *get() const noexcept { return p_.get(); }
+    void reset() noexcept { p_.reset(); }
+
+private:
+    std::unique_ptr<ancm_request, detail::RequestFree> p_;
+};
+
+} // namespace ancm
+
+#endif // ANCM_HPP

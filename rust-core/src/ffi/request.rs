@@ -1,0 +1,818 @@
+//! Requests: push-based and completion-driven.
+//!
+//! The host starts a request with its head and a callback table; one core task per request
+//! forwards it and talks back through the callbacks; the host answers later through the
+//! `ancm_request_*` calls. Callbacks of one request never run concurrently with each other, and
+//! no callback ever runs inside an `ancm_request_*` call, so a host may call any of them from
+//! inside a callback.
+
+use std::ffi::c_void;
+use std::future::{poll_fn, Future};
+use std::net::{IpAddr, SocketAddr};
+use std::pin::{pin, Pin};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, Uri, Version};
+use http_body::{Body, Frame, SizeHint};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::app::{ancm_app, app_ref};
+use super::handle::{
+    ancm_slice, arc_ref, bytes, check_null, free_arc, to_arc, try_ffi, write_out, ArcHandle,
+};
+use super::panic::{guard, guard_void};
+use super::result::ancm_result;
+use super::runtime::runtime;
+use crate::forward::{BackendUpgrade, BoxError};
+use crate::{App, ClientInfo, EngineStatus, RequestBody, ResponseBody};
+
+/// One request in flight. Created by `ancm_request_start`; the host drops its reference with
+/// `ancm_request_free` (the core keeps its own until the request completes). Thread-safe: the
+/// `ancm_request_*` calls may be made from any thread, concurrently.
+pub struct ancm_request {
+    _private: [u8; 0],
+}
+
+impl ArcHandle for ancm_request {
+    type Rust = Shared;
+}
+
+/// One header: a name and a value, as bytes (no NUL terminators).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ancm_header {
+    /// The header name.
+    pub name: ancm_slice,
+    /// The header value.
+    pub value: ancm_slice,
+}
+
+/// The head of a client request. Everything it points at is borrowed for the duration of
+/// `ancm_request_start` only (the core copies what it keeps).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ancm_request_head {
+    /// The method token, e.g. `GET`.
+    pub method: ancm_slice,
+    /// The request target exactly as the client sent it (raw, not decoded), e.g. `/a%2Fb?x=1`.
+    pub target: ancm_slice,
+    /// The request headers, in order (repeated names allowed); NULL when `header_count` is 0.
+    pub headers: *const ancm_header,
+    /// How many headers `headers` holds.
+    pub header_count: usize,
+    /// The body's length: 0 for no body, the length when known (Content-Length), -1 when
+    /// unknown (chunked). The core asks for body bytes only when it is not 0.
+    pub content_length: i64,
+    /// The client's IP address as text (`203.0.113.7`, `::1`).
+    pub client_address: ancm_slice,
+    /// The client's port.
+    pub client_port: u16,
+    /// Whether the client connection is https.
+    pub https: bool,
+    /// The client certificate (DER), empty when none.
+    pub client_cert_der: ancm_slice,
+    /// The Windows user token already duplicated into the backend process, as hex; empty when
+    /// none (forwardWindowsAuthToken off, or not IIS).
+    pub windows_token_hex: ancm_slice,
+    /// Serialize the host's I/O: when true the core never asks for body bytes while a response
+    /// write is unacknowledged, nor delivers a response chunk while a body read is outstanding
+    /// (IIS without full duplex allows one asynchronous operation per request).
+    pub serialize_io: bool,
+}
+
+/// The head of the response, given to the `response_head` callback. Every pointer in it is
+/// valid only during that callback.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ancm_response_head {
+    /// The HTTP status.
+    pub status: u16,
+    /// IIS's substatus for responses the engine made itself (e.g. 5 for 502.5), else 0.
+    pub substatus: u16,
+    /// The reason phrase (the backend's, or the standard one); may be empty.
+    pub reason: ancm_slice,
+    /// The response headers, hop-by-hop headers already removed (except `Connection` and
+    /// `Upgrade` on a 101).
+    pub headers: *const ancm_header,
+    /// How many headers `headers` holds.
+    pub header_count: usize,
+    /// True for a 101 Switching Protocols: from now on the request is a bidirectional byte
+    /// stream: body requests carry the client's bytes to the backend, response body chunks carry
+    /// the backend's bytes to the client.
+    pub upgraded: bool,
+}
+
+/// The core wants request body bytes: the host answers, now or later, with exactly one
+/// `ancm_request_supply_body` or `ancm_request_end_body`. Runs on a core thread; must not block.
+pub type ancm_body_wanted_callback = Option<unsafe extern "C" fn(userdata: *mut c_void)>;
+
+/// The response head is ready. `head` and everything it points at are valid only during the
+/// call. Called at most once, before any response body chunk. Runs on a core thread; must not
+/// block.
+pub type ancm_response_head_callback =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, head: *const ancm_response_head)>;
+
+/// A response body chunk (`len` > 0 bytes) to write to the client; `flush` is true when no more
+/// data is ready right now (write it out rather than buffer it). The bytes stay valid until the
+/// host calls `ancm_request_ack_write` or `ancm_request_free`, so they can be written
+/// asynchronously by reference; the next chunk comes only after the acknowledgement. Runs on a
+/// core thread; must not block.
+pub type ancm_response_body_callback =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, data: *const u8, len: usize, flush: bool)>;
+
+/// The request is over: `result` is `ANCM_RESULT_OK` (the response is complete),
+/// `ANCM_RESULT_CANCELLED` (the host cancelled), `ANCM_RESULT_RESPONSE_ABORTED` or
+/// `ANCM_RESULT_UPGRADE_FAILED` (abort the client connection) or `ANCM_RESULT_PANIC`;
+/// `message` (`len` bytes of UTF-8, valid during the call) says why when it is not OK. Called
+/// exactly once per started request, always last: no callback follows it. Runs on a core
+/// thread; must not block. The host may call `ancm_request_free` from inside it.
+pub type ancm_complete_callback = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        result: ancm_result,
+        message: *const u8,
+        len: usize,
+    ),
+>;
+
+/// The callbacks of one request; all four are required. Each gets the `userdata` given to
+/// `ancm_request_start`, which must stay valid until `complete` has returned.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ancm_callbacks {
+    /// See `ancm_body_wanted_callback`.
+    pub body_wanted: ancm_body_wanted_callback,
+    /// See `ancm_response_head_callback`.
+    pub response_head: ancm_response_head_callback,
+    /// See `ancm_response_body_callback`.
+    pub response_body: ancm_response_body_callback,
+    /// See `ancm_complete_callback`.
+    pub complete: ancm_complete_callback,
+}
+
+/// The callback table with every entry checked present.
+struct Table {
+    body_wanted: unsafe extern "C" fn(*mut c_void),
+    response_head: unsafe extern "C" fn(*mut c_void, *const ancm_response_head),
+    response_body: unsafe extern "C" fn(*mut c_void, *const u8, usize, bool),
+    complete: unsafe extern "C" fn(*mut c_void, ancm_result, *const u8, usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// No body read outstanding.
+    Idle,
+    /// `body_wanted` was called; a supply or end is awaited.
+    Asked,
+    /// The host ended the body.
+    Ended,
+}
+
+struct State {
+    read: Read,
+    /// Supplied bytes not yet taken by the body stream.
+    supplied: Option<Bytes>,
+    /// Waker of whoever polls the request body.
+    body_waker: Option<Waker>,
+    /// The chunk delivered and not yet acknowledged; kept alive for the host until then.
+    write: Option<Bytes>,
+    /// Waker of the request's driver task.
+    driver_waker: Option<Waker>,
+    cancelled: bool,
+    /// `complete` has been (or is being) delivered.
+    finished: bool,
+}
+
+/// What an `ancm_request` handle points at, shared by the host and the core task.
+pub struct Shared {
+    table: Table,
+    userdata: *mut c_void,
+    serialize: bool,
+    state: Mutex<State>,
+    /// Held while a callback runs, so callbacks never overlap; `true` once `complete` ran.
+    calling: Mutex<bool>,
+}
+
+// SAFETY: `userdata` is only handed back to the host's callbacks, which the host promises
+// (ancm_request_start's contract) may run on any core thread.
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn store_waker(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    match slot {
+        Some(w) if w.will_wake(cx.waker()) => {}
+        _ => *slot = Some(cx.waker().clone()),
+    }
+}
+
+fn wake_all(wakers: [Option<Waker>; 2]) {
+    for w in wakers.into_iter().flatten() {
+        w.wake();
+    }
+}
+
+/// Why a request ended early.
+struct Outcome(ancm_result, String);
+
+impl Outcome {
+    fn cancelled() -> Outcome {
+        Outcome(
+            ancm_result::Cancelled,
+            "the request was cancelled by the host".to_owned(),
+        )
+    }
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    /// Runs a callback unless `complete` has already run.
+    fn call(&self, f: impl FnOnce(&Table, *mut c_void)) {
+        let done = lock(&self.calling);
+        if !*done {
+            f(&self.table, self.userdata);
+        }
+    }
+
+    /// Delivers `complete` (once); afterwards no callback runs and the body stream fails.
+    fn complete(&self, result: ancm_result, message: &str) {
+        let wakers = {
+            let mut st = self.state();
+            st.finished = true;
+            [st.body_waker.take(), st.driver_waker.take()]
+        };
+        wake_all(wakers);
+        let mut done = lock(&self.calling);
+        if !*done {
+            *done = true;
+            // SAFETY: the host's callback, with a message valid for the call.
+            unsafe {
+                (self.table.complete)(self.userdata, result, message.as_ptr(), message.len())
+            };
+        }
+    }
+
+    /// True if cancelled; otherwise registers the driver task's waker.
+    fn poll_cancelled(&self, cx: &Context<'_>) -> bool {
+        let mut st = self.state();
+        if st.cancelled {
+            return true;
+        }
+        store_waker(&mut st.driver_waker, cx);
+        false
+    }
+
+    fn cancel(&self) {
+        let wakers = {
+            let mut st = self.state();
+            st.cancelled = true;
+            [st.body_waker.take(), st.driver_waker.take()]
+        };
+        wake_all(wakers);
+    }
+}
+
+/// The request body as the host feeds it.
+struct HostBody {
+    shared: Arc<Shared>,
+    length: Option<u64>,
+}
+
+impl Body for HostBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let shared = &self.shared;
+        let mut st = shared.state();
+        if st.cancelled || st.finished {
+            return Poll::Ready(Some(Err("the request was cancelled".into())));
+        }
+        if let Some(b) = st.supplied.take() {
+            return Poll::Ready(Some(Ok(Frame::data(b))));
+        }
+        match st.read {
+            Read::Ended => Poll::Ready(None),
+            Read::Asked => {
+                store_waker(&mut st.body_waker, cx);
+                Poll::Pending
+            }
+            Read::Idle => {
+                store_waker(&mut st.body_waker, cx);
+                if shared.serialize && st.write.is_some() {
+                    return Poll::Pending;
+                }
+                st.read = Read::Asked;
+                drop(st);
+                // SAFETY: the host's callback.
+                shared.call(|t, ud| unsafe { (t.body_wanted)(ud) });
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        let st = self.shared.state();
+        st.read == Read::Ended && st.supplied.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.length
+            .map_or_else(SizeHint::default, SizeHint::with_exact)
+    }
+}
+
+/// Polls a future to completion, turning a panic inside it into `Err`.
+struct CatchUnwind<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, ()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let fut = self.0.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.poll(cx))) {
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(_) => Poll::Ready(Err(())),
+        }
+    }
+}
+
+/// The core task of one request: forward, deliver, complete.
+async fn drive(shared: Arc<Shared>, app: App, req: Request<RequestBody>, client: ClientInfo) {
+    let outcome = CatchUnwind(Box::pin(run(&shared, app, req, client))).await;
+    match outcome {
+        Ok(Ok(())) => shared.complete(ancm_result::Ok, ""),
+        Ok(Err(Outcome(code, msg))) => shared.complete(code, &msg),
+        Err(()) => {
+            ::log::error!("ancm-core: a request task panicked");
+            shared.complete(
+                ancm_result::Panic,
+                "internal error: the request task panicked",
+            )
+        }
+    }
+}
+
+async fn run(
+    shared: &Arc<Shared>,
+    app: App,
+    req: Request<RequestBody>,
+    client: ClientInfo,
+) -> Result<(), Outcome> {
+    let mut handle = pin!(app.handle(req, &client));
+    let mut resp = poll_fn(|cx| {
+        if shared.poll_cancelled(cx) {
+            return Poll::Ready(Err(Outcome::cancelled()));
+        }
+        handle.as_mut().poll(cx).map(Ok)
+    })
+    .await?;
+    // A 101 carries the backend's connection (the engine only answers 101 to an upgrade).
+    let upgrade = (resp.status() == http::StatusCode::SWITCHING_PROTOCOLS)
+        .then(|| resp.extensions_mut().remove::<BackendUpgrade>());
+    deliver_head(shared, &resp, upgrade.is_some());
+    match upgrade {
+        Some(Some(backend)) => match backend.take() {
+            Some(on) => tunnel(shared, on).await,
+            None => Err(Outcome(
+                ancm_result::UpgradeFailed,
+                "the backend connection was already taken".into(),
+            )),
+        },
+        Some(None) => Err(Outcome(
+            ancm_result::UpgradeFailed,
+            "101 without a backend connection".into(),
+        )),
+        None => pump(shared, resp.into_body()).await,
+    }
+}
+
+fn deliver_head(shared: &Shared, resp: &Response<ResponseBody>, upgraded: bool) {
+    let substatus = resp
+        .extensions()
+        .get::<EngineStatus>()
+        .map_or(0, |e| e.substatus);
+    let reason: &[u8] = match resp.extensions().get::<hyper::ext::ReasonPhrase>() {
+        Some(r) => r.as_bytes(),
+        None => resp.status().canonical_reason().unwrap_or("").as_bytes(),
+    };
+    let headers: Vec<ancm_header> = resp
+        .headers()
+        .iter()
+        .map(|(n, v)| ancm_header {
+            name: ancm_slice::of(n.as_str().as_bytes()),
+            value: ancm_slice::of(v.as_bytes()),
+        })
+        .collect();
+    let head = ancm_response_head {
+        status: resp.status().as_u16(),
+        substatus,
+        reason: ancm_slice::of(reason),
+        headers: headers.as_ptr(),
+        header_count: headers.len(),
+        upgraded,
+    };
+    // SAFETY: the host's callback; `head` and what it points at outlive the call.
+    shared.call(|t, ud| unsafe { (t.response_head)(ud, &head) });
+}
+
+type BodyFrame = Option<Result<Frame<Bytes>, crate::forward::BodyError>>;
+
+/// Streams the response body to the host, one acknowledged chunk at a time.
+async fn pump(shared: &Arc<Shared>, body: ResponseBody) -> Result<(), Outcome> {
+    let mut body = pin!(body);
+    let mut next: Option<BodyFrame> = None;
+    loop {
+        let frame = match next.take() {
+            Some(f) => f,
+            None => {
+                poll_fn(|cx| {
+                    if shared.poll_cancelled(cx) {
+                        return Poll::Ready(Err(Outcome::cancelled()));
+                    }
+                    body.as_mut().poll_frame(cx).map(Ok)
+                })
+                .await?
+            }
+        };
+        let Some(frame) = frame else { return Ok(()) };
+        let frame = frame.map_err(|e| Outcome(ancm_result::ResponseAborted, describe(&e)))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        // Look one frame ahead: flush when nothing more is ready now.
+        let flush = match poll_fn(|cx| Poll::Ready(body.as_mut().poll_frame(cx))).await {
+            Poll::Pending => true,
+            Poll::Ready(f) => {
+                let last = f.is_none();
+                next = Some(f);
+                last
+            }
+        };
+        write(shared, data, flush).await?;
+    }
+}
+
+fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// Delivers one chunk and waits for its acknowledgement.
+async fn write(shared: &Arc<Shared>, data: Bytes, flush: bool) -> Result<(), Outcome> {
+    // An address, not a pointer, so the future stays Send; the bytes do not move (Bytes).
+    let (addr, len) = (data.as_ptr() as usize, data.len());
+    let mut data = Some(data);
+    poll_fn(|cx| {
+        let mut st = shared.state();
+        if st.cancelled {
+            return Poll::Ready(Err(Outcome::cancelled()));
+        }
+        if shared.serialize && st.read == Read::Asked {
+            store_waker(&mut st.driver_waker, cx);
+            return Poll::Pending;
+        }
+        st.write = data.take();
+        Poll::Ready(Ok(()))
+    })
+    .await?;
+    // SAFETY: the host's callback; the bytes stay alive in `state.write` until acknowledged.
+    shared.call(|t, ud| unsafe { (t.response_body)(ud, addr as *const u8, len, flush) });
+    poll_fn(|cx| {
+        let mut st = shared.state();
+        if st.cancelled {
+            return Poll::Ready(Err(Outcome::cancelled()));
+        }
+        if st.write.is_none() {
+            return Poll::Ready(Ok(()));
+        }
+        store_waker(&mut st.driver_waker, cx);
+        Poll::Pending
+    })
+    .await
+}
+
+/// Pipes an upgraded connection: client bytes (supplied body) to the backend, backend bytes to
+/// the client (response chunks). Ends when the backend closes its side.
+async fn tunnel(shared: &Arc<Shared>, on: hyper::upgrade::OnUpgrade) -> Result<(), Outcome> {
+    let mut on = pin!(on);
+    let upgraded = poll_fn(|cx| {
+        if shared.poll_cancelled(cx) {
+            return Poll::Ready(Err(Outcome::cancelled()));
+        }
+        on.as_mut()
+            .poll(cx)
+            .map(|r| r.map_err(|e| Outcome(ancm_result::UpgradeFailed, describe(&e))))
+    })
+    .await?;
+    {
+        let mut st = shared.state();
+        if st.read == Read::Ended {
+            st.read = Read::Idle;
+        }
+    }
+    let (mut from_backend, mut to_backend) = tokio::io::split(TokioIo::new(upgraded));
+    let failed = |e: std::io::Error| Outcome(ancm_result::UpgradeFailed, e.to_string());
+    let down = async {
+        loop {
+            let mut buf = BytesMut::with_capacity(16 * 1024);
+            let mut read = pin!(from_backend.read_buf(&mut buf));
+            let n = poll_fn(|cx| {
+                if shared.poll_cancelled(cx) {
+                    return Poll::Ready(Err(Outcome::cancelled()));
+                }
+                read.as_mut().poll(cx).map(|r| r.map_err(failed))
+            })
+            .await?;
+            if n == 0 {
+                return Ok(());
+            }
+            write(shared, buf.freeze(), true).await?;
+        }
+    };
+    let up = async {
+        let mut body = pin!(HostBody {
+            shared: shared.clone(),
+            length: None
+        });
+        loop {
+            let frame = poll_fn(|cx| body.as_mut().poll_frame(cx)).await;
+            match frame {
+                None => return to_backend.shutdown().await.map_err(failed),
+                Some(Err(_)) => return Err(Outcome::cancelled()),
+                Some(Ok(f)) => {
+                    if let Ok(data) = f.into_data() {
+                        to_backend.write_all(&data).await.map_err(failed)?;
+                    }
+                }
+            }
+        }
+    };
+    let mut up = pin!(up);
+    let mut down = pin!(down);
+    let mut up_done = false;
+    poll_fn(|cx| {
+        if !up_done {
+            if let Poll::Ready(r) = up.as_mut().poll(cx) {
+                r?;
+                up_done = true;
+            }
+        }
+        down.as_mut().poll(cx)
+    })
+    .await
+}
+
+/// Builds the engine request from the C head.
+unsafe fn build_request(
+    head: &ancm_request_head,
+    shared: &Arc<Shared>,
+) -> Result<(Request<RequestBody>, ClientInfo), ancm_result> {
+    let method = Method::from_bytes(unsafe { head.method.bytes()? })
+        .map_err(|_| ancm_result::InvalidMethod)?;
+    let target = unsafe { head.target.bytes()? };
+    let uri = Uri::from_maybe_shared(Bytes::copy_from_slice(target))
+        .map_err(|_| ancm_result::InvalidTarget)?;
+    let list: &[ancm_header] = if head.header_count == 0 {
+        &[]
+    } else if head.headers.is_null() {
+        return Err(ancm_result::NullParameter);
+    } else {
+        unsafe { std::slice::from_raw_parts(head.headers, head.header_count) }
+    };
+    let mut headers = HeaderMap::with_capacity(list.len());
+    for h in list {
+        let name = HeaderName::from_bytes(unsafe { h.name.bytes()? })
+            .map_err(|_| ancm_result::InvalidHeader)?;
+        let value = HeaderValue::from_bytes(unsafe { h.value.bytes()? })
+            .map_err(|_| ancm_result::InvalidHeader)?;
+        headers.append(name, value);
+    }
+    let ip: IpAddr = unsafe { head.client_address.str() }
+        .map_err(|_| ancm_result::InvalidClientAddress)?
+        .parse()
+        .map_err(|_| ancm_result::InvalidClientAddress)?;
+    let cert = unsafe { head.client_cert_der.bytes()? };
+    let token = unsafe { head.windows_token_hex.str()? };
+    let client = ClientInfo {
+        addr: SocketAddr::new(ip, head.client_port),
+        https: head.https,
+        client_cert_der: (!cert.is_empty()).then(|| Bytes::copy_from_slice(cert)),
+        windows_auth_token_hex: (!token.is_empty()).then(|| token.to_owned()),
+    };
+    let body = match head.content_length {
+        0 => RequestBody::Empty,
+        -1 => RequestBody::Stream(Box::pin(HostBody {
+            shared: shared.clone(),
+            length: None,
+        })),
+        n if n > 0 => RequestBody::Stream(Box::pin(HostBody {
+            shared: shared.clone(),
+            length: Some(n as u64),
+        })),
+        _ => return Err(ancm_result::InvalidArgument),
+    };
+    let mut req = Request::new(body);
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.version_mut() = Version::HTTP_11;
+    *req.headers_mut() = headers;
+    Ok((req, client))
+}
+
+/// Starts forwarding a request to `app`.
+///
+/// `head` and `callbacks` are read during the call only. `userdata` is passed to every callback
+/// and stays owned by the host; it must remain valid until the `complete` callback has returned.
+/// On success writes a new request handle to `*request_out` before any callback can run (so a
+/// callback may read it when `request_out` points into `userdata`); the host drops it with
+/// `ancm_request_free`, at any time (before completion that also cancels). Callbacks may start
+/// on core threads before this function returns; none runs inside it, and on failure none runs
+/// at all. `complete` is delivered exactly once for every started request. Callable from any
+/// thread, also from inside a callback.
+#[no_mangle]
+pub unsafe extern "C" fn ancm_request_start(
+    app: *const ancm_app,
+    head: *const ancm_request_head,
+    callbacks: *const ancm_callbacks,
+    userdata: *mut c_void,
+    request_out: *mut *mut ancm_request,
+) -> ancm_result {
+    guard(|| {
+        check_null!(head, callbacks, request_out);
+        let Some(app) = (unsafe { app_ref(app) }) else {
+            return ancm_result::NullParameter;
+        };
+        let cbs = unsafe { *callbacks };
+        let (Some(body_wanted), Some(response_head), Some(response_body), Some(complete)) = (
+            cbs.body_wanted,
+            cbs.response_head,
+            cbs.response_body,
+            cbs.complete,
+        ) else {
+            return ancm_result::MissingCallback;
+        };
+        let head = unsafe { &*head };
+        let shared = Arc::new(Shared {
+            table: Table {
+                body_wanted,
+                response_head,
+                response_body,
+                complete,
+            },
+            userdata,
+            serialize: head.serialize_io,
+            state: Mutex::new(State {
+                read: Read::Idle,
+                supplied: None,
+                body_waker: None,
+                write: None,
+                driver_waker: None,
+                cancelled: false,
+                finished: false,
+            }),
+            calling: Mutex::new(false),
+        });
+        let (req, client) = try_ffi!(unsafe { build_request(head, &shared) });
+        let rt = try_ffi!(runtime());
+        unsafe { write_out(request_out, to_arc::<ancm_request>(shared.clone())) };
+        rt.spawn(drive(shared, app.clone(), req, client));
+        ancm_result::Ok
+    })
+}
+
+/// Answers a `body_wanted` callback with `len` (> 0) bytes of the client's request body (or,
+/// after an upgrade, of the client's stream), copied before the call returns.
+///
+/// Returns `ANCM_RESULT_BODY_NOT_WANTED` when no `body_wanted` is outstanding. After the
+/// request was cancelled or has completed the bytes are ignored and the result is OK. Callable
+/// from any thread, also from inside a callback; no callback runs during it.
+#[no_mangle]
+pub unsafe extern "C" fn ancm_request_supply_body(
+    request: *const ancm_request,
+    data: *const u8,
+    len: usize,
+) -> ancm_result {
+    guard(|| {
+        let Some(shared) = (unsafe { arc_ref(request) }) else {
+            return ancm_result::NullParameter;
+        };
+        let data = try_ffi!(unsafe { bytes(data, len) });
+        if data.is_empty() {
+            return ancm_result::InvalidArgument;
+        }
+        let wakers = {
+            let mut st = shared.state();
+            if st.cancelled || st.finished {
+                return ancm_result::Ok;
+            }
+            if st.read != Read::Asked {
+                return ancm_result::BodyNotWanted;
+            }
+            st.supplied = Some(Bytes::copy_from_slice(data));
+            st.read = Read::Idle;
+            [st.body_waker.take(), st.driver_waker.take()]
+        };
+        wake_all(wakers);
+        ancm_result::Ok
+    })
+}
+
+/// Ends the request body (or, after an upgrade, the client's side of the stream): the client
+/// sent all of it. Usually the answer to a `body_wanted` callback, but allowed at any time;
+/// ending twice is harmless. Callable from any thread, also from inside a callback; no callback
+/// runs during it.
+#[no_mangle]
+pub unsafe extern "C" fn ancm_request_end_body(request: *const ancm_request) -> ancm_result {
+    guard(|| {
+        let Some(shared) = (unsafe { arc_ref(request) }) else {
+            return ancm_result::NullParameter;
+        };
+        let wakers = {
+            let mut st = shared.state();
+            st.read = Read::Ended;
+            [st.body_waker.take(), st.driver_waker.take()]
+        };
+        wake_all(wakers);
+        ancm_result::Ok
+    })
+}
+
+/// Acknowledges the chunk of the last `response_body` callback: the host has written it (its
+/// bytes may be released) and is ready for the next. Returns `ANCM_RESULT_NO_WRITE_PENDING`
+/// when no chunk is outstanding (OK once the request was cancelled or completed). Callable from
+/// any thread, also from inside a callback; no callback runs during it.
+#[no_mangle]
+pub unsafe extern "C" fn ancm_request_ack_write(request: *const ancm_request) -> ancm_result {
+    guard(|| {
+        let Some(shared) = (unsafe { arc_ref(request) }) else {
+            return ancm_result::NullParameter;
+        };
+        let (chunk, wakers) = {
+            let mut st = shared.state();
+            let chunk = st.write.take();
+            if chunk.is_none() && !(st.cancelled || st.finished) {
+                return ancm_result::NoWritePending;
+            }
+            (chunk, [st.body_waker.take(), st.driver_waker.take()])
+        };
+        drop(chunk);
+        wake_all(wakers);
+        ancm_result::Ok
+    })
+}
+
+/// Cancels the request (the client disconnected): the backend request is abandoned and
+/// `complete` follows with `ANCM_RESULT_CANCELLED` (unless the request was already completing).
+/// Outstanding `body_wanted` / write acknowledgements are no longer expected; a chunk not yet
+/// acknowledged stays valid until `ancm_request_free`. Idempotent. Callable from any thread,
+/// also from inside a callback; no callback runs during it.
+#[no_mangle]
+pub unsafe extern "C" fn ancm_request_cancel(request: *const ancm_request) -> ancm_result {
+    guard(|| {
+        let Some(shared) = (unsafe { arc_ref(request) }) else {
+            return ancm_result::NullParameter;
+        };
+        shared.cancel();
+        ancm_result::Ok
+    })
+}
+
+/// Drops the host's reference to the request. NULL is allowed. Before `complete` this also
+/// cancels the request, and `complete` still follows (so `userdata` must stay valid until it
+/// has). The handle must not be used afterwards; unacknowledged chunk bytes are released.
+/// Callable from any thread, also from inside a callback (including `complete`); no callback
+/// runs during it.
+#[no_mangle]
+pub unsafe extern "C" fn ancm_request_free(request: *mut ancm_request) {
+    guard_void(|| {
+        if let Some(shared) = unsafe { free_arc(request) } {
+            if !shared.state().finished {
+                shared.cancel();
+            }
+        }
+    });
+}
