@@ -1,0 +1,282 @@
+//! `ancm-register`: adds the ancm-rs module to IIS's `applicationHost.config` and removes it again.
+//!
+//! The MSI runs `ancm-register install` after copying its files and `ancm-register uninstall`
+//! before deleting them (deferred, non-impersonated custom actions, so as LocalSystem). The edit is a
+//! text splice ([`edit`]): uninstall after install restores the file byte for byte.
+//!
+//! Beside the configuration file the tool keeps two files of its own:
+//! - `<config>.ancm-rs.state`: what install added that uninstall could not otherwise tell apart
+//!   from what was there before (today: whether the `aspNetCore` section declaration is ours, since
+//!   Microsoft's ANCM declares the same section). Removed by uninstall.
+//! - `<config>.ancm-rs.bak`: the file as it was before the last write by this tool. Kept, so an
+//!   administrator can always go back; it is overwritten by the next write.
+
+pub mod edit;
+
+use std::fmt;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// What went wrong, and so which exit code the command returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A file could not be read or written.
+    Io,
+    /// The configuration (or state) file's content is not what this tool understands.
+    Content,
+}
+
+impl ErrorKind {
+    /// The process exit code for this kind (2 is reserved for usage errors).
+    pub fn exit_code(self) -> u8 {
+        match self {
+            ErrorKind::Io => 1,
+            ErrorKind::Content => 3,
+        }
+    }
+}
+
+/// An error naming the file concerned and what was wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    /// Kind of failure.
+    pub kind: ErrorKind,
+    /// The file concerned.
+    pub path: PathBuf,
+    /// What was wrong, one line.
+    pub message: String,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+fn io_error(path: &Path, what: &str, e: std::io::Error) -> Error {
+    Error {
+        kind: ErrorKind::Io,
+        path: path.to_path_buf(),
+        message: format!("{what}: {e}"),
+    }
+}
+
+fn content_error(path: &Path, message: impl Into<String>) -> Error {
+    Error {
+        kind: ErrorKind::Content,
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+/// The files one run reads and writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paths {
+    /// `applicationHost.config`.
+    pub config: PathBuf,
+    /// Where install records what it added (see the crate documentation).
+    pub state: PathBuf,
+    /// The copy of the configuration taken before each write.
+    pub backup: PathBuf,
+    /// The temporary file written and then moved over the configuration.
+    pub temp: PathBuf,
+}
+
+impl Paths {
+    /// The state, backup and temporary files sit next to the configuration file: they then follow
+    /// it (a test copy gets its own), and the temporary file is on the same volume, which the
+    /// atomic replace needs.
+    pub fn beside(config: PathBuf) -> Paths {
+        let with_suffix = |suffix: &str| {
+            let mut name = config.as_os_str().to_os_string();
+            name.push(suffix);
+            PathBuf::from(name)
+        };
+        Paths {
+            state: with_suffix(".ancm-rs.state"),
+            backup: with_suffix(".ancm-rs.bak"),
+            temp: with_suffix(".ancm-rs.tmp"),
+            config,
+        }
+    }
+}
+
+/// What the run did, for the one line the command prints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// Whether the configuration file was rewritten.
+    pub changed: bool,
+    /// The changes made, in file order.
+    pub changes: Vec<String>,
+    /// Anything the administrator should know (e.g. a section kept for Microsoft's ANCM).
+    pub notes: Vec<String>,
+}
+
+/// Registers the module whose DLL is `image` (written as given, e.g. with `%windir%`).
+pub fn install(paths: &Paths, image: &str) -> Result<Report, Error> {
+    let text = read_config(&paths.config)?;
+    let state = read_state(&paths.state)?;
+    let outcome =
+        edit::install(&text, image).map_err(|e| content_error(&paths.config, e.message))?;
+    let mut notes = Vec::new();
+    // A repeated install keeps the record of an earlier one: the section is still ours.
+    let section_ours = outcome.section_added || state.section_added;
+    if !section_ours {
+        notes.push(format!(
+            "section system.webServer/{} was already declared (Microsoft's ANCM?); it is left as is",
+            edit::SECTION_NAME
+        ));
+    }
+    let changed = outcome.text != text;
+    if changed {
+        write_config(paths, &text, &outcome.text)?;
+    }
+    write_state(
+        &paths.state,
+        State {
+            section_added: section_ours,
+        },
+    )?;
+    Ok(Report {
+        changed,
+        changes: outcome.changes,
+        notes,
+    })
+}
+
+/// Removes what [`install`] added, then the state file.
+pub fn uninstall(paths: &Paths) -> Result<Report, Error> {
+    let text = read_config(&paths.config)?;
+    let state = read_state(&paths.state)?;
+    let outcome = edit::uninstall(&text, state.section_added)
+        .map_err(|e| content_error(&paths.config, e.message))?;
+    let mut notes = Vec::new();
+    if outcome.section_kept_for_microsoft {
+        notes.push(format!(
+            "section system.webServer/{} kept: Microsoft's ANCM is registered and uses it",
+            edit::SECTION_NAME
+        ));
+    }
+    let changed = outcome.text != text;
+    if changed {
+        write_config(paths, &text, &outcome.text)?;
+    }
+    match fs::remove_file(&paths.state) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_error(&paths.state, "cannot delete the state file", e)),
+    }
+    Ok(Report {
+        changed,
+        changes: outcome.changes,
+        notes,
+    })
+}
+
+fn read_config(path: &Path) -> Result<String, Error> {
+    let bytes = fs::read(path).map_err(|e| io_error(path, "cannot read", e))?;
+    String::from_utf8(bytes).map_err(|e| {
+        content_error(
+            path,
+            format!(
+                "not UTF-8 (invalid byte at offset {}); IIS writes this file as UTF-8",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })
+}
+
+/// Backs up the old content, writes the new one to a temporary file, flushes it, and moves it over
+/// the configuration, so IIS (which watches the file) never sees a half-written file and a crash
+/// leaves either the old or the new file.
+fn write_config(paths: &Paths, old: &str, new: &str) -> Result<(), Error> {
+    fs::write(&paths.backup, old).map_err(|e| io_error(&paths.backup, "cannot write backup", e))?;
+    let mut file = fs::File::create(&paths.temp)
+        .map_err(|e| io_error(&paths.temp, "cannot create temporary file", e))?;
+    file.write_all(new.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| io_error(&paths.temp, "cannot write temporary file", e))?;
+    drop(file);
+    replace(&paths.temp, &paths.config).map_err(|e| {
+        // Leave no stray temporary file behind a failed replace; the original is untouched.
+        let _ = fs::remove_file(&paths.temp);
+        io_error(&paths.config, "cannot replace with the edited file", e)
+    })
+}
+
+/// Moves `from` over `to`. On Windows, `ReplaceFileW` keeps the replaced file's ACL and attributes
+/// (a plain rename would give applicationHost.config the temporary file's inherited ACL); it is
+/// retried briefly because IIS may hold the file open while it re-reads it.
+#[cfg(windows)]
+fn replace(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::windows::ffi::OsStrExt;
+    use windows_sys::Win32::Storage::FileSystem::{ReplaceFileW, REPLACEFILE_IGNORE_MERGE_ERRORS};
+    let wide = |p: &Path| -> Vec<u16> { p.as_os_str().encode_wide().chain(Some(0)).collect() };
+    let (from_w, to_w) = (wide(from), wide(to));
+    let mut last = std::io::Error::other("not attempted");
+    for _ in 0..20 {
+        // SAFETY: both strings are NUL-terminated wide strings that outlive the call; the backup
+        // name and the two reserved pointers may be null.
+        let ok = unsafe {
+            ReplaceFileW(
+                to_w.as_ptr(),
+                from_w.as_ptr(),
+                std::ptr::null(),
+                REPLACEFILE_IGNORE_MERGE_ERRORS,
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        };
+        if ok != 0 {
+            return Ok(());
+        }
+        last = std::io::Error::last_os_error();
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    Err(last)
+}
+
+/// Moves `from` over `to`: `rename` is atomic within a file system.
+#[cfg(not(windows))]
+fn replace(from: &Path, to: &Path) -> std::io::Result<()> {
+    fs::rename(from, to)
+}
+
+/// What install recorded for uninstall.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct State {
+    /// The `aspNetCore` section declaration was added by install (not Microsoft's).
+    section_added: bool,
+}
+
+const STATE_HEADER: &str =
+    "# ancm-register: what `install` added to the configuration file beside this one; read by `uninstall`.";
+
+fn read_state(path: &Path) -> Result<State, Error> {
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        // No record: nothing beyond the module entries (always ours by name) is ours.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
+        Err(e) => return Err(io_error(path, "cannot read the state file", e)),
+    };
+    let mut state = State::default();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match line.split_once('=') {
+            Some(("section_added", "true")) => state.section_added = true,
+            Some(("section_added", "false")) => state.section_added = false,
+            _ => return Err(content_error(path, format!("unexpected line {line:?}"))),
+        }
+    }
+    Ok(state)
+}
+
+fn write_state(path: &Path, state: State) -> Result<(), Error> {
+    let text = format!("{STATE_HEADER}\nsection_added={}\n", state.section_added);
+    fs::write(path, text).map_err(|e| io_error(path, "cannot write the state file", e))
+}
