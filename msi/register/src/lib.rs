@@ -4,10 +4,15 @@
 //! before deleting them (deferred, non-impersonated custom actions, so as LocalSystem). The edit is a
 //! text splice ([`edit`]): uninstall after install restores the file byte for byte.
 //!
+//! It also installs the IIS schema file of the `aspNetCore` section into the `schema` directory
+//! beside the configuration file, unless Microsoft's ANCM schema is there (two schema files
+//! declaring one section break IIS's configuration system). The MSI cannot make that choice itself:
+//! wixl supports neither file searches nor component conditions (see docs/decisions.md).
+//!
 //! Beside the configuration file the tool keeps two files of its own:
 //! - `<config>.ancm-rs.state`: what install added that uninstall could not otherwise tell apart
-//!   from what was there before (today: whether the `aspNetCore` section declaration is ours, since
-//!   Microsoft's ANCM declares the same section). Removed by uninstall.
+//!   from what was there before: whether the `aspNetCore` section declaration and the schema file
+//!   are ours (Microsoft's ANCM declares the same section). Removed by uninstall.
 //! - `<config>.ancm-rs.bak`: the file as it was before the last write by this tool. Kept, so an
 //!   administrator can always go back; it is overwritten by the next write.
 
@@ -83,12 +88,23 @@ pub struct Paths {
     pub backup: PathBuf,
     /// The temporary file written and then moved over the configuration.
     pub temp: PathBuf,
+    /// IIS's schema directory (`config\schema`).
+    pub schema_dir: PathBuf,
+    /// The schema file to install there; `None` leaves the schema directory alone.
+    pub schema_source: Option<PathBuf>,
 }
+
+/// The file name of this project's schema in IIS's schema directory.
+pub const SCHEMA_FILE: &str = "aspnetcore_rs_schema.xml";
+
+/// Microsoft's ANCM schema files (V2, then V1); each declares `system.webServer/aspNetCore`.
+pub const MICROSOFT_SCHEMAS: [&str; 2] = ["aspnetcore_schema_v2.xml", "aspnetcore_schema.xml"];
 
 impl Paths {
     /// The state, backup and temporary files sit next to the configuration file: they then follow
     /// it (a test copy gets its own), and the temporary file is on the same volume, which the
-    /// atomic replace needs.
+    /// atomic replace needs. The schema directory is IIS's: `schema` beside the configuration.
+    /// No schema source is set.
     pub fn beside(config: PathBuf) -> Paths {
         let with_suffix = |suffix: &str| {
             let mut name = config.as_os_str().to_os_string();
@@ -99,6 +115,8 @@ impl Paths {
             state: with_suffix(".ancm-rs.state"),
             backup: with_suffix(".ancm-rs.bak"),
             temp: with_suffix(".ancm-rs.tmp"),
+            schema_dir: config.parent().unwrap_or(Path::new(".")).join("schema"),
+            schema_source: None,
             config,
         }
     }
@@ -107,7 +125,7 @@ impl Paths {
 /// What the run did, for the one line the command prints.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
-    /// Whether the configuration file was rewritten.
+    /// Whether anything was changed (the configuration or the schema file).
     pub changed: bool,
     /// The changes made, in file order.
     pub changes: Vec<String>,
@@ -115,39 +133,130 @@ pub struct Report {
     pub notes: Vec<String>,
 }
 
-/// Registers the module whose DLL is `image` (written as given, e.g. with `%windir%`).
+/// Registers the module whose DLL is `image` (written as given, e.g. with `%windir%`), and
+/// installs the schema file when `paths.schema_source` is set and Microsoft's schema is absent.
+///
+/// Nothing is changed when the configuration cannot be edited. Side effects happen in an order
+/// that leaves no orphan: schema file, configuration (a failure removes a schema file just
+/// copied), then the state file.
 pub fn install(paths: &Paths, image: &str) -> Result<Report, Error> {
     let text = read_config(&paths.config)?;
     let state = read_state(&paths.state)?;
     let outcome =
         edit::install(&text, image).map_err(|e| content_error(&paths.config, e.message))?;
     let mut notes = Vec::new();
+    let mut changes = Vec::new();
     // A repeated install keeps the record of an earlier one: the section is still ours.
-    let section_ours = outcome.section_added || state.section_added;
-    if !section_ours {
+    let section_added = outcome.section_added || state.section_added;
+    if !section_added {
         notes.push(format!(
             "section system.webServer/{} was already declared (Microsoft's ANCM?); it is left as is",
             edit::SECTION_NAME
         ));
     }
+
+    let schema = install_schema(paths, state.schema_added, &mut notes)?;
+    if schema.copied {
+        changes.push(format!(
+            "schema {}",
+            paths.schema_dir.join(SCHEMA_FILE).display()
+        ));
+    }
     let changed = outcome.text != text;
     if changed {
-        write_config(paths, &text, &outcome.text)?;
+        if let Err(e) = write_config(paths, &text, &outcome.text) {
+            if schema.copied && !state.schema_added {
+                let _ = fs::remove_file(paths.schema_dir.join(SCHEMA_FILE));
+            }
+            return Err(e);
+        }
     }
+    changes.extend(outcome.changes);
     write_state(
         &paths.state,
         State {
-            section_added: section_ours,
+            section_added,
+            schema_added: schema.ours,
         },
     )?;
     Ok(Report {
-        changed,
-        changes: outcome.changes,
+        changed: changed || schema.copied,
+        changes,
         notes,
     })
 }
 
-/// Removes what [`install`] added, then the state file.
+/// What [`install_schema`] did.
+struct SchemaOutcome {
+    /// The schema file in IIS's directory is ours (copied now or by an earlier install).
+    ours: bool,
+    /// It was written by this call.
+    copied: bool,
+}
+
+/// Copies the schema into IIS's schema directory unless Microsoft's is there; if Microsoft's has
+/// appeared since an earlier install copied ours, removes ours (so a repair of the MSI after
+/// installing Microsoft's Hosting Bundle resolves the clash).
+fn install_schema(
+    paths: &Paths,
+    was_ours: bool,
+    notes: &mut Vec<String>,
+) -> Result<SchemaOutcome, Error> {
+    let Some(source) = &paths.schema_source else {
+        return Ok(SchemaOutcome {
+            ours: was_ours,
+            copied: false,
+        });
+    };
+    let target = paths.schema_dir.join(SCHEMA_FILE);
+    if let Some(microsoft) = MICROSOFT_SCHEMAS
+        .iter()
+        .map(|name| paths.schema_dir.join(name))
+        .find(|p| p.exists())
+    {
+        if was_ours {
+            remove_if_present(&target)?;
+            notes.push(format!(
+                "removed {}: {} now declares the section",
+                target.display(),
+                microsoft.display()
+            ));
+        } else {
+            notes.push(format!(
+                "{} declares the section; {SCHEMA_FILE} not installed",
+                microsoft.display()
+            ));
+        }
+        return Ok(SchemaOutcome {
+            ours: false,
+            copied: false,
+        });
+    }
+    let content = fs::read(source).map_err(|e| io_error(source, "cannot read the schema", e))?;
+    if fs::read(&target).ok().as_deref() == Some(content.as_slice()) {
+        // Already in place (a repeated install); an identical file from elsewhere is adopted.
+        return Ok(SchemaOutcome {
+            ours: true,
+            copied: false,
+        });
+    }
+    fs::write(&target, &content).map_err(|e| io_error(&target, "cannot write the schema", e))?;
+    Ok(SchemaOutcome {
+        ours: true,
+        copied: true,
+    })
+}
+
+fn remove_if_present(path: &Path) -> Result<bool, Error> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_error(path, "cannot delete", e)),
+    }
+}
+
+/// Removes what [`install`] added (the schema file only if install put it there), then the state
+/// file.
 pub fn uninstall(paths: &Paths) -> Result<Report, Error> {
     let text = read_config(&paths.config)?;
     let state = read_state(&paths.state)?;
@@ -164,14 +273,17 @@ pub fn uninstall(paths: &Paths) -> Result<Report, Error> {
     if changed {
         write_config(paths, &text, &outcome.text)?;
     }
-    match fs::remove_file(&paths.state) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_error(&paths.state, "cannot delete the state file", e)),
+    let mut changes = outcome.changes;
+    if state.schema_added {
+        let schema = paths.schema_dir.join(SCHEMA_FILE);
+        if remove_if_present(&schema)? {
+            changes.push(format!("schema {}", schema.display()));
+        }
     }
+    remove_if_present(&paths.state)?;
     Ok(Report {
-        changed,
-        changes: outcome.changes,
+        changed: !changes.is_empty(),
+        changes,
         notes,
     })
 }
@@ -250,6 +362,8 @@ fn replace(from: &Path, to: &Path) -> std::io::Result<()> {
 struct State {
     /// The `aspNetCore` section declaration was added by install (not Microsoft's).
     section_added: bool,
+    /// The schema file in IIS's schema directory was put there by install.
+    schema_added: bool,
 }
 
 const STATE_HEADER: &str =
@@ -270,6 +384,8 @@ fn read_state(path: &Path) -> Result<State, Error> {
         match line.split_once('=') {
             Some(("section_added", "true")) => state.section_added = true,
             Some(("section_added", "false")) => state.section_added = false,
+            Some(("schema_added", "true")) => state.schema_added = true,
+            Some(("schema_added", "false")) => state.schema_added = false,
             _ => return Err(content_error(path, format!("unexpected line {line:?}"))),
         }
     }
@@ -277,6 +393,9 @@ fn read_state(path: &Path) -> Result<State, Error> {
 }
 
 fn write_state(path: &Path, state: State) -> Result<(), Error> {
-    let text = format!("{STATE_HEADER}\nsection_added={}\n", state.section_added);
+    let text = format!(
+        "{STATE_HEADER}\nsection_added={}\nschema_added={}\n",
+        state.section_added, state.schema_added
+    );
     fs::write(path, text).map_err(|e| io_error(path, "cannot write the state file", e))
 }

@@ -1,4 +1,5 @@
-//! `ancm-register install|uninstall [--config PATH] [--dll PATH]`: the MSI's registration step.
+//! `ancm-register install|uninstall [--config PATH] [--dll PATH] [--schema PATH]`: the MSI's
+//! registration step.
 //!
 //! Exit codes: 0 done (including "nothing to do"), 1 a file could not be read or written,
 //! 2 usage error, 3 the configuration or state file's content was not understood. Errors are one
@@ -8,11 +9,15 @@ use ancm_register::{edit, install, uninstall, Paths};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: ancm-register install|uninstall [--config PATH] [--dll PATH]
+const USAGE: &str =
+    "usage: ancm-register install|uninstall [--config PATH] [--dll PATH] [--schema PATH]
   --config PATH  applicationHost.config to edit
                  (default %windir%\\System32\\inetsrv\\config\\applicationHost.config)
   --dll PATH     install: the module DLL path written into globalModules
-                 (default %windir%\\System32\\inetsrv\\aspnetcore_rs.dll, %windir% kept literally)";
+                 (default %windir%\\System32\\inetsrv\\aspnetcore_rs.dll, %windir% kept literally)
+  --schema PATH  install: the IIS schema file to copy into the schema directory beside the config
+                 unless Microsoft's ANCM schema is there (default: aspnetcore_rs_schema.xml next
+                 to this program, where the MSI puts it)";
 
 enum Command {
     Install,
@@ -23,6 +28,7 @@ struct Args {
     command: Command,
     config: PathBuf,
     dll: String,
+    schema: Option<PathBuf>,
 }
 
 fn parse_args(args: &[String]) -> Result<Args, String> {
@@ -34,11 +40,13 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
     };
     let mut config = None;
     let mut dll = None;
+    let mut schema = None;
     let mut rest = args[1..].iter();
     while let Some(arg) = rest.next() {
         let slot = match arg.as_str() {
             "--config" => &mut config,
             "--dll" => &mut dll,
+            "--schema" => &mut schema,
             other => return Err(format!("unknown argument {other:?}")),
         };
         match rest.next() {
@@ -46,9 +54,14 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             _ => return Err(format!("{arg} needs a value")),
         }
     }
-    if dll.is_some() && matches!(command, Command::Uninstall) {
-        return Err("--dll applies to install only".into());
+    if (dll.is_some() || schema.is_some()) && matches!(command, Command::Uninstall) {
+        return Err("--dll and --schema apply to install only".into());
     }
+    let schema = match (&command, schema) {
+        (Command::Uninstall, _) => None,
+        (Command::Install, Some(path)) => Some(PathBuf::from(path)),
+        (Command::Install, None) => Some(default_schema()?),
+    };
     let config = match config {
         Some(path) => PathBuf::from(path),
         None => default_config()?,
@@ -57,6 +70,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         command,
         config,
         dll: dll.unwrap_or_else(|| edit::DEFAULT_IMAGE.to_string()),
+        schema,
     })
 }
 
@@ -71,6 +85,15 @@ fn default_config() -> Result<PathBuf, String> {
         .join("inetsrv")
         .join("config")
         .join("applicationHost.config"))
+}
+
+/// The schema file the MSI installs next to this program.
+fn default_schema() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot locate this program: {e}"))?;
+    let dir = exe
+        .parent()
+        .ok_or("cannot locate this program's directory")?;
+    Ok(dir.join(ancm_register::SCHEMA_FILE))
 }
 
 fn main() -> ExitCode {
@@ -89,7 +112,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let paths = Paths::beside(args.config);
+    let mut paths = Paths::beside(args.config);
+    paths.schema_source = args.schema;
     let (verb, result) = match args.command {
         Command::Install => ("install", install(&paths, &args.dll)),
         Command::Uninstall => ("uninstall", uninstall(&paths)),

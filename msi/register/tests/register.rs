@@ -1,7 +1,7 @@
 //! The registration edits on realistic applicationHost.config files: the one IIS writes on a fresh
 //! install, and the same after Microsoft's ASP.NET Core Hosting Bundle registered ANCM V2.
 
-use ancm_register::{edit, install, uninstall, ErrorKind, Paths};
+use ancm_register::{edit, install, uninstall, ErrorKind, Paths, SCHEMA_FILE};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -9,14 +9,37 @@ use std::process::Command;
 const IIS_DEFAULT: &str = include_str!("data/iis-default.config");
 const IIS_WITH_MICROSOFT: &str = include_str!("data/iis-with-microsoft-ancm.config");
 
-/// A fresh directory per test, holding a copy of the configuration.
+/// The schema file the MSI ships.
+fn schema_source() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../schema/aspnetcore_rs_schema.xml")
+}
+
+/// A fresh directory per test, holding a copy of the configuration and an IIS schema directory
+/// (with Microsoft's schema file when the configuration registers Microsoft's ANCM).
 fn scratch(test: &str, content: &str) -> Paths {
     let dir = std::env::temp_dir().join(format!("ancm-register-{}-{test}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
+    fs::create_dir_all(dir.join("schema")).unwrap();
     let config = dir.join("applicationHost.config");
     fs::write(&config, content).unwrap();
-    Paths::beside(config)
+    if content.contains("AspNetCoreModuleV2") {
+        fs::write(dir.join("schema").join(MS_SCHEMA), "<configSchema />").unwrap();
+    }
+    let mut paths = Paths::beside(config);
+    paths.schema_source = Some(schema_source());
+    paths
+}
+
+const MS_SCHEMA: &str = "aspnetcore_schema_v2.xml";
+
+/// The schema directory's file names, sorted.
+fn schema_files(paths: &Paths) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(&paths.schema_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }
 
 fn read(path: &Path) -> String {
@@ -36,7 +59,11 @@ fn install_adds_the_three_entries_where_iis_keeps_them() {
     let paths = scratch("adds", IIS_DEFAULT);
     let report = install(&paths, edit::DEFAULT_IMAGE).unwrap();
     assert!(report.changed);
-    assert_eq!(report.changes.len(), 3, "{:?}", report.changes);
+    assert_eq!(report.changes.len(), 4, "{:?}", report.changes);
+    assert_eq!(
+        fs::read(paths.schema_dir.join(SCHEMA_FILE)).unwrap(),
+        fs::read(schema_source()).unwrap()
+    );
     let text = read(&paths.config);
     // Each entry on its own CRLF line, indented like its siblings.
     assert_eq!(count(&text, &format!("\r\n            {SECTION}\r\n")), 1);
@@ -77,6 +104,7 @@ fn install_adds_the_three_entries_where_iis_keeps_them() {
     );
     assert!(!paths.temp.exists(), "no temporary file left behind");
     assert!(read(&paths.state).contains("section_added=true"));
+    assert!(read(&paths.state).contains("schema_added=true"));
 }
 
 #[test]
@@ -155,6 +183,30 @@ fn microsofts_section_is_used_and_left_alone() {
     assert!(read(&paths.state).contains("section_added=false"));
     uninstall(&paths).unwrap();
     assert_eq!(read(&paths.config), IIS_WITH_MICROSOFT);
+    assert_eq!(schema_files(&paths), [MS_SCHEMA]);
+}
+
+#[test]
+fn reinstall_after_microsofts_hosting_bundle_removes_our_schema() {
+    let paths = scratch("microsoft-schema-later", IIS_DEFAULT);
+    install(&paths, edit::DEFAULT_IMAGE).unwrap();
+    assert_eq!(schema_files(&paths), [SCHEMA_FILE]);
+    fs::write(paths.schema_dir.join(MS_SCHEMA), "<configSchema />").unwrap();
+    // What an MSI repair does: run install again.
+    let report = install(&paths, edit::DEFAULT_IMAGE).unwrap();
+    assert!(
+        report.notes.iter().any(|n| n.contains("removed")),
+        "{:?}",
+        report.notes
+    );
+    assert_eq!(schema_files(&paths), [MS_SCHEMA]);
+    assert!(read(&paths.state).contains("schema_added=false"));
+    uninstall(&paths).unwrap();
+    assert_eq!(
+        schema_files(&paths),
+        [MS_SCHEMA],
+        "Microsoft's schema is not ours to remove"
+    );
 }
 
 #[test]
@@ -247,16 +299,27 @@ fn command_line_exit_codes_and_messages() {
     let run = |args: &[&str]| Command::new(exe).args(args).output().unwrap();
     let config = paths.config.to_str().unwrap();
 
-    let out = run(&["install", "--config", config]);
-    assert_eq!(out.status.code(), Some(0));
+    let schema = schema_source();
+    let schema = schema.to_str().unwrap();
+    let out = run(&["install", "--config", config, "--schema", schema]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.starts_with("ancm-register install: "), "{stdout}");
     assert!(
         stdout.contains("globalModules/add AspNetCoreModuleRs"),
         "{stdout}"
     );
-    let out = run(&["install", "--config", config]);
+    let out = run(&["install", "--config", config, "--schema", schema]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("already registered"));
+    // Without --schema the file next to the program is used; there is none next to the test build.
+    let out = run(&["install", "--config", config]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(SCHEMA_FILE));
     let out = run(&["uninstall", "--config", config]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(read(&paths.config), IIS_DEFAULT);
@@ -279,5 +342,6 @@ fn command_line_exit_codes_and_messages() {
         "{stderr}"
     );
     fs::write(&paths.config, "not xml").unwrap();
-    assert_eq!(run(&["install", "--config", config]).status.code(), Some(3));
+    let out = run(&["install", "--config", config, "--schema", schema]);
+    assert_eq!(out.status.code(), Some(3));
 }
