@@ -2,6 +2,7 @@
 //! and benchmarks. Each command lives in its own module; this file only dispatches.
 
 mod iis;
+mod msi;
 mod sh;
 mod test;
 
@@ -12,6 +13,8 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   test      install what the tests need (as root) and run every test suite (what CI runs)
   iis-slots check the IIS interface declarations' vtable slots (mingw g++ + Wine)
+  msi       build target/msi/ancm-rs-<version>-x64.msi (wixl) and check its tables
+  msi-test  msi, then install/upgrade/uninstall it and the registration helper under Wine
 ";
 
 fn main() -> ExitCode {
@@ -24,6 +27,8 @@ fn main() -> ExitCode {
     let result = match cmd.as_str() {
         "test" => test::run(rest),
         "iis-slots" => iis::vtable_check(),
+        "msi" => msi::build_command(rest),
+        "msi-test" => msi::test_command(rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())

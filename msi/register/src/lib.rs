@@ -139,7 +139,11 @@ pub struct Report {
 /// Nothing is changed when the configuration cannot be edited. Side effects happen in an order
 /// that leaves no orphan: schema file, configuration (a failure removes a schema file just
 /// copied), then the state file.
-pub fn install(paths: &Paths, image: &str) -> Result<Report, Error> {
+///
+/// `product` is the installing MSI's ProductCode; it is recorded as the registration's owner so
+/// that [`uninstall`] run by an older version removed during a major upgrade leaves the new
+/// version's registration alone, whatever the order of the two (see [`uninstall`]).
+pub fn install(paths: &Paths, image: &str, product: Option<&str>) -> Result<Report, Error> {
     let text = read_config(&paths.config)?;
     let state = read_state(&paths.state)?;
     let outcome =
@@ -174,9 +178,11 @@ pub fn install(paths: &Paths, image: &str) -> Result<Report, Error> {
     changes.extend(outcome.changes);
     write_state(
         &paths.state,
-        State {
+        &State {
             section_added,
             schema_added: schema.ours,
+            // A manual run (no product) keeps the MSI's ownership.
+            owner: product.map(str::to_string).or(state.owner),
         },
     )?;
     Ok(Report {
@@ -257,9 +263,25 @@ fn remove_if_present(path: &Path) -> Result<bool, Error> {
 
 /// Removes what [`install`] added (the schema file only if install put it there), then the state
 /// file.
-pub fn uninstall(paths: &Paths) -> Result<Report, Error> {
+///
+/// With `product` (the uninstalling MSI's ProductCode) different from the recorded owner, nothing
+/// is removed: another version installed since owns the registration. This happens in a major
+/// upgrade when the old version's removal runs after the new version's install (Wine's msiexec
+/// does that, without setting UPGRADINGPRODUCTCODE, which the MSI's condition relies on otherwise).
+pub fn uninstall(paths: &Paths, product: Option<&str>) -> Result<Report, Error> {
     let text = read_config(&paths.config)?;
     let state = read_state(&paths.state)?;
+    if let (Some(me), Some(owner)) = (product, state.owner.as_deref()) {
+        if !me.eq_ignore_ascii_case(owner) {
+            return Ok(Report {
+                changed: false,
+                changes: Vec::new(),
+                notes: vec![format!(
+                    "left in place: the registration belongs to {owner}, installed since by another version"
+                )],
+            });
+        }
+    }
     let outcome = edit::uninstall(&text, state.section_added)
         .map_err(|e| content_error(&paths.config, e.message))?;
     let mut notes = Vec::new();
@@ -358,12 +380,14 @@ fn replace(from: &Path, to: &Path) -> std::io::Result<()> {
 }
 
 /// What install recorded for uninstall.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct State {
     /// The `aspNetCore` section declaration was added by install (not Microsoft's).
     section_added: bool,
     /// The schema file in IIS's schema directory was put there by install.
     schema_added: bool,
+    /// The ProductCode of the MSI whose install made the registration, if any.
+    owner: Option<String>,
 }
 
 const STATE_HEADER: &str =
@@ -386,16 +410,20 @@ fn read_state(path: &Path) -> Result<State, Error> {
             Some(("section_added", "false")) => state.section_added = false,
             Some(("schema_added", "true")) => state.schema_added = true,
             Some(("schema_added", "false")) => state.schema_added = false,
+            Some(("owner", code)) if !code.is_empty() => state.owner = Some(code.to_string()),
             _ => return Err(content_error(path, format!("unexpected line {line:?}"))),
         }
     }
     Ok(state)
 }
 
-fn write_state(path: &Path, state: State) -> Result<(), Error> {
-    let text = format!(
+fn write_state(path: &Path, state: &State) -> Result<(), Error> {
+    let mut text = format!(
         "{STATE_HEADER}\nsection_added={}\nschema_added={}\n",
         state.section_added, state.schema_added
     );
+    if let Some(owner) = &state.owner {
+        text.push_str(&format!("owner={owner}\n"));
+    }
     fs::write(path, text).map_err(|e| io_error(path, "cannot write the state file", e))
 }

@@ -1,5 +1,5 @@
-//! `ancm-register install|uninstall [--config PATH] [--dll PATH] [--schema PATH]`: the MSI's
-//! registration step.
+//! `ancm-register install|uninstall [--config PATH] [--dll PATH] [--schema PATH] [--product CODE]`:
+//! the MSI's registration step.
 //!
 //! Exit codes: 0 done (including "nothing to do"), 1 a file could not be read or written,
 //! 2 usage error, 3 the configuration or state file's content was not understood. Errors are one
@@ -17,7 +17,9 @@ const USAGE: &str =
                  (default %windir%\\System32\\inetsrv\\aspnetcore_rs.dll, %windir% kept literally)
   --schema PATH  install: the IIS schema file to copy into the schema directory beside the config
                  unless Microsoft's ANCM schema is there (default: aspnetcore_rs_schema.xml next
-                 to this program, where the MSI puts it)";
+                 to this program, where the MSI puts it)
+  --product CODE the calling MSI's ProductCode: install records it as the owner; uninstall
+                 removes nothing when another product owns the registration (major upgrades)";
 
 enum Command {
     Install,
@@ -29,6 +31,7 @@ struct Args {
     config: PathBuf,
     dll: String,
     schema: Option<PathBuf>,
+    product: Option<String>,
 }
 
 fn parse_args(args: &[String]) -> Result<Args, String> {
@@ -41,12 +44,14 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
     let mut config = None;
     let mut dll = None;
     let mut schema = None;
+    let mut product = None;
     let mut rest = args[1..].iter();
     while let Some(arg) = rest.next() {
         let slot = match arg.as_str() {
             "--config" => &mut config,
             "--dll" => &mut dll,
             "--schema" => &mut schema,
+            "--product" => &mut product,
             other => return Err(format!("unknown argument {other:?}")),
         };
         match rest.next() {
@@ -71,6 +76,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         config,
         dll: dll.unwrap_or_else(|| edit::DEFAULT_IMAGE.to_string()),
         schema,
+        product,
     })
 }
 
@@ -115,8 +121,11 @@ fn main() -> ExitCode {
     let mut paths = Paths::beside(args.config);
     paths.schema_source = args.schema;
     let (verb, result) = match args.command {
-        Command::Install => ("install", install(&paths, &args.dll)),
-        Command::Uninstall => ("uninstall", uninstall(&paths)),
+        Command::Install => (
+            "install",
+            install(&paths, &args.dll, args.product.as_deref()),
+        ),
+        Command::Uninstall => ("uninstall", uninstall(&paths, args.product.as_deref())),
     };
     match result {
         Ok(report) => {
@@ -124,6 +133,8 @@ fn main() -> ExitCode {
                 report.changes.join(", ")
             } else if matches!(args.command, Command::Install) {
                 "already registered, nothing changed".to_string()
+            } else if !report.notes.is_empty() {
+                "nothing changed".to_string()
             } else {
                 "not registered, nothing changed".to_string()
             };

@@ -57,7 +57,7 @@ const SECTION: &str = r#"<section name="aspNetCore" overrideModeDefault="Allow" 
 #[test]
 fn install_adds_the_three_entries_where_iis_keeps_them() {
     let paths = scratch("adds", IIS_DEFAULT);
-    let report = install(&paths, edit::DEFAULT_IMAGE).unwrap();
+    let report = install(&paths, edit::DEFAULT_IMAGE, None).unwrap();
     assert!(report.changed);
     assert_eq!(report.changes.len(), 4, "{:?}", report.changes);
     assert_eq!(
@@ -118,9 +118,9 @@ fn install_then_uninstall_is_byte_identical() {
         ("lf", lf.as_str()),
     ] {
         let paths = scratch(&format!("roundtrip-{name}"), original);
-        install(&paths, edit::DEFAULT_IMAGE).unwrap();
+        install(&paths, edit::DEFAULT_IMAGE, None).unwrap();
         assert_ne!(read(&paths.config), original, "{name}");
-        let report = uninstall(&paths).unwrap();
+        let report = uninstall(&paths, None).unwrap();
         assert!(report.changed, "{name}");
         assert_eq!(
             fs::read(&paths.config).unwrap(),
@@ -134,15 +134,15 @@ fn install_then_uninstall_is_byte_identical() {
 #[test]
 fn installing_twice_is_installing_once() {
     let paths = scratch("twice", IIS_DEFAULT);
-    install(&paths, edit::DEFAULT_IMAGE).unwrap();
+    install(&paths, edit::DEFAULT_IMAGE, None).unwrap();
     let once = read(&paths.config);
-    let report = install(&paths, edit::DEFAULT_IMAGE).unwrap();
+    let report = install(&paths, edit::DEFAULT_IMAGE, None).unwrap();
     assert!(!report.changed);
     assert!(report.changes.is_empty());
     assert_eq!(read(&paths.config), once);
     // The second run must not forget that the section is ours.
     assert!(read(&paths.state).contains("section_added=true"));
-    uninstall(&paths).unwrap();
+    uninstall(&paths, None).unwrap();
     assert_eq!(read(&paths.config), IIS_DEFAULT);
 }
 
@@ -150,15 +150,15 @@ fn installing_twice_is_installing_once() {
 fn uninstall_when_not_installed_changes_nothing() {
     for (name, original) in [("default", IIS_DEFAULT), ("microsoft", IIS_WITH_MICROSOFT)] {
         let paths = scratch(&format!("not-installed-{name}"), original);
-        let report = uninstall(&paths).unwrap();
+        let report = uninstall(&paths, None).unwrap();
         assert!(!report.changed, "{name}");
         assert!(report.changes.is_empty(), "{name}");
         assert_eq!(read(&paths.config), original, "{name}");
         assert!(!paths.backup.exists(), "{name}: no write, no backup");
         // And twice after an install.
-        install(&paths, edit::DEFAULT_IMAGE).unwrap();
-        uninstall(&paths).unwrap();
-        assert!(!uninstall(&paths).unwrap().changed, "{name}");
+        install(&paths, edit::DEFAULT_IMAGE, None).unwrap();
+        uninstall(&paths, None).unwrap();
+        assert!(!uninstall(&paths, None).unwrap().changed, "{name}");
         assert_eq!(read(&paths.config), original, "{name}");
     }
 }
@@ -166,7 +166,7 @@ fn uninstall_when_not_installed_changes_nothing() {
 #[test]
 fn microsofts_section_is_used_and_left_alone() {
     let paths = scratch("microsoft", IIS_WITH_MICROSOFT);
-    let report = install(&paths, edit::DEFAULT_IMAGE).unwrap();
+    let report = install(&paths, edit::DEFAULT_IMAGE, None).unwrap();
     assert_eq!(report.changes.len(), 2, "{:?}", report.changes);
     assert!(
         report.notes[0].contains("already declared"),
@@ -181,7 +181,7 @@ fn microsofts_section_is_used_and_left_alone() {
         "Microsoft's module untouched"
     );
     assert!(read(&paths.state).contains("section_added=false"));
-    uninstall(&paths).unwrap();
+    uninstall(&paths, None).unwrap();
     assert_eq!(read(&paths.config), IIS_WITH_MICROSOFT);
     assert_eq!(schema_files(&paths), [MS_SCHEMA]);
 }
@@ -189,11 +189,11 @@ fn microsofts_section_is_used_and_left_alone() {
 #[test]
 fn reinstall_after_microsofts_hosting_bundle_removes_our_schema() {
     let paths = scratch("microsoft-schema-later", IIS_DEFAULT);
-    install(&paths, edit::DEFAULT_IMAGE).unwrap();
+    install(&paths, edit::DEFAULT_IMAGE, None).unwrap();
     assert_eq!(schema_files(&paths), [SCHEMA_FILE]);
     fs::write(paths.schema_dir.join(MS_SCHEMA), "<configSchema />").unwrap();
     // What an MSI repair does: run install again.
-    let report = install(&paths, edit::DEFAULT_IMAGE).unwrap();
+    let report = install(&paths, edit::DEFAULT_IMAGE, None).unwrap();
     assert!(
         report.notes.iter().any(|n| n.contains("removed")),
         "{:?}",
@@ -201,7 +201,7 @@ fn reinstall_after_microsofts_hosting_bundle_removes_our_schema() {
     );
     assert_eq!(schema_files(&paths), [MS_SCHEMA]);
     assert!(read(&paths.state).contains("schema_added=false"));
-    uninstall(&paths).unwrap();
+    uninstall(&paths, None).unwrap();
     assert_eq!(
         schema_files(&paths),
         [MS_SCHEMA],
@@ -212,7 +212,7 @@ fn reinstall_after_microsofts_hosting_bundle_removes_our_schema() {
 #[test]
 fn our_section_stays_when_microsoft_registered_after_us() {
     let paths = scratch("microsoft-later", IIS_DEFAULT);
-    install(&paths, edit::DEFAULT_IMAGE).unwrap();
+    install(&paths, edit::DEFAULT_IMAGE, None).unwrap();
     // Microsoft's installer then finds the section declared and adds only its module.
     let ms_global = r#"<add name="AspNetCoreModuleV2" image="%ProgramFiles%\IIS\Asp.Net Core Module\V2\aspnetcorev2.dll" />"#;
     let text = read(&paths.config).replacen(
@@ -221,7 +221,7 @@ fn our_section_stays_when_microsoft_registered_after_us() {
         1,
     );
     fs::write(&paths.config, &text).unwrap();
-    let report = uninstall(&paths).unwrap();
+    let report = uninstall(&paths, None).unwrap();
     assert!(report.notes[0].contains("kept"), "{:?}", report.notes);
     let after = read(&paths.config);
     assert_eq!(
@@ -236,13 +236,13 @@ fn our_section_stays_when_microsoft_registered_after_us() {
 #[test]
 fn install_repoints_an_existing_global_module() {
     let paths = scratch("repoint", IIS_DEFAULT);
-    install(&paths, r"D:\old\aspnetcore_rs.dll").unwrap();
-    let report = install(&paths, r"C:\new & improved\aspnetcore_rs.dll").unwrap();
+    install(&paths, r"D:\old\aspnetcore_rs.dll", None).unwrap();
+    let report = install(&paths, r"C:\new & improved\aspnetcore_rs.dll", None).unwrap();
     assert_eq!(report.changes.len(), 1, "{:?}", report.changes);
     let text = read(&paths.config);
     assert!(text.contains(r#"image="C:\new &amp; improved\aspnetcore_rs.dll""#));
     assert!(!text.contains(r"D:\old"));
-    uninstall(&paths).unwrap();
+    uninstall(&paths, None).unwrap();
     assert_eq!(read(&paths.config), IIS_DEFAULT);
 }
 
@@ -252,7 +252,7 @@ fn bad_files_are_errors_naming_the_file() {
         "malformed",
         "<configuration><configSections></configuration>",
     );
-    let e = install(&paths, edit::DEFAULT_IMAGE).unwrap_err();
+    let e = install(&paths, edit::DEFAULT_IMAGE, None).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Content);
     assert!(e
         .to_string()
@@ -263,7 +263,7 @@ fn bad_files_are_errors_naming_the_file() {
         "not-iis",
         "<configuration>\r\n  <appSettings />\r\n</configuration>",
     );
-    let e = install(&paths, edit::DEFAULT_IMAGE).unwrap_err();
+    let e = install(&paths, edit::DEFAULT_IMAGE, None).unwrap_err();
     assert!(e.message.contains("no <configSections>"), "{e}");
     // Nothing is written when the edit fails.
     assert!(!paths.backup.exists());
@@ -273,12 +273,12 @@ fn bad_files_are_errors_naming_the_file() {
         .replace("<modules>", "<mods>")
         .replace("</modules>", "</mods>");
     let paths = scratch("no-modules", &no_modules);
-    let e = install(&paths, edit::DEFAULT_IMAGE).unwrap_err();
+    let e = install(&paths, edit::DEFAULT_IMAGE, None).unwrap_err();
     assert!(e.message.contains("no <modules>"), "{e}");
     assert_eq!(read(&paths.config), no_modules);
 
     let paths = Paths::beside(PathBuf::from("/nonexistent/applicationHost.config"));
-    let e = uninstall(&paths).unwrap_err();
+    let e = uninstall(&paths, None).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Io);
     assert!(
         e.to_string()
@@ -288,7 +288,7 @@ fn bad_files_are_errors_naming_the_file() {
 
     let paths = scratch("utf16", "");
     fs::write(&paths.config, b"\xff\xfe<\x00c\x00").unwrap();
-    let e = install(&paths, edit::DEFAULT_IMAGE).unwrap_err();
+    let e = install(&paths, edit::DEFAULT_IMAGE, None).unwrap_err();
     assert!(e.message.contains("not UTF-8"), "{e}");
 }
 
@@ -344,4 +344,34 @@ fn command_line_exit_codes_and_messages() {
     fs::write(&paths.config, "not xml").unwrap();
     let out = run(&["install", "--config", config, "--schema", schema]);
     assert_eq!(out.status.code(), Some(3));
+}
+
+#[test]
+fn an_old_versions_uninstall_leaves_the_new_versions_registration() {
+    const OLD: &str = "{11111111-1111-1111-1111-111111111111}";
+    const NEW: &str = "{22222222-2222-2222-2222-222222222222}";
+    // Upgrade with the old version removed last (Wine's order, or a late RemoveExistingProducts).
+    let paths = scratch("upgrade-late-removal", IIS_DEFAULT);
+    install(&paths, edit::DEFAULT_IMAGE, Some(OLD)).unwrap();
+    let registered = read(&paths.config);
+    install(&paths, edit::DEFAULT_IMAGE, Some(NEW)).unwrap();
+    let report = uninstall(&paths, Some(OLD)).unwrap();
+    assert!(!report.changed);
+    assert!(report.notes[0].contains(NEW), "{:?}", report.notes);
+    assert_eq!(read(&paths.config), registered);
+    assert!(paths.schema_dir.join(SCHEMA_FILE).exists());
+    // The new version's own uninstall (any case of the GUID) restores the original.
+    uninstall(&paths, Some(&NEW.to_lowercase())).unwrap();
+    assert_eq!(read(&paths.config), IIS_DEFAULT);
+
+    // Upgrade with the old version removed first (Windows' default schedule).
+    let paths = scratch("upgrade-early-removal", IIS_DEFAULT);
+    install(&paths, edit::DEFAULT_IMAGE, Some(OLD)).unwrap();
+    uninstall(&paths, Some(OLD)).unwrap();
+    assert_eq!(read(&paths.config), IIS_DEFAULT);
+    install(&paths, edit::DEFAULT_IMAGE, Some(NEW)).unwrap();
+    assert_eq!(read(&paths.config), registered);
+    // A manual re-run without a product keeps the owner.
+    install(&paths, edit::DEFAULT_IMAGE, None).unwrap();
+    assert!(read(&paths.state).contains(&format!("owner={NEW}")));
 }
