@@ -6,6 +6,7 @@ mod ctests;
 mod header;
 mod iis;
 mod iis_emu;
+mod msi;
 mod sh;
 mod test;
 
@@ -20,6 +21,8 @@ commands:
   iis-emu   build the DLL and drive it under Wine with the emulated IIS (tests/iis-emu)
   header    regenerate include/ancm.h with the pinned cbindgen (--check: fail if it differs)
   c-tests   build the C ABI's C/C++ test programs and run them (also under ASan and valgrind)
+  msi       build target/msi/ancm-rs-<version>-x64.msi (wixl) and check its tables
+  msi-test  msi, then install/upgrade/uninstall it and the registration helper under Wine
 ";
 
 fn main() -> ExitCode {
@@ -36,6 +39,8 @@ fn main() -> ExitCode {
         "iis-emu" => iis_emu::run(),
         "header" => header::run(rest),
         "c-tests" => ctests::run(rest),
+        "msi" => msi::build_command(rest),
+        "msi-test" => msi::test_command(rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())

@@ -31,5 +31,6 @@ pub fn run(_args: &[String]) -> Result {
     crate::ctests::run(&[])?;
     crate::iis::vtable_check()?;
     crate::iis_emu::run()?;
+    crate::msi::ci()?;
     Ok(())
 }
