@@ -1,8 +1,8 @@
 //! `cargo xtask <command>`: the one entry point for CI, header generation, cross builds, the MSI
 //! and benchmarks. Each command lives in its own module; this file only dispatches.
 
-mod dll;
 mod ctests;
+mod dll;
 mod header;
 mod iis;
 mod iis_emu;
