@@ -397,7 +397,9 @@ impl Inner {
             log::info!("process {pid} {}", info.description);
             return;
         }
-        log::warn!("process {pid} {}", info.description);
+        // Count first, log after: whoever reads the log line must find the count updated.
+        let mut backoff = Duration::ZERO;
+        let mut consecutive = 0;
         if let Ok(mut rapid) = self.rapid.lock() {
             if rapid.window_start.elapsed() >= RAPID_FAIL_WINDOW {
                 rapid.window_start = Instant::now();
@@ -410,14 +412,15 @@ impl Inner {
                 rapid.consecutive.saturating_add(1)
             };
             rapid.last_exit = Some(Instant::now());
-            let backoff = crash_backoff(rapid.consecutive);
-            if !backoff.is_zero() {
-                log::info!(
-                    "the application crashed {} times in a row: restart back-off {} ms",
-                    rapid.consecutive,
-                    backoff.as_millis()
-                );
-            }
+            consecutive = rapid.consecutive;
+            backoff = crash_backoff(consecutive);
+        }
+        log::warn!("process {pid} {}", info.description);
+        if !backoff.is_zero() {
+            log::info!(
+                "the application crashed {consecutive} times in a row: restart back-off {} ms",
+                backoff.as_millis()
+            );
         }
     }
 
