@@ -44,7 +44,6 @@ struct ConfigFree { void operator()(ancm_config *p) const noexcept { ancm_config
 struct BuilderFree { void operator()(ancm_config_builder *p) const noexcept { ancm_config_builder_free(p); } };
 struct ErrorFree { void operator()(ancm_error *p) const noexcept { ancm_error_free(p); } };
 struct AppFree { void operator()(ancm_app *p) const noexcept { ancm_app_free(p); } };
-struct RequestFree { void operator()(ancm_request *p) const noexcept { ancm_request_free(p); } };
 
 /// Turns a code and an optional error out-parameter into a Status, freeing the error.
 inline Status status(ancm_result r, ancm_error *e) {
@@ -142,26 +141,45 @@ private:
 class Request {
 public:
     Request() = default;
-    /// Starts a request. `out` is filled before any callback runs, so callbacks may use it
-    /// through `userdata`.
+    ~Request() { reset(); }
+    Request(const Request &) = delete;
+    Request &operator=(const Request &) = delete;
+    Request(Request &&o) noexcept : p_(o.p_) { o.p_ = nullptr; }
+    Request &operator=(Request &&o) noexcept {
+        if (this != &o) {
+            reset();
+            p_ = o.p_;
+            o.p_ = nullptr;
+        }
+        return *this;
+    }
+    /// Starts a request. `out` is filled before any callback runs (the C ABI writes the handle
+    /// straight into it), so callbacks may use it through `userdata`. `out` must not hold a
+    /// request already.
     [[nodiscard]] static Status start(const App &app, const ancm_request_head &head, const ancm_callbacks &callbacks,
                                       void *userdata, Request &out) {
-        ancm_request *raw = nullptr;
-        ancm_result r = ancm_request_start(app.get(), &head, &callbacks, userdata, &raw);
-        if (r == ANCM_RESULT_OK) out.p_.reset(raw);
-        return Status(r);
+        out.reset();
+        return Status(ancm_request_start(app.get(), &head, &callbacks, userdata, &out.p_));
     }
     [[nodiscard]] Status supply_body(const void *data, size_t len) const {
-        return Status(ancm_request_supply_body(p_.get(), static_cast<const uint8_t *>(data), len));
+        return Status(ancm_request_supply_body(p_, static_cast<const uint8_t *>(data), len));
     }
-    [[nodiscard]] Status end_body() const { return Status(ancm_request_end_body(p_.get())); }
-    [[nodiscard]] Status ack_write() const { return Status(ancm_request_ack_write(p_.get())); }
-    [[nodiscard]] Status cancel() const { return Status(ancm_request_cancel(p_.get())); }
-    [[nodiscard]] const ancm_request *get() const noexcept { return p_.get(); }
-    void reset() noexcept { p_.reset(); }
+    [[nodiscard]] Status end_body() const { return Status(ancm_request_end_body(p_)); }
+    [[nodiscard]] Status ack_write() const { return Status(ancm_request_ack_write(p_)); }
+    [[nodiscard]] Status cancel() const { return Status(ancm_request_cancel(p_)); }
+    [[nodiscard]] const ancm_request *get() const noexcept { return p_; }
+    /// Frees the request (cancelling it if it has not completed; `complete` still follows).
+    void reset() noexcept {
+        if (p_) {
+            ancm_request_free(p_);
+            p_ = nullptr;
+        }
+    }
 
 private:
-    std::unique_ptr<ancm_request, detail::RequestFree> p_;
+    // A plain pointer, not a unique_ptr: ancm_request_start must write it in place before the
+    // first callback can read it from another thread.
+    ancm_request *p_ = nullptr;
 };
 
 } // namespace ancm
