@@ -1,6 +1,7 @@
 //! `cargo xtask <command>`: the one entry point for CI, header generation, cross builds, the MSI
 //! and benchmarks. Each command lives in its own module; this file only dispatches.
 
+mod fuzz;
 mod iis;
 mod sh;
 mod test;
@@ -11,6 +12,7 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   test      install what the tests need (as root) and run every test suite (what CI runs)
+  fuzz      run the cargo-fuzz targets: [--runs N] (default 20000 each) or [--seconds S]
   iis-slots check the IIS interface declarations' vtable slots (mingw g++ + Wine)
 ";
 
@@ -24,6 +26,7 @@ fn main() -> ExitCode {
     let result = match cmd.as_str() {
         "test" => test::run(rest),
         "iis-slots" => iis::vtable_check(),
+        "fuzz" => fuzz::run(rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())

@@ -29,5 +29,6 @@ pub fn run(_args: &[String]) -> Result {
             .args(["test", "--workspace", "--locked"]),
     )?;
     crate::iis::vtable_check()?;
+    crate::fuzz::run(&[])?;
     Ok(())
 }
