@@ -4,6 +4,7 @@
 mod fuzz;
 mod iis;
 mod sh;
+mod soak;
 mod test;
 
 use std::process::ExitCode;
@@ -13,6 +14,7 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   test      install what the tests need (as root) and run every test suite (what CI runs)
   fuzz      run the cargo-fuzz targets: [--runs N] (default 20000 each) or [--seconds S]
+  soak      run ancm-serve under load with backend kills, sampling RSS/fds: [--minutes N] (default 60)
   iis-slots check the IIS interface declarations' vtable slots (mingw g++ + Wine)
 ";
 
@@ -27,6 +29,7 @@ fn main() -> ExitCode {
         "test" => test::run(rest),
         "iis-slots" => iis::vtable_check(),
         "fuzz" => fuzz::run(rest),
+        "soak" => soak::run(rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())
