@@ -4,10 +4,12 @@
 mod ctests;
 mod dll;
 mod header;
+mod fuzz;
 mod iis;
 mod iis_emu;
 mod msi;
 mod sh;
+mod soak;
 mod test;
 
 use std::process::ExitCode;
@@ -16,6 +18,8 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   test      install what the tests need (as root) and run every test suite (what CI runs)
+  fuzz      run the cargo-fuzz targets: [--runs N] (default 20000 each) or [--seconds S]
+  soak      run ancm-serve under load with backend kills, sampling RSS/fds: [--minutes N] (default 60)
   iis-slots check the IIS interface declarations' vtable slots (mingw g++ + Wine)
   dll       build the IIS module aspnetcore_rs.dll (x86_64-pc-windows-gnu) and check its imports
   iis-emu   build the DLL and drive it under Wine with the emulated IIS (tests/iis-emu)
@@ -41,6 +45,8 @@ fn main() -> ExitCode {
         "c-tests" => ctests::run(rest),
         "msi" => msi::build_command(rest),
         "msi-test" => msi::test_command(rest),
+        "fuzz" => fuzz::run(rest),
+        "soak" => soak::run(rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())

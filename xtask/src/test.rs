@@ -32,5 +32,6 @@ pub fn run(_args: &[String]) -> Result {
     crate::iis::vtable_check()?;
     crate::iis_emu::run()?;
     crate::msi::ci()?;
+    crate::fuzz::run(&[])?;
     Ok(())
 }
