@@ -3,8 +3,8 @@
 
 mod ctests;
 mod dll;
-mod header;
 mod fuzz;
+mod header;
 mod iis;
 mod iis_emu;
 mod msi;

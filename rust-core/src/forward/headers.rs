@@ -59,9 +59,8 @@ pub fn remove_hop_by_hop(h: &mut HeaderMap) {
         let named: Vec<HeaderName> = h
             .get_all(header::CONNECTION)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim_ascii()).ok())
             .collect();
         for n in named {
             h.remove(n);
@@ -251,6 +250,21 @@ mod tests {
         }
         assert_eq!(h["x-end-to-end"], "kept");
         assert_eq!(h["host"], "example.com");
+    }
+
+    #[test]
+    fn connection_value_with_obs_text_still_names_headers() {
+        let mut h = HeaderMap::new();
+        h.append(
+            "connection",
+            HeaderValue::from_bytes(b"x-secret, caf\xe9").unwrap(),
+        );
+        h.append("x-secret", HeaderValue::from_static("hop"));
+        remove_hop_by_hop(&mut h);
+        assert!(
+            !h.contains_key("x-secret"),
+            "Connection-named x-secret forwarded"
+        );
     }
 
     #[test]
