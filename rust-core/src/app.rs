@@ -12,7 +12,7 @@ use http::{Request, Response};
 use tokio::runtime::Handle;
 
 use crate::config::Config;
-use crate::forward::{self, pages, BackendClient, ClientInfo, RequestBody, ResponseBody};
+use crate::forward::{self, pages, ClientInfo, RequestBody, ResponseBody};
 use crate::host::HostInfo;
 use crate::process::{self, Backend, ExitHook, Slot, StartFailure, StartResult};
 
@@ -35,7 +35,6 @@ struct Inner {
     rt: Handle,
     slots: Box<[Arc<Slot>]>,
     next: AtomicUsize,
-    client: BackendClient,
     control: reqwest::Client,
     rapid: Mutex<RapidFails>,
     offline: ArcSwapOption<Bytes>,
@@ -87,10 +86,6 @@ impl App {
         }
         let n = config.processes_per_application.clamp(1, 100) as usize;
         let inner = Arc::new(Inner {
-            client: {
-                let _g = rt.enter();
-                forward::new_client(config.request_timeout)
-            },
             control: process::control_client(),
             slots: (0..n).map(|_| Arc::new(Slot::default())).collect(),
             next: AtomicUsize::new(0),
@@ -236,7 +231,7 @@ impl Inner {
             .await
             .map_err(Failure::Start)?;
         let timeout = self.config.request_timeout;
-        forward::forward(&self.client, backend.begin_request(), req, client, timeout)
+        forward::forward(backend.begin_request(), req, client, timeout)
             .await
             .map_err(|e| Failure::Forward(backend, e))
     }

@@ -365,3 +365,28 @@ fn header_name_case_is_preserved() {
     );
     assert!(names.contains(&"x-lower".to_owned()), "{names:?}");
 }
+
+/// A backend that closes its connections after each response: when it says so
+/// (`Connection: close`) nothing is reused; when it does not, a reused connection may fail, and
+/// bodiless idempotent requests are then sent again (docs/forwarding.md).
+#[test]
+fn connections_the_backend_closes_between_requests_are_not_reused() {
+    let raw = Raw::start("closer", "");
+    raw.case(
+        "polite",
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+        true,
+    );
+    raw.case(
+        "silent",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        true,
+    );
+    for i in 0..20 {
+        let r = raw.serve.request("POST", "/raw/polite", &[], b"x");
+        assert_eq!(r.status, 200, "POST {i}: {}", r.text());
+        let r = raw.serve.get("/raw/silent");
+        assert_eq!(r.status, 200, "GET {i}: {}", r.text());
+        assert_eq!(r.text(), "ok");
+    }
+}

@@ -538,6 +538,11 @@ fn an_idempotent_request_whose_process_died_is_sent_once_more() {
     assert_eq!(r.status, 502);
     assert_eq!(r.header("x-ancm-status"), Some("502.3"));
     serve.wait_log("trying once more", 5);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while serve.log().matches("exited with code 3").count() < 2 {
+        assert!(std::time::Instant::now() < deadline, "{}", serve.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(
         serve.log().matches("exited with code 3").count(),
         2,

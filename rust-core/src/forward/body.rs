@@ -131,18 +131,37 @@ pub struct BackendBody {
     /// Created at the first wait: a body that arrives with its head never needs a timer.
     sleep: Option<Pin<Box<Sleep>>>,
     armed: bool,
-    _in_flight: InFlight,
+    in_flight: InFlight,
+    /// The connection, returned to the backend's pool when the body was read to its end (a
+    /// body dropped early closes its connection, which the backend sees as a cancel).
+    sender: Option<super::pool::Sender>,
 }
 
 impl BackendBody {
     /// Wraps `inner`; `timeout` of zero means no timeout.
-    pub fn new(inner: Incoming, timeout: Duration, in_flight: InFlight) -> Self {
+    pub fn new(
+        inner: Incoming,
+        timeout: Duration,
+        in_flight: InFlight,
+        sender: super::pool::Sender,
+    ) -> Self {
         BackendBody {
             inner,
             timeout,
             sleep: None,
             armed: false,
-            _in_flight: in_flight,
+            in_flight,
+            sender: Some(sender),
+        }
+    }
+}
+
+impl Drop for BackendBody {
+    fn drop(&mut self) {
+        if let Some(s) = self.sender.take() {
+            if self.inner.is_end_stream() {
+                self.in_flight.backend().pool.put(s);
+            }
         }
     }
 }

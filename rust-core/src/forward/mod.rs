@@ -5,17 +5,15 @@ mod body;
 pub mod framing;
 pub mod headers;
 pub mod pages;
+pub mod pool;
 mod progress;
 pub mod upgrade;
 
 use std::time::Duration;
 
 use http::header;
-use http::uri::{PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 pub use body::{BackendBody, BodyError, BoxError, RequestBody, ResponseBody};
 pub use headers::ClientInfo;
@@ -24,30 +22,8 @@ pub use upgrade::BackendUpgrade;
 
 use crate::process::InFlight;
 
-/// The hot-path client: hyper-util's pooled HTTP/1.1 client over loopback TCP (see
-/// docs/decisions.md for why not reqwest here).
-pub type BackendClient = Client<HttpConnector, OutgoingBody>;
-
-/// Builds the forwarding client. `connect_timeout` is requestTimeout (zero = none).
-pub fn new_client(connect_timeout: Duration) -> BackendClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.enforce_http(true);
-    connector.set_connect_timeout((!connect_timeout.is_zero()).then_some(connect_timeout));
-    Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .http1_max_headers(MAX_RESPONSE_HEADERS)
-        // Header names go out in the case the client used (when the host's server recorded it).
-        .http1_preserve_header_case(true)
-        .build(connector)
-}
-
 /// The largest response head accepted from a backend (ANCM's limit).
 pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
-/// The most response header fields accepted (hyper's default of 100 is too few for apps that
-/// set many cookies; a 64 KiB head cannot hold many more than this of any real size).
-const MAX_RESPONSE_HEADERS: usize = 1024;
 
 /// Why a request could not be forwarded (before any of the response was sent).
 #[derive(Debug)]
@@ -106,7 +82,7 @@ impl std::fmt::Display for ForwardError {
 
 impl std::error::Error for ForwardError {}
 
-fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(inner) = src {
@@ -117,13 +93,10 @@ fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     s
 }
 
-/// Sorts a client error by whose fault it is, from hyper's own error kinds.
-fn classify(e: hyper_util::client::legacy::Error) -> ForwardError {
-    let text = describe(&e);
-    if e.is_connect() {
-        return ForwardError::Unreachable(text);
-    }
-    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&e);
+/// Sorts a send error by whose fault it is, from hyper's own error kinds.
+pub(crate) fn classify(e: &(dyn std::error::Error + 'static)) -> ForwardError {
+    let text = describe(e);
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(inner) = src {
         if let Some(h) = inner.downcast_ref::<hyper::Error>() {
             if h.is_user() {
@@ -132,7 +105,7 @@ fn classify(e: hyper_util::client::legacy::Error) -> ForwardError {
             if h.is_parse() || h.is_parse_too_large() || h.is_parse_status() {
                 return ForwardError::InvalidResponse(text);
             }
-            if h.is_incomplete_message() {
+            if h.is_incomplete_message() || h.is_canceled() {
                 return ForwardError::ConnectionLost(text);
             }
         }
@@ -156,7 +129,6 @@ fn head_size(h: &http::HeaderMap) -> usize {
 /// with its body still streaming. The request's path and query go out exactly as received. A
 /// 101 answer to a WebSocket upgrade carries a [`BackendUpgrade`] in its extensions.
 pub async fn forward(
-    client: &BackendClient,
     in_flight: InFlight,
     req: Request<RequestBody>,
     peer: &ClientInfo,
@@ -166,15 +138,22 @@ pub async fn forward(
         .then(|| req.headers().get(header::UPGRADE).cloned())
         .flatten();
     let (mut parts, body) = req.into_parts();
-    let backend = in_flight.backend();
-    let mut uri = std::mem::take(&mut parts.uri).into_parts();
-    uri.scheme = Some(Scheme::HTTP);
-    uri.authority = Some(backend.authority.clone());
-    if uri.path_and_query.is_none() {
-        uri.path_and_query = Some(PathAndQuery::from_static("/"));
+    let backend = in_flight.backend().clone();
+    // Origin form, exactly as received (an absolute-form target keeps only its path and query).
+    if parts.uri.scheme().is_some() || parts.uri.path_and_query().is_none() {
+        let pq = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        parts.uri = Uri::from(pq);
     }
-    parts.uri = Uri::from_parts(uri)
-        .map_err(|e| ForwardError::Backend(format!("bad request target: {e}")))?;
+    if !parts.headers.contains_key(header::HOST) {
+        // HTTP/1.0 clients may send none; HTTP/1.1 requires one on the backend connection.
+        if let Ok(v) = http::HeaderValue::from_str(backend.authority.as_str()) {
+            parts.headers.insert(header::HOST, v);
+        }
+    }
     // The backend connection is always HTTP/1.1 keep-alive, whatever the client spoke.
     parts.version = Version::HTTP_11;
     headers::translate_request(&mut parts.headers, peer, &backend.token_header);
@@ -182,7 +161,12 @@ pub async fn forward(
         upgrade::restore_request_headers(&mut parts.headers, u.clone());
     }
     let (body, progress) = OutgoingBody::new(body);
-    let mut sent = std::pin::pin!(client.request(Request::from_parts(parts, body)));
+    let mut sent = std::pin::pin!(pool::send(
+        &backend.pool,
+        backend.port,
+        timeout,
+        Request::from_parts(parts, body)
+    ));
     let result = if timeout.is_zero() {
         sent.await
     } else {
@@ -200,7 +184,7 @@ pub async fn forward(
             }
         }
     };
-    let mut resp = result.map_err(classify)?;
+    let (mut resp, sender) = result?;
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         if upgrade.is_none() {
             return Err(ForwardError::InvalidResponse(
@@ -227,6 +211,6 @@ pub async fn forward(
     headers::translate_response(&mut parts.headers);
     Ok(Response::from_parts(
         parts,
-        ResponseBody::Backend(BackendBody::new(body, timeout, in_flight)),
+        ResponseBody::Backend(BackendBody::new(body, timeout, in_flight, sender)),
     ))
 }

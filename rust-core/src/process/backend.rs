@@ -28,6 +28,8 @@ pub struct Backend {
     pub ready_at: Instant,
     in_flight: AtomicUsize,
     served: std::sync::atomic::AtomicU64,
+    /// Its idle keep-alive connections.
+    pub pool: crate::forward::pool::Pool,
 }
 
 impl Backend {
@@ -48,6 +50,7 @@ impl Backend {
             ready_at: Instant::now(),
             in_flight: AtomicUsize::new(0),
             served: std::sync::atomic::AtomicU64::new(0),
+            pool: Default::default(),
         })
     }
 

@@ -1,0 +1,119 @@
+//! Connections to one backend process: a small stack of idle keep-alive connections kept by
+//! the backend itself, and hyper's connection-level client on each.
+//!
+//! Chosen over hyper-util's pooled `Client` after measuring (docs/benchmarks.md, Profile): that
+//! client keys one global pool by (scheme, authority) with SipHash and rebuilds absolute URIs,
+//! which cost about a fifth of ancm-serve's instructions per request. A backend's own stack is
+//! one short mutex hold per checkout and return, and requests go out in origin form as
+//! received.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use hyper::client::conn::http1::{Builder, SendRequest};
+use hyper_util::rt::TokioIo;
+
+use super::progress::OutgoingBody;
+use super::ForwardError;
+
+/// A connection's sending half.
+pub type Sender = SendRequest<OutgoingBody>;
+
+/// Idle connections kept per backend, at most (more are closed when they come back).
+const MAX_IDLE: usize = 256;
+/// The most response header fields accepted (hyper's default of 100 is too few for apps that
+/// set many cookies).
+const MAX_RESPONSE_HEADERS: usize = 1024;
+
+/// The idle connections to one backend, most recently used on top (warm in cache, and the
+/// ones at the bottom are left to time out at the backend).
+#[derive(Debug, Default)]
+pub struct Pool {
+    idle: Mutex<Vec<Sender>>,
+}
+
+impl Pool {
+    /// An idle connection that is still open, if there is one.
+    fn take(&self) -> Option<Sender> {
+        let mut idle = self.idle.lock().ok()?;
+        while let Some(s) = idle.pop() {
+            if !s.is_closed() {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    /// Returns a connection whose last response was read to the end.
+    pub fn put(&self, s: Sender) {
+        if s.is_closed() {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < MAX_IDLE {
+                idle.push(s);
+            }
+        }
+    }
+
+    /// Idle connections held now (for tests and diagnostics).
+    pub fn idle_count(&self) -> usize {
+        self.idle.lock().map(|v| v.len()).unwrap_or(0)
+    }
+}
+
+/// Opens a new connection to 127.0.0.1:`port` (a zero timeout means none).
+async fn connect(port: u16, timeout: Duration) -> Result<Sender, ForwardError> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let connecting = tokio::net::TcpStream::connect(addr);
+    let stream = if timeout.is_zero() {
+        connecting.await
+    } else {
+        tokio::time::timeout(timeout, connecting)
+            .await
+            .map_err(|_| ForwardError::Unreachable(format!("connecting to {addr} timed out")))?
+    }
+    .map_err(|e| ForwardError::Unreachable(format!("cannot connect to {addr}: {e}")))?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = Builder::new()
+        .preserve_header_case(true)
+        .max_headers(MAX_RESPONSE_HEADERS)
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| ForwardError::Unreachable(super::describe(&e)))?;
+    tokio::spawn(async move {
+        // Ends when the connection closes; errors reach the request that was on it.
+        let _ = conn.with_upgrades().await;
+    });
+    Ok(sender)
+}
+
+/// Sends `req` on an idle connection of `pool`, or a new one. A request that an idle
+/// connection hands back unsent (the backend had closed it) goes to the next one.
+pub async fn send(
+    pool: &Pool,
+    port: u16,
+    connect_timeout: Duration,
+    mut req: http::Request<OutgoingBody>,
+) -> Result<(http::Response<hyper::body::Incoming>, Sender), ForwardError> {
+    loop {
+        let (mut sender, fresh) = match pool.take() {
+            Some(s) => (s, false),
+            None => (connect(port, connect_timeout).await?, true),
+        };
+        if let Err(e) = sender.ready().await {
+            if fresh {
+                return Err(ForwardError::Unreachable(super::describe(&e)));
+            }
+            continue;
+        }
+        match sender.try_send_request(req).await {
+            Ok(resp) => return Ok((resp, sender)),
+            Err(mut e) => match e.take_message() {
+                Some(unsent) if !fresh => req = unsent,
+                Some(_) => return Err(ForwardError::Unreachable(super::describe(e.error()))),
+                None => return Err(super::classify(e.error())),
+            },
+        }
+    }
+}
