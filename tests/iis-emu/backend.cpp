@@ -7,6 +7,7 @@
 //   POST .../iisintegration with MS-ASPNETCORE-EVENT: shutdown → 202, then the process exits
 //   GET /bytes?n=N  → N bytes of Pattern() (Content-Length)
 //   GET /slow?n=N   → N bytes of Pattern() in 16 KiB pieces, 20 ms apart
+//   GET /truncate?n=N → Content-Length N, N/2 bytes, then the connection is closed
 //   anything else   → text/plain echo: method, target, headers, body length and FNV-1a hash,
 //                     pid, and the EMU_* / ASPNETCORE_* environment
 // Argument --fail-at-start: exit with code 3 before listening (a startup failure).
@@ -227,6 +228,15 @@ bool Serve(Conn &c)
     }
     if (path == "/bytes" || path.compare(0, 6, "/bytes") == 0) {
         return SendPattern(c.s, QueryN(target), false) && !close;
+    }
+    if (path.compare(0, 9, "/truncate") == 0) {
+        // Promise n bytes, send half, drop the connection: a response broken after its head.
+        const unsigned long long n = QueryN(target);
+        std::string head = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                           "Content-Length: " + std::to_string(n) + "\r\n\r\n" +
+                           std::string(static_cast<size_t>(n / 2), 'x');
+        SendAll(c.s, head.data(), head.size());
+        return false;
     }
     if (path.compare(0, 5, "/slow") == 0) {
         return SendPattern(c.s, QueryN(target), true) && !close;

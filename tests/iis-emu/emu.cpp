@@ -1549,6 +1549,18 @@ int Main(int argc, char **argv)
     Check(r6b.response.status == 200 && PidOf(r6b) == p1.pid,
           "the app still serves after the disconnect, same process");
 
+    // 6b. The backend breaks the response after its head: the client connection is reset,
+    // never ended as if the body were complete.
+    Spec trunc;
+    trunc.url = "/truncate?n=200000";
+    trunc.headers = {{"Host", "localhost"}};
+    Result r6c;
+    RunRequest(reg, mainApp, trunc, r6c);
+    Check(r6c.status == RQ_NOTIFICATION_FINISH_REQUEST && r6c.response.reset &&
+              r6c.response.needDisconnect && r6c.response.body.size() < 200000,
+          "a response broken after its head resets the client connection (" +
+              std::to_string(r6c.response.body.size()) + " of 200000 bytes)");
+
     // 7. Startup failure: the engine's 502.5 page.
     Result r7;
     RunRequest(reg, brokenApp, echo, r7);

@@ -168,6 +168,7 @@ public:
     void OnClientDisconnect()
     {
         EnterCriticalSection(&lock_);
+        disconnected_ = true;
         CancelLocked();
         LeaveCriticalSection(&lock_);
     }
@@ -305,6 +306,9 @@ private:
         // that run meanwhile wait for the lock.
         EnterCriticalSection(&lock_);
         ancm_result r = ancm_request_start(app->app.get(), &head, &callbacks, this, &req_);
+        if (r == ANCM_RESULT_OK && disconnected_) {
+            CancelLocked(); // the client left before the engine had the request
+        }
         LeaveCriticalSection(&lock_);
         if (r != ANCM_RESULT_OK) {
             Detach();
@@ -642,6 +646,7 @@ private:
     ancm_request *req_ = nullptr; // the engine's handle, until the request's end
     Io io_ = Io::None;            // the one IIS operation outstanding
     bool done_ = false;           // the engine called `complete`
+    bool disconnected_ = false;   // IIS reported the client gone
     ancm_result result_ = ANCM_RESULT_OK;
     bool flushAfterWrite_ = false;
     HTTP_DATA_CHUNK chunk_;
