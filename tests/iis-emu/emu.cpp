@@ -49,11 +49,16 @@ namespace {
 int g_passed = 0;
 int g_failed = 0;
 
+// Requests also run on several threads at once: Check is serialized.
+CRITICAL_SECTION g_checkLock;
+
 void Check(bool ok, const std::string &what)
 {
+    EnterCriticalSection(&g_checkLock);
     std::printf("%s: %s\n", ok ? "ok" : "FAIL", what.c_str());
     std::fflush(stdout);
     (ok ? g_passed : g_failed)++;
+    LeaveCriticalSection(&g_checkLock);
 }
 
 std::string Narrow(const std::wstring &s)
@@ -1367,6 +1372,21 @@ bool MakeApp(Application &app, const std::string &name, const std::string &backe
     return true;
 }
 
+// Concurrent requests: each thread runs one request to the same application.
+struct Parallel {
+    Registration *reg;
+    Application *app;
+    Spec spec;
+    Result result;
+};
+
+DWORD WINAPI ParallelThread(LPVOID param)
+{
+    Parallel *p = static_cast<Parallel *>(param);
+    RunRequest(*p->reg, *p->app, p->spec, p->result);
+    return 0;
+}
+
 int Main(int argc, char **argv)
 {
     if (argc != 3) {
@@ -1377,8 +1397,9 @@ int Main(int argc, char **argv)
     const std::string backend = argv[2];
 
     // The test site's applications.
-    Application mainApp, brokenApp, offlineApp, badApp, badHandlerApp;
+    Application mainApp, brokenApp, offlineApp, badApp, badHandlerApp, busyApp;
     if (!MakeApp(mainApp, "app", backend) || !MakeApp(brokenApp, "broken", backend) ||
+        !MakeApp(busyApp, "busy", backend) ||
         !MakeApp(offlineApp, "offline", backend) || !MakeApp(badApp, "badconfig", backend) ||
         !MakeApp(badHandlerApp, "badhandler", backend)) {
         std::printf("%d passed, %d failed\n", g_passed, g_failed);
@@ -1390,6 +1411,8 @@ int Main(int argc, char **argv)
          {L"arguments", Str(L"--name caf\u00e9")},
          {L"shutdownTimeLimit", Uint(5)}},
         {{L"EMU_GREETING", L"hello from IIS"}, {L"EMU_UNICODE", L"caf\u00e9"}}, handlers);
+    server.admin.sections[busyApp.configPath] =
+        AspNetCoreSection({{L"processPath", Str(L".\\backend.exe")}}, Pairs(), Pairs());
     server.admin.sections[brokenApp.configPath] = AspNetCoreSection(
         {{L"processPath", Str(L".\\backend.exe")}, {L"arguments", Str(L"--fail-at-start")}},
         Pairs(), Pairs());
@@ -1561,6 +1584,62 @@ int Main(int argc, char **argv)
           "a response broken after its head resets the client connection (" +
               std::to_string(r6c.response.body.size()) + " of 200000 bytes)");
 
+    DWORD busyPid = 0;
+    // 6c. Eight concurrent first requests to a fresh application (uploads and downloads):
+    // one app, one process, every body intact.
+    {
+        const int n = 8;
+        std::vector<std::unique_ptr<Parallel>> jobs;
+        std::vector<HANDLE> threads;
+        for (int i = 0; i < n; ++i) {
+            std::unique_ptr<Parallel> p(new Parallel());
+            p->reg = &reg;
+            p->app = &busyApp;
+            if (i % 2 == 0) {
+                p->spec.method = "PUT";
+                p->spec.url = "/busy/put/" + std::to_string(i);
+                p->spec.body = PatternBody(512 * 1024 + static_cast<size_t>(i));
+                p->spec.headers = {{"Host", "localhost"},
+                                   {"Content-Length", std::to_string(p->spec.body.size())}};
+            } else {
+                p->spec.url = "/bytes?n=" + std::to_string(1024 * 1024 + i);
+                p->spec.headers = {{"Host", "localhost"}};
+            }
+            jobs.push_back(std::move(p));
+        }
+        for (auto &j : jobs) {
+            HANDLE t = CreateThread(nullptr, 0, &ParallelThread, j.get(), 0, nullptr);
+            if (t != nullptr) {
+                threads.push_back(t);
+            }
+        }
+        for (HANDLE t : threads) {
+            WaitForSingleObject(t, INFINITE);
+            CloseHandle(t);
+        }
+        bool allOk = threads.size() == static_cast<size_t>(n);
+        DWORD pid = 0;
+        bool onePid = true;
+        for (int i = 0; i < n; ++i) {
+            const Result &r = jobs[static_cast<size_t>(i)]->result;
+            const Spec &sp = jobs[static_cast<size_t>(i)]->spec;
+            bool ok = r.status == RQ_NOTIFICATION_CONTINUE && r.response.status == 200 &&
+                      !r.overlappingIo;
+            if (i % 2 == 0) {
+                ok = ok && EchoField(r.response.body, "body-fnv") == Fnv(sp.body);
+                DWORD p = PidOf(r);
+                onePid = onePid && p != 0 && (pid == 0 || p == pid);
+                pid = p;
+            } else {
+                ok = ok && Fnv(r.response.body) == Fnv(PatternBody(1024 * 1024 + static_cast<size_t>(i)));
+            }
+            allOk = allOk && ok;
+        }
+        Check(allOk, "8 concurrent requests (4 uploads, 4 downloads) to a fresh app, all intact");
+        Check(onePid, "they shared one app and one process (pid " + std::to_string(pid) + ")");
+        busyPid = pid;
+    }
+
     // 7. Startup failure: the engine's 502.5 page.
     Result r7;
     RunRequest(reg, brokenApp, echo, r7);
@@ -1595,6 +1674,8 @@ int Main(int argc, char **argv)
     Check(r9c.response.status == 500 && Contains(r9c.response.body, "recycleAfterRequests"),
           "an invalid handlerSettings entry reached the engine (500.19 naming it)");
 
+    Process busy(busyPid);
+
     // 10. Application stop: the backend stops (no orphan).
     AppStop stop(&mainApp);
     DWORD t0 = GetTickCount();
@@ -1628,7 +1709,8 @@ int Main(int argc, char **argv)
     StopListening stopListening;
     Check(reg.global->OnGlobalStopListening(&stopListening) == GL_NOTIFICATION_CONTINUE,
           "OnGlobalStopListening returns CONTINUE");
-    Check(p3.pid != 0 && p3.Exited(), "GL_STOP_LISTENING stopped the remaining backend");
+    Check(p3.pid != 0 && p3.Exited() && busy.pid != 0 && busy.Exited(),
+          "GL_STOP_LISTENING stopped the remaining backends (two apps)");
     Check(g_liveComObjects == 0, "every configuration COM object was released");
 
     // Shutdown, as IIS does it. IIS never unloads a module's DLL (the worker process exits),
@@ -1646,6 +1728,7 @@ int Main(int argc, char **argv)
 int main(int argc, char **argv)
 {
     // The emulator is a test: any C++ exception is a failure, reported, not a crash.
+    InitializeCriticalSection(&g_checkLock);
     try {
         int rc = Main(argc, argv);
         // Exit without running DLL teardown while the engine's threads still run (as a worker
