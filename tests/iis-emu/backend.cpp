@@ -7,6 +7,7 @@
 //   POST .../iisintegration with MS-ASPNETCORE-EVENT: shutdown → 202, then the process exits
 //   GET /bytes?n=N  → N bytes of Pattern() (Content-Length)
 //   GET /slow?n=N   → N bytes of Pattern() in 16 KiB pieces, 20 ms apart
+//   POST /early     → 256 KiB answered before the request body is read (then drained)
 //   GET /truncate?n=N → Content-Length N, N/2 bytes, then the connection is closed
 //   anything else   → text/plain echo: method, target, headers, body length and FNV-1a hash,
 //                     pid, and the EMU_* / ASPNETCORE_* environment
@@ -192,6 +193,19 @@ bool Serve(Conn &c)
         }
         headers.emplace_back(name, value);
     }
+    // /early answers before reading the request body (then drains it): the response starts
+    // while the client is still uploading.
+    const bool early = target.compare(0, 6, "/early") == 0;
+    if (early) {
+        if (token != g_token) {
+            Respond(c.s, 400, "Bad Request", "text/plain", "bad or missing MS-ASPNETCORE-TOKEN\n");
+            return false;
+        }
+        std::string big(256 * 1024, 'e');
+        if (!Respond(c.s, 200, "OK", "text/plain", big)) {
+            return false;
+        }
+    }
     Fnv fnv;
     unsigned long long total = 0;
     if (chunked) {
@@ -213,6 +227,9 @@ bool Serve(Conn &c)
         return false;
     }
 
+    if (early) {
+        return !close;
+    }
     if (token != g_token) {
         Respond(c.s, 400, "Bad Request", "text/plain", "bad or missing MS-ASPNETCORE-TOKEN\n");
         return false;

@@ -1541,6 +1541,19 @@ int Main(int argc, char **argv)
               EchoField(r4.response.body, "body-fnv") == Fnv(chunked.body),
           "chunked upload arrived intact");
 
+    // 4b. The backend answers before the upload has ended: reads and writes still never
+    // overlap (serialize_io), and both directions complete.
+    Spec early;
+    early.method = "POST";
+    early.url = "/early";
+    early.body = PatternBody(4 * 1024 * 1024);
+    early.headers = {{"Host", "localhost"}, {"Content-Length", std::to_string(early.body.size())}};
+    Result r4b;
+    RunRequest(reg, mainApp, early, r4b);
+    Check(r4b.response.status == 200 && r4b.response.body == std::string(256 * 1024, 'e'),
+          "an early answer (before the 4 MiB upload ended) arrived whole");
+    CheckCycle(r4b, "early answer");
+
     // 5. 20 MiB download: async WriteEntityChunks (+ Flush), acknowledged on completion.
     Spec down;
     down.url = "/bytes?n=" + std::to_string(big);
