@@ -7,6 +7,7 @@ use std::path::Path;
 fn main() {
     println!("cargo:rerun-if-changed=src/glue");
     println!("cargo:rerun-if-changed=src/iis");
+    println!("cargo:rerun-if-changed=../include");
     if env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("windows") {
         return;
     }
@@ -16,6 +17,8 @@ fn main() {
     build
         .cpp(true)
         .include("src")
+        // include/ancm.h and ancm.hpp: the engine's C ABI, linked in through ancm-core.
+        .include("../include")
         // Windows 10 APIs; the IIS headers need at least Vista's HTTP_REQUEST_V2.
         .define("_WIN32_WINNT", "0x0A00")
         .define("WIN32_LEAN_AND_MEAN", None)

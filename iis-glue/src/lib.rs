@@ -7,6 +7,11 @@
 //! Off Windows the crate is empty, so `cargo test --workspace` on Linux builds it as a no-op.
 //! Build the DLL with `cargo xtask dll`; see docs/iis.md.
 
+// The engine: its C ABI (`ancm_*`) is what the C++ glue calls. Naming the crate makes sure it
+// is linked into the DLL.
+#[cfg(windows)]
+use ancm_core as _;
+
 #[cfg(windows)]
 mod windows {
     use std::ffi::c_void;

@@ -1,32 +1,40 @@
 // The emulated IIS: plays IIS's side of the native-module contract against aspnetcore_rs.dll,
-// under Wine (or on Windows).
+// under Wine (or on Windows), with real backends started by the engine.
 //
-//   iis-emu.exe <path to aspnetcore_rs.dll> <path to web.config>
+//   iis-emu.exe <path to aspnetcore_rs.dll> <path to backend.exe>
 //
 // It loads the DLL, calls RegisterModule with its own IHttpModuleRegistrationInfo and
-// IHttpServer (whose IAppHostAdminManager serves the <aspNetCore> attributes of the given
-// web.config), then drives requests as IIS does: a fresh CHttpModule per request from the
-// factory (placed in IModuleAllocator memory), OnExecuteRequestHandler on a "request thread",
-// RQ_NOTIFICATION_PENDING honoured by delivering PostCompletion as OnAsyncCompletion on another
-// thread, Dispose at the end. Global notifications (configuration change, application stop,
-// stop listening) and Terminate follow.
+// IHttpServer (whose IAppHostAdminManager serves the system.webServer/aspNetCore section of
+// several test applications, typed as IIS types them, with their environmentVariables and
+// handlerSettings collections, and the authentication sections), then drives requests as IIS
+// does: a fresh CHttpModule per request from the factory (placed in IModuleAllocator memory),
+// OnExecuteRequestHandler on a "request thread", RQ_NOTIFICATION_PENDING honoured by
+// delivering every completion (asynchronous ReadEntityBody, WriteEntityChunks, Flush, and
+// PostCompletion) as OnAsyncCompletion on another thread, one at a time and only after the
+// previous notification returned PENDING, Dispose at the end. The HTTP side has no sockets:
+// requests are HTTP_REQUEST structures (raw URL, known and unknown headers, TLS client
+// certificate) with server variables, and responses are recorded. The backend side is real:
+// the engine starts backend.exe (tests/iis-emu/backend.cpp) as a Windows process under Wine.
 //
 // Every declared interface method is implemented: either with sensible behaviour or, for what
-// the module has no business calling yet, a loud abort naming the method (UNEXPECTED), so a
-// slot mix-up or a new dependency cannot pass unnoticed.
+// the module has no business calling, a loud abort naming the method (UNEXPECTED), so a slot
+// mix-up or a new dependency cannot pass unnoticed.
 //
-// Assumption (not stated by Microsoft's docs, and what IIS does in practice): a PostCompletion
-// made before the notification returns PENDING is delivered only after it has returned.
+// Assumption (not stated by Microsoft's docs, and what IIS does in practice): a completion
+// that arrives before the notification returns PENDING is delivered only after it has returned.
 //
-// Output: "ok: …" / "FAIL: …" lines, the response received, then "N passed, M failed".
+// Output: "ok: …" / "FAIL: …" lines, some responses, then "N passed, M failed".
 
 #include "iis/httpserv_min.h"
 
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <list>
 #include <map>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #define UNEXPECTED()                                                                     \
@@ -41,22 +49,16 @@ namespace {
 int g_passed = 0;
 int g_failed = 0;
 
+// Requests also run on several threads at once: Check is serialized.
+CRITICAL_SECTION g_checkLock;
+
 void Check(bool ok, const std::string &what)
 {
+    EnterCriticalSection(&g_checkLock);
     std::printf("%s: %s\n", ok ? "ok" : "FAIL", what.c_str());
     std::fflush(stdout);
     (ok ? g_passed : g_failed)++;
-}
-
-std::wstring Widen(const std::string &s)
-{
-    if (s.empty()) {
-        return std::wstring();
-    }
-    int n = MultiByteToWideChar(CP_UTF8, 0, s.data(), static_cast<int>(s.size()), nullptr, 0);
-    std::wstring out(static_cast<size_t>(n), L'\0');
-    MultiByteToWideChar(CP_UTF8, 0, s.data(), static_cast<int>(s.size()), &out[0], n);
-    return out;
+    LeaveCriticalSection(&g_checkLock);
 }
 
 std::string Narrow(const std::wstring &s)
@@ -72,213 +74,252 @@ std::string Narrow(const std::wstring &s)
     return out;
 }
 
-// ---- A tiny web.config reader: the attributes of the first <aspNetCore> element ----
-
-std::string DecodeXml(const std::string &s)
+// The byte at offset i of generated bodies (backend.cpp's Pattern).
+inline unsigned char Pattern(unsigned long long i)
 {
+    return static_cast<unsigned char>(i * 131 + (i >> 10));
+}
+
+std::string Fnv(const std::string &data)
+{
+    unsigned long long h = 1469598103934665603ULL;
+    for (unsigned char c : data) {
+        h ^= c;
+        h *= 1099511628211ULL;
+    }
+    char hex[32];
+    std::snprintf(hex, sizeof hex, "%016llx", h);
+    return hex;
+}
+
+std::string PatternBody(size_t n)
+{
+    std::string s(n, '\0');
+    for (size_t i = 0; i < n; ++i) {
+        s[i] = static_cast<char>(Pattern(i));
+    }
+    return s;
+}
+
+std::string Base64(const std::string &in)
+{
+    static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     std::string out;
-    for (size_t i = 0; i < s.size(); ++i) {
-        if (s[i] != '&') {
-            out += s[i];
-            continue;
-        }
-        size_t end = s.find(';', i);
-        if (end == std::string::npos) {
-            out += s[i];
-            continue;
-        }
-        std::string ent = s.substr(i + 1, end - i - 1);
-        unsigned long cp = 0;
-        if (ent == "quot") cp = '"';
-        else if (ent == "amp") cp = '&';
-        else if (ent == "lt") cp = '<';
-        else if (ent == "gt") cp = '>';
-        else if (ent == "apos") cp = '\'';
-        else if (!ent.empty() && ent[0] == '#') {
-            cp = (ent.size() > 1 && (ent[1] == 'x' || ent[1] == 'X'))
-                     ? std::strtoul(ent.c_str() + 2, nullptr, 16)
-                     : std::strtoul(ent.c_str() + 1, nullptr, 10);
-        }
-        if (cp == 0) {
-            out += s[i];
-            continue;
-        }
-        // Encode as UTF-8.
-        if (cp < 0x80) {
-            out += static_cast<char>(cp);
-        } else if (cp < 0x800) {
-            out += static_cast<char>(0xC0 | (cp >> 6));
-            out += static_cast<char>(0x80 | (cp & 0x3F));
-        } else if (cp < 0x10000) {
-            out += static_cast<char>(0xE0 | (cp >> 12));
-            out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-            out += static_cast<char>(0x80 | (cp & 0x3F));
-        } else {
-            out += static_cast<char>(0xF0 | (cp >> 18));
-            out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-            out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-            out += static_cast<char>(0x80 | (cp & 0x3F));
-        }
-        i = end;
+    size_t i = 0;
+    for (; i + 2 < in.size(); i += 3) {
+        unsigned v = (static_cast<unsigned char>(in[i]) << 16) |
+                     (static_cast<unsigned char>(in[i + 1]) << 8) | static_cast<unsigned char>(in[i + 2]);
+        out += t[(v >> 18) & 63];
+        out += t[(v >> 12) & 63];
+        out += t[(v >> 6) & 63];
+        out += t[v & 63];
+    }
+    if (i + 1 == in.size()) {
+        unsigned v = static_cast<unsigned char>(in[i]) << 16;
+        out += t[(v >> 18) & 63];
+        out += t[(v >> 12) & 63];
+        out += "==";
+    } else if (i + 2 == in.size()) {
+        unsigned v = (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8);
+        out += t[(v >> 18) & 63];
+        out += t[(v >> 12) & 63];
+        out += t[(v >> 6) & 63];
+        out += '=';
     }
     return out;
 }
 
-bool ReadAspNetCoreAttributes(const char *path, std::map<std::wstring, std::wstring> &attrs)
+bool Contains(const std::string &hay, const std::string &needle)
 {
-    FILE *f = std::fopen(path, "rb");
-    if (f == nullptr) {
-        return false;
-    }
-    std::string xml;
-    char buf[4096];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) {
-        xml.append(buf, n);
-    }
-    std::fclose(f);
-    size_t start = xml.find("<aspNetCore");
-    if (start == std::string::npos) {
-        return false;
-    }
-    size_t end = xml.find('>', start);
-    std::string tag = xml.substr(start + 11, end - start - 11);
-    size_t i = 0;
-    while (i < tag.size()) {
-        while (i < tag.size() && (tag[i] == ' ' || tag[i] == '\t' || tag[i] == '\r' ||
-                                  tag[i] == '\n' || tag[i] == '/')) {
-            ++i;
-        }
-        size_t eq = tag.find('=', i);
-        if (eq == std::string::npos) {
-            break;
-        }
-        std::string name = tag.substr(i, eq - i);
-        char quote = tag[eq + 1];
-        size_t close = tag.find(quote, eq + 2);
-        if (close == std::string::npos) {
-            return false;
-        }
-        attrs[Widen(name)] = Widen(DecodeXml(tag.substr(eq + 2, close - eq - 2)));
-        i = close + 1;
-    }
-    return true;
+    return hay.find(needle) != std::string::npos;
 }
 
-// ---- Configuration: IAppHostAdminManager, IAppHostElement, IAppHostProperty ----
+// The value after "key: " on its own line of an echo body, or "".
+std::string EchoField(const std::string &body, const std::string &key)
+{
+    size_t p = body.find(key + ": ");
+    if (p == std::string::npos || (p > 0 && body[p - 1] != '\n')) {
+        return std::string();
+    }
+    p += key.size() + 2;
+    return body.substr(p, body.find('\n', p) - p);
+}
 
-const wchar_t kAppConfigPath[] = L"MACHINE/WEBROOT/APPHOST/Default Web Site/app";
+// ---- Configuration: typed values, elements, collections (IAppHostAdminManager & co) ----
 
 // Live COM objects handed to the module: must be back to zero at the end (no leaks).
 LONG g_liveComObjects = 0;
 
+// A property value typed as IIS types it: string → VT_BSTR, bool → VT_BOOL, uint → VT_UI4,
+// timeSpan → VT_I8 (100 ns ticks).
+struct Value {
+    VARTYPE vt = VT_BSTR;
+    std::wstring s;
+    unsigned long long n = 0;
+};
+Value Str(const std::wstring &s) { Value v; v.vt = VT_BSTR; v.s = s; return v; }
+Value Uint(unsigned long n) { Value v; v.vt = VT_UI4; v.n = n; return v; }
+Value Bool(bool b) { Value v; v.vt = VT_BOOL; v.n = b ? 1 : 0; return v; }
+Value Ticks(unsigned long long t) { Value v; v.vt = VT_I8; v.n = t; return v; }
+
+struct ElementData {
+    std::vector<std::pair<std::wstring, Value>> props;
+    std::map<std::wstring, std::shared_ptr<ElementData>> children;
+    std::vector<std::shared_ptr<ElementData>> items;
+
+    Value *Find(const std::wstring &name)
+    {
+        for (auto &p : props) {
+            if (p.first == name) {
+                return &p.second;
+            }
+        }
+        return nullptr;
+    }
+};
+
+#define COM_COMMON(IFACE)                                                                 \
+    HRESULT STDMETHODCALLTYPE QueryInterface(REFIID riid, void **ppv) override            \
+    {                                                                                     \
+        if (IsEqualIID(riid, IID_IUnknown) || IsEqualIID(riid, IID_##IFACE)) {            \
+            *ppv = static_cast<IFACE *>(this);                                            \
+            AddRef();                                                                     \
+            return S_OK;                                                                  \
+        }                                                                                 \
+        *ppv = nullptr;                                                                   \
+        return E_NOINTERFACE;                                                             \
+    }                                                                                     \
+    ULONG STDMETHODCALLTYPE AddRef() override { return InterlockedIncrement(&refs_); }    \
+    ULONG STDMETHODCALLTYPE Release() override                                            \
+    {                                                                                     \
+        LONG r = InterlockedDecrement(&refs_);                                            \
+        if (r == 0) {                                                                     \
+            InterlockedDecrement(&g_liveComObjects);                                      \
+            delete this;                                                                  \
+        }                                                                                 \
+        return static_cast<ULONG>(r);                                                     \
+    }                                                                                     \
+    LONG refs_ = 1;
+
 class Property final : public IAppHostProperty {
 public:
-    Property(std::wstring name, std::wstring value) : name_(name), value_(value), refs_(1)
+    Property(const std::wstring &name, const Value &value) : name_(name), value_(value)
     {
         InterlockedIncrement(&g_liveComObjects);
     }
-    HRESULT STDMETHODCALLTYPE QueryInterface(REFIID riid, void **ppv) override
-    {
-        if (IsEqualIID(riid, IID_IUnknown) || IsEqualIID(riid, IID_IAppHostProperty)) {
-            *ppv = this;
-            AddRef();
-            return S_OK;
-        }
-        *ppv = nullptr;
-        return E_NOINTERFACE;
-    }
-    ULONG STDMETHODCALLTYPE AddRef() override { return InterlockedIncrement(&refs_); }
-    ULONG STDMETHODCALLTYPE Release() override
-    {
-        LONG r = InterlockedDecrement(&refs_);
-        if (r == 0) {
-            InterlockedDecrement(&g_liveComObjects);
-            delete this;
-        }
-        return static_cast<ULONG>(r);
-    }
+    COM_COMMON(IAppHostProperty)
     HRESULT STDMETHODCALLTYPE get_Name(BSTR *p) override
     {
-        *p = SysAllocString(name_.c_str());
+        *p = SysAllocStringLen(name_.data(), static_cast<UINT>(name_.size()));
         return *p ? S_OK : E_OUTOFMEMORY;
     }
     HRESULT STDMETHODCALLTYPE get_Value(VARIANT *v) override
     {
         VariantInit(v);
-        V_VT(v) = VT_BSTR;
-        V_BSTR(v) = SysAllocStringLen(value_.data(), static_cast<UINT>(value_.size()));
-        return V_BSTR(v) ? S_OK : E_OUTOFMEMORY;
+        V_VT(v) = value_.vt;
+        switch (value_.vt) {
+        case VT_BOOL: V_BOOL(v) = value_.n ? VARIANT_TRUE : VARIANT_FALSE; return S_OK;
+        case VT_UI4: V_UI4(v) = static_cast<ULONG>(value_.n); return S_OK;
+        case VT_I8: V_I8(v) = static_cast<LONGLONG>(value_.n); return S_OK;
+        default:
+            V_BSTR(v) = SysAllocStringLen(value_.s.data(), static_cast<UINT>(value_.s.size()));
+            return V_BSTR(v) ? S_OK : E_OUTOFMEMORY;
+        }
     }
     HRESULT STDMETHODCALLTYPE put_Value(VARIANT) override { UNEXPECTED(); }
     HRESULT STDMETHODCALLTYPE Clear() override { UNEXPECTED(); }
-    HRESULT STDMETHODCALLTYPE get_StringValue(BSTR *p) override
-    {
-        *p = SysAllocStringLen(value_.data(), static_cast<UINT>(value_.size()));
-        return *p ? S_OK : E_OUTOFMEMORY;
-    }
-    HRESULT STDMETHODCALLTYPE get_Exception(IAppHostPropertyException **) override
-    {
-        UNEXPECTED();
-    }
+    HRESULT STDMETHODCALLTYPE get_StringValue(BSTR *) override { UNEXPECTED(); }
+    HRESULT STDMETHODCALLTYPE get_Exception(IAppHostPropertyException **) override { UNEXPECTED(); }
     HRESULT STDMETHODCALLTYPE GetMetadata(BSTR, VARIANT *) override { UNEXPECTED(); }
     HRESULT STDMETHODCALLTYPE SetMetadata(BSTR, VARIANT) override { UNEXPECTED(); }
     HRESULT STDMETHODCALLTYPE get_Schema(IAppHostPropertySchema **) override { UNEXPECTED(); }
 
 private:
     std::wstring name_;
-    std::wstring value_;
-    LONG refs_;
+    Value value_;
 };
 
-// The schema's attributes with their defaults (a subset of ANCM's aspnetcore_schema_v2.xml):
-// IIS returns the default for a schema attribute that the config leaves out, and an error for
-// a name the schema does not know.
-const wchar_t *const kSchemaStrings[][2] = {
-    {L"processPath", L""},        {L"arguments", L""},
-    {L"stdoutLogEnabled", L"false"}, {L"stdoutLogFile", L".\\logs\\stdout"},
-    {L"hostingModel", L""},       {L"startupTimeLimit", L"120"},
-    {L"shutdownTimeLimit", L"10"}, {L"requestTimeout", L"00:02:00"},
-};
+bool IndexOf(const VARIANT &v, size_t count, size_t &out)
+{
+    if (V_VT(&v) == VT_UI4) {
+        out = V_UI4(&v);
+    } else if (V_VT(&v) == VT_I4 && V_I4(&v) >= 0) {
+        out = static_cast<size_t>(V_I4(&v));
+    } else {
+        return false;
+    }
+    return out < count;
+}
 
-class Section final : public IAppHostElement {
+class PropertyCollection final : public IAppHostPropertyCollection {
 public:
-    explicit Section(const std::map<std::wstring, std::wstring> &attrs) : attrs_(attrs), refs_(1)
+    explicit PropertyCollection(std::shared_ptr<ElementData> d) : d_(d)
     {
         InterlockedIncrement(&g_liveComObjects);
     }
-    HRESULT STDMETHODCALLTYPE QueryInterface(REFIID riid, void **ppv) override
+    COM_COMMON(IAppHostPropertyCollection)
+    HRESULT STDMETHODCALLTYPE get_Count(DWORD *n) override
     {
-        if (IsEqualIID(riid, IID_IUnknown) || IsEqualIID(riid, IID_IAppHostElement)) {
-            *ppv = this;
-            AddRef();
-            return S_OK;
+        *n = static_cast<DWORD>(d_->props.size());
+        return S_OK;
+    }
+    HRESULT STDMETHODCALLTYPE get_Item(VARIANT index, IAppHostProperty **pp) override
+    {
+        size_t i = 0;
+        *pp = nullptr;
+        if (!IndexOf(index, d_->props.size(), i)) {
+            return HRESULT_FROM_WIN32(ERROR_INVALID_INDEX);
         }
-        *ppv = nullptr;
-        return E_NOINTERFACE;
+        *pp = new Property(d_->props[i].first, d_->props[i].second);
+        return S_OK;
     }
-    ULONG STDMETHODCALLTYPE AddRef() override { return InterlockedIncrement(&refs_); }
-    ULONG STDMETHODCALLTYPE Release() override
+
+private:
+    std::shared_ptr<ElementData> d_;
+};
+
+class Element;
+
+class ElementCollection final : public IAppHostElementCollection {
+public:
+    explicit ElementCollection(std::shared_ptr<ElementData> d) : d_(d)
     {
-        LONG r = InterlockedDecrement(&refs_);
-        if (r == 0) {
-            InterlockedDecrement(&g_liveComObjects);
-            delete this;
-        }
-        return static_cast<ULONG>(r);
+        InterlockedIncrement(&g_liveComObjects);
     }
-    HRESULT STDMETHODCALLTYPE get_Name(BSTR *p) override
+    COM_COMMON(IAppHostElementCollection)
+    HRESULT STDMETHODCALLTYPE get_Count(DWORD *n) override
     {
-        *p = SysAllocString(L"aspNetCore");
-        return *p ? S_OK : E_OUTOFMEMORY;
+        *n = static_cast<DWORD>(d_->items.size());
+        return S_OK;
     }
-    HRESULT STDMETHODCALLTYPE get_Collection(IAppHostElementCollection **) override
+    HRESULT STDMETHODCALLTYPE get_Item(VARIANT index, IAppHostElement **pp) override;
+    HRESULT STDMETHODCALLTYPE AddElement(IAppHostElement *, INT) override { UNEXPECTED(); }
+    HRESULT STDMETHODCALLTYPE DeleteElement(VARIANT) override { UNEXPECTED(); }
+    HRESULT STDMETHODCALLTYPE Clear() override { UNEXPECTED(); }
+    HRESULT STDMETHODCALLTYPE CreateNewElement(BSTR, IAppHostElement **) override { UNEXPECTED(); }
+    HRESULT STDMETHODCALLTYPE get_Schema(IAppHostCollectionSchema **) override { UNEXPECTED(); }
+
+private:
+    std::shared_ptr<ElementData> d_;
+};
+
+class Element final : public IAppHostElement {
+public:
+    explicit Element(std::shared_ptr<ElementData> d) : d_(d)
     {
-        UNEXPECTED();
+        InterlockedIncrement(&g_liveComObjects);
     }
-    HRESULT STDMETHODCALLTYPE get_Properties(IAppHostPropertyCollection **) override
+    COM_COMMON(IAppHostElement)
+    HRESULT STDMETHODCALLTYPE get_Name(BSTR *) override { UNEXPECTED(); }
+    HRESULT STDMETHODCALLTYPE get_Collection(IAppHostElementCollection **pp) override
     {
-        UNEXPECTED();
+        *pp = new ElementCollection(d_);
+        return S_OK;
+    }
+    HRESULT STDMETHODCALLTYPE get_Properties(IAppHostPropertyCollection **pp) override
+    {
+        *pp = new PropertyCollection(d_);
+        return S_OK;
     }
     HRESULT STDMETHODCALLTYPE get_ChildElements(IAppHostChildElementCollection **) override
     {
@@ -287,39 +328,101 @@ public:
     HRESULT STDMETHODCALLTYPE GetMetadata(BSTR, VARIANT *) override { UNEXPECTED(); }
     HRESULT STDMETHODCALLTYPE SetMetadata(BSTR, VARIANT) override { UNEXPECTED(); }
     HRESULT STDMETHODCALLTYPE get_Schema(IAppHostElementSchema **) override { UNEXPECTED(); }
-    HRESULT STDMETHODCALLTYPE GetElementByName(BSTR, IAppHostElement **) override
+    HRESULT STDMETHODCALLTYPE GetElementByName(BSTR name, IAppHostElement **pp) override
     {
-        UNEXPECTED();
+        *pp = nullptr;
+        auto it = d_->children.find(std::wstring(name, SysStringLen(name)));
+        if (it == d_->children.end()) {
+            return HRESULT_FROM_WIN32(ERROR_INVALID_INDEX);
+        }
+        *pp = new Element(it->second);
+        return S_OK;
     }
     HRESULT STDMETHODCALLTYPE GetPropertyByName(BSTR name, IAppHostProperty **pp) override
     {
         *pp = nullptr;
-        if (name == nullptr) {
-            return E_INVALIDARG;
-        }
         // Like IIS, the BSTR's length prefix is what counts.
         std::wstring key(name, SysStringLen(name));
-        for (const auto &entry : kSchemaStrings) {
-            if (key == entry[0]) {
-                auto it = attrs_.find(key);
-                *pp = new Property(key, it != attrs_.end() ? it->second : entry[1]);
-                return S_OK;
-            }
+        Value *v = d_->Find(key);
+        if (v == nullptr) {
+            return HRESULT_FROM_WIN32(ERROR_INVALID_INDEX);
         }
-        Check(false, "GetPropertyByName of an attribute not in the schema: " + Narrow(key));
-        return HRESULT_FROM_WIN32(ERROR_INVALID_INDEX);
+        *pp = new Property(key, *v);
+        return S_OK;
     }
     HRESULT STDMETHODCALLTYPE Clear() override { UNEXPECTED(); }
     HRESULT STDMETHODCALLTYPE get_Methods(IAppHostMethodCollection **) override { UNEXPECTED(); }
 
 private:
-    std::map<std::wstring, std::wstring> attrs_;
-    LONG refs_;
+    std::shared_ptr<ElementData> d_;
 };
+
+HRESULT STDMETHODCALLTYPE ElementCollection::get_Item(VARIANT index, IAppHostElement **pp)
+{
+    size_t i = 0;
+    *pp = nullptr;
+    if (!IndexOf(index, d_->items.size(), i)) {
+        return HRESULT_FROM_WIN32(ERROR_INVALID_INDEX);
+    }
+    *pp = new Element(d_->items[i]);
+    return S_OK;
+}
+
+using Pairs = std::vector<std::pair<std::wstring, std::wstring>>;
+
+std::shared_ptr<ElementData> Collection(const Pairs &entries)
+{
+    auto d = std::make_shared<ElementData>();
+    for (const auto &e : entries) {
+        auto item = std::make_shared<ElementData>();
+        item->props.emplace_back(L"name", Str(e.first));
+        item->props.emplace_back(L"value", Str(e.second));
+        d->items.push_back(item);
+    }
+    return d;
+}
+
+// The aspNetCore section as IIS returns it: every schema attribute (defaults from
+// msi/schema/aspnetcore_rs_schema.xml) with its IIS type, then the app's values.
+std::shared_ptr<ElementData> AspNetCoreSection(const std::vector<std::pair<std::wstring, Value>> &set,
+                                               const Pairs &env, const Pairs &handlers)
+{
+    auto d = std::make_shared<ElementData>();
+    d->props = {
+        {L"processPath", Str(L"")},
+        {L"arguments", Str(L"")},
+        {L"startupTimeLimit", Uint(120)},
+        {L"shutdownTimeLimit", Uint(10)},
+        {L"rapidFailsPerMinute", Uint(10)},
+        {L"requestTimeout", Ticks(2ULL * 60 * 10000000)},
+        {L"stdoutLogEnabled", Bool(false)},
+        {L"stdoutLogFile", Str(L".\\aspnetcore-stdout")},
+        {L"processesPerApplication", Uint(1)},
+        {L"forwardWindowsAuthToken", Bool(true)},
+        {L"disableStartUpErrorPage", Bool(false)},
+        {L"hostingModel", Str(L"")},
+    };
+    for (const auto &s : set) {
+        *d->Find(s.first) = s.second;
+    }
+    d->children[L"environmentVariables"] = Collection(env);
+    d->children[L"handlerSettings"] = Collection(handlers);
+    d->children[L"recycleOnFileChange"] = Collection(Pairs());
+    return d;
+}
+
+std::shared_ptr<ElementData> EnabledSection(bool enabled)
+{
+    auto d = std::make_shared<ElementData>();
+    d->props.emplace_back(L"enabled", Bool(enabled));
+    return d;
+}
+
+const wchar_t kSitePath[] = L"MACHINE/WEBROOT/APPHOST/Default Web Site";
 
 class AdminManager final : public IAppHostAdminManager {
 public:
-    std::map<std::wstring, std::wstring> attrs;
+    std::map<std::wstring, std::shared_ptr<ElementData>> sections; // by config path
     int sectionReads = 0;
 
     HRESULT STDMETHODCALLTYPE QueryInterface(REFIID riid, void **ppv) override
@@ -343,16 +446,23 @@ public:
         }
         std::wstring s(section, SysStringLen(section));
         std::wstring p(path, SysStringLen(path));
-        if (s != L"system.webServer/aspNetCore") {
-            Check(false, "GetAdminSection of an unexpected section: " + Narrow(s));
-            return HRESULT_FROM_WIN32(ERROR_INVALID_DATA);
-        }
-        if (p != kAppConfigPath) {
+        auto it = sections.find(p);
+        if (it == sections.end()) {
             Check(false, "GetAdminSection at an unexpected path: " + Narrow(p));
             return HRESULT_FROM_WIN32(ERROR_PATH_NOT_FOUND);
         }
-        ++sectionReads;
-        *pp = new Section(attrs);
+        const std::wstring auth = L"system.webServer/security/authentication/";
+        if (s == L"system.webServer/aspNetCore") {
+            ++sectionReads;
+            *pp = new Element(it->second);
+        } else if (s == auth + L"anonymousAuthentication") {
+            *pp = new Element(EnabledSection(true));
+        } else if (s == auth + L"windowsAuthentication" || s == auth + L"basicAuthentication") {
+            *pp = new Element(EnabledSection(false));
+        } else {
+            Check(false, "GetAdminSection of an unexpected section: " + Narrow(s));
+            return HRESULT_FROM_WIN32(ERROR_INVALID_DATA);
+        }
         return S_OK;
     }
     HRESULT STDMETHODCALLTYPE GetMetadata(BSTR, VARIANT *) override { UNEXPECTED(); }
@@ -495,24 +605,152 @@ public:
     HRESULT GetCompletionStatus() const override { return status; }
 };
 
+// An IIS application of the test site.
 class Application final : public IHttpApplication {
 public:
-    PCWSTR GetApplicationPhysicalPath() const override { return L"C:\\inetpub\\app\\"; }
-    PCWSTR GetApplicationId() const override { return L"/LM/W3SVC/1/ROOT/app"; }
-    PCWSTR GetAppConfigPath() const override { return kAppConfigPath; }
+    std::wstring name, physicalPath, id, configPath;
+    PCWSTR GetApplicationPhysicalPath() const override { return physicalPath.c_str(); }
+    PCWSTR GetApplicationId() const override { return id.c_str(); }
+    PCWSTR GetAppConfigPath() const override { return configPath.c_str(); }
     IHttpModuleContextContainer *GetModuleContextContainer() override { UNEXPECTED(); }
 };
 
+// The connection's module contexts: IIS keeps them for the connection's life and tells the
+// connection ones about a disconnect.
+class ConnectionContainer final : public IHttpConnectionModuleContextContainer {
+public:
+    std::map<HTTP_MODULE_ID, IHttpStoredContext *> plain;
+    std::map<HTTP_MODULE_ID, IHttpConnectionStoredContext *> conn;
+    IHttpStoredContext *GetModuleContext(HTTP_MODULE_ID id) override
+    {
+        auto it = plain.find(id);
+        return it == plain.end() ? nullptr : it->second;
+    }
+    HRESULT SetModuleContext(IHttpStoredContext *c, HTTP_MODULE_ID id) override
+    {
+        if (plain.count(id) != 0) {
+            return HRESULT_FROM_WIN32(ERROR_ALREADY_ASSIGNED);
+        }
+        plain[id] = c;
+        return S_OK;
+    }
+    IHttpConnectionStoredContext *GetConnectionModuleContext(HTTP_MODULE_ID id) override
+    {
+        auto it = conn.find(id);
+        return it == conn.end() ? nullptr : it->second;
+    }
+    HRESULT SetConnectionModuleContext(IHttpConnectionStoredContext *c, HTTP_MODULE_ID id) override
+    {
+        if (conn.count(id) != 0) {
+            return HRESULT_FROM_WIN32(ERROR_ALREADY_ASSIGNED);
+        }
+        conn[id] = c;
+        return S_OK;
+    }
+};
+
+class Connection final : public IHttpConnection {
+public:
+    ConnectionContainer container;
+    volatile LONG connected = 1;
+    int disconnectNotified = 0;
+
+    BOOL IsConnected() const override { return connected != 0; }
+    VOID *AllocateMemory(DWORD) override { UNEXPECTED(); }
+    IHttpConnectionModuleContextContainer *GetModuleContextContainer() override
+    {
+        return &container;
+    }
+    // The client went away: IIS tells the connection's stored contexts on one of its threads.
+    void Disconnect()
+    {
+        InterlockedExchange(&connected, 0);
+        for (auto &c : container.conn) {
+            ++disconnectNotified;
+            c.second->NotifyDisconnect();
+        }
+    }
+    // The connection object goes away.
+    void Close()
+    {
+        for (auto &c : container.conn) {
+            c.second->CleanupStoredContext();
+        }
+        for (auto &c : container.plain) {
+            c.second->CleanupStoredContext();
+        }
+        container.conn.clear();
+        container.plain.clear();
+    }
+};
+
+// The request-known header names by HTTP_HEADER_ID (as HTTP.sys parses them).
+const char *const kKnown[HttpHeaderRequestMaximum] = {
+    "Cache-Control", "Connection", "Date", "Keep-Alive", "Pragma", "Trailer",
+    "Transfer-Encoding", "Upgrade", "Via", "Warning", "Allow", "Content-Length",
+    "Content-Type", "Content-Encoding", "Content-Language", "Content-Location", "Content-MD5",
+    "Content-Range", "Expires", "Last-Modified", "Accept", "Accept-Charset", "Accept-Encoding",
+    "Accept-Language", "Authorization", "Cookie", "Expect", "From", "Host", "If-Match",
+    "If-Modified-Since", "If-None-Match", "If-Range", "If-Unmodified-Since", "Max-Forwards",
+    "Proxy-Authorization", "Referer", "Range", "TE", "Translate", "User-Agent",
+};
+
+struct Spec {
+    std::string method = "GET";
+    std::string url;
+    std::vector<std::pair<std::string, std::string>> headers;
+    std::string body;
+    bool https = false;
+    std::string cert; // DER bytes of a client certificate (https only)
+    size_t disconnectAfter = 0; // simulate a client disconnect after this many response bytes
+};
+
+class Context;
+
 class Request final : public IHttpRequest {
 public:
-    Request(const char *method, const char *rawUrl) : method_(method), rawUrl_(rawUrl)
+    explicit Request(const Spec &spec) : spec_(spec)
     {
         ZeroMemory(&raw_, sizeof raw_);
         raw_.Version.MajorVersion = 1;
         raw_.Version.MinorVersion = 1;
-        raw_.pRawUrl = rawUrl_.c_str();
-        raw_.RawUrlLength = static_cast<USHORT>(rawUrl_.size());
+        raw_.pRawUrl = spec_.url.c_str();
+        raw_.RawUrlLength = static_cast<USHORT>(spec_.url.size());
+        for (const auto &h : spec_.headers) {
+            int id = -1;
+            for (int i = 0; i < HttpHeaderRequestMaximum; ++i) {
+                if (_stricmp(kKnown[i], h.first.c_str()) == 0) {
+                    id = i;
+                }
+            }
+            if (id >= 0) {
+                raw_.Headers.KnownHeaders[id].pRawValue = h.second.c_str();
+                raw_.Headers.KnownHeaders[id].RawValueLength = static_cast<USHORT>(h.second.size());
+            } else {
+                HTTP_UNKNOWN_HEADER u;
+                u.pName = h.first.c_str();
+                u.NameLength = static_cast<USHORT>(h.first.size());
+                u.pRawValue = h.second.c_str();
+                u.RawValueLength = static_cast<USHORT>(h.second.size());
+                unknown_.push_back(u);
+            }
+        }
+        raw_.Headers.UnknownHeaderCount = static_cast<USHORT>(unknown_.size());
+        raw_.Headers.pUnknownHeaders = unknown_.empty() ? nullptr : unknown_.data();
+        if (spec_.https && !spec_.cert.empty()) {
+            ZeroMemory(&ssl_, sizeof ssl_);
+            ZeroMemory(&cert_, sizeof cert_);
+            cert_.CertEncodedSize = static_cast<ULONG>(spec_.cert.size());
+            cert_.pCertEncoded = reinterpret_cast<PUCHAR>(&spec_.cert[0]);
+            ssl_.pClientCertInfo = &cert_;
+            ssl_.SslClientCertNegotiated = TRUE;
+            raw_.pSslInfo = &ssl_;
+        }
     }
+    Context *ctx = nullptr;
+    Connection *conn = nullptr;
+    int reads = 0;
+
     const HTTP_REQUEST *GetRawHttpRequestConst() const override { return &raw_; }
     HTTP_REQUEST *GetRawHttpRequest() override { return &raw_; }
     PCSTR GetHeaderById(HTTP_HEADER_ID, USHORT *) const override { UNEXPECTED(); }
@@ -521,7 +759,7 @@ public:
     HRESULT SetHeaderByName(PCSTR, PCSTR, USHORT, BOOL) override { UNEXPECTED(); }
     HRESULT DeleteHeaderById(HTTP_HEADER_ID) override { UNEXPECTED(); }
     HRESULT DeleteHeaderByName(PCSTR) override { UNEXPECTED(); }
-    PCSTR GetHttpMethod() const override { return method_.c_str(); }
+    PCSTR GetHttpMethod() const override { return spec_.method.c_str(); }
     HRESULT SetHttpMethod(PCSTR) override { UNEXPECTED(); }
     HRESULT SetUrlA(PCSTR, DWORD, BOOL) override { UNEXPECTED(); }
     HRESULT SetUrlW(PCWSTR, DWORD, BOOL) override { UNEXPECTED(); }
@@ -529,9 +767,13 @@ public:
     PCWSTR GetForwardedUrl() const override { UNEXPECTED(); }
     PSOCKADDR GetLocalAddress() const override { UNEXPECTED(); }
     PSOCKADDR GetRemoteAddress() const override { UNEXPECTED(); }
-    HRESULT ReadEntityBody(VOID *, DWORD, BOOL, DWORD *, BOOL *) override { UNEXPECTED(); }
+    HRESULT ReadEntityBody(VOID *buf, DWORD cb, BOOL fAsync, DWORD *received,
+                           BOOL *pending) override;
     HRESULT InsertEntityBody(VOID *, DWORD) override { UNEXPECTED(); }
-    DWORD GetRemainingEntityBytes() override { return 0; }
+    DWORD GetRemainingEntityBytes() override
+    {
+        return static_cast<DWORD>(spec_.body.size() - offset_);
+    }
     VOID GetHttpVersion(USHORT *major, USHORT *minor) const override
     {
         *major = 1;
@@ -546,11 +788,15 @@ public:
     {
         UNEXPECTED();
     }
+    bool Https() const { return spec_.https; }
 
 private:
-    std::string method_;
-    std::string rawUrl_;
+    Spec spec_;
     HTTP_REQUEST raw_;
+    std::vector<HTTP_UNKNOWN_HEADER> unknown_;
+    HTTP_SSL_INFO ssl_;
+    HTTP_SSL_CLIENT_CERT_INFO cert_;
+    size_t offset_ = 0;
 };
 
 class Response final : public IHttpResponse {
@@ -561,6 +807,15 @@ public:
     std::vector<std::pair<std::string, std::string>> headers;
     std::string body;
     bool headersSent = false;
+    bool bufferingDisabled = false;
+    bool needDisconnect = false;
+    bool reset = false;
+    int asyncWrites = 0;
+    int flushes = 0;
+    Context *ctx = nullptr;
+    Connection *conn = nullptr;
+    size_t disconnectAfter = 0;
+    HANDLE disconnectThread = nullptr;
 
     const HTTP_RESPONSE *GetRawHttpResponseConst() const override { UNEXPECTED(); }
     HTTP_RESPONSE *GetRawHttpResponse() override { UNEXPECTED(); }
@@ -603,53 +858,18 @@ public:
     PCSTR GetHeaderByName(PCSTR, USHORT *) const override { UNEXPECTED(); }
     VOID Clear() override { UNEXPECTED(); }
     VOID ClearHeaders() override { UNEXPECTED(); }
-    VOID SetNeedDisconnect() override { UNEXPECTED(); }
-    VOID ResetConnection() override { UNEXPECTED(); }
+    VOID SetNeedDisconnect() override { needDisconnect = true; }
+    VOID ResetConnection() override { reset = true; }
     VOID DisableKernelCache(ULONG) override {}
     BOOL GetKernelCacheEnabled() const override { return FALSE; }
     VOID SuppressHeaders() override { UNEXPECTED(); }
     BOOL GetHeadersSuppressed() const override { return FALSE; }
-    HRESULT Flush(BOOL fAsync, BOOL, DWORD *sent, BOOL *completionExpected) override
-    {
-        if (fAsync) {
-            UNEXPECTED(); // not emulated yet
-        }
-        headersSent = true;
-        if (sent != nullptr) {
-            *sent = 0;
-        }
-        if (completionExpected != nullptr) {
-            *completionExpected = FALSE;
-        }
-        return S_OK;
-    }
+    HRESULT Flush(BOOL fAsync, BOOL, DWORD *sent, BOOL *completionExpected) override;
     HRESULT Redirect(PCSTR, BOOL, BOOL) override { UNEXPECTED(); }
     HRESULT WriteEntityChunkByReference(HTTP_DATA_CHUNK *, LONG) override { UNEXPECTED(); }
     HRESULT WriteEntityChunks(HTTP_DATA_CHUNK *chunks, DWORD n, BOOL fAsync, BOOL,
-                              DWORD *sent, BOOL *completionExpected) override
-    {
-        if (fAsync) {
-            UNEXPECTED(); // not emulated yet
-        }
-        DWORD total = 0;
-        for (DWORD i = 0; i < n; ++i) {
-            if (chunks[i].DataChunkType != HttpDataChunkFromMemory) {
-                UNEXPECTED();
-            }
-            body.append(static_cast<const char *>(chunks[i].FromMemory.pBuffer),
-                        chunks[i].FromMemory.BufferLength);
-            total += chunks[i].FromMemory.BufferLength;
-        }
-        headersSent = true;
-        if (sent != nullptr) {
-            *sent = total;
-        }
-        if (completionExpected != nullptr) {
-            *completionExpected = FALSE;
-        }
-        return S_OK;
-    }
-    VOID DisableBuffering() override {}
+                              DWORD *sent, BOOL *completionExpected) override;
+    VOID DisableBuffering() override { bufferingDisabled = true; }
     VOID GetStatus(USHORT *, USHORT *, PCSTR *, USHORT *, HRESULT *, PCWSTR *, DWORD *,
                    IAppHostConfigException **, BOOL *) override
     {
@@ -664,15 +884,22 @@ public:
         UNEXPECTED();
     }
     VOID CloseConnection() override { UNEXPECTED(); }
+
+private:
+    static DWORD WINAPI DisconnectThread(LPVOID param)
+    {
+        static_cast<Connection *>(param)->Disconnect();
+        return 0;
+    }
 };
 
-// The request context. Completion plumbing: PostCompletion queues a completion; the
-// completion thread delivers it as OnAsyncCompletion once the current notification has
-// returned PENDING, and keeps doing so until a call returns something other than PENDING.
+// The request context. Completion plumbing: PostCompletion and every asynchronous operation
+// queue a completion; the completion thread delivers them one at a time as OnAsyncCompletion
+// once the current notification has returned PENDING, until a call returns something else.
 class Context final : public IHttpContext {
 public:
-    Context(Application *app, Request *req, Response *resp)
-        : app_(app), req_(req), resp_(resp)
+    Context(Application *app, Connection *conn, Request *req, Response *resp)
+        : app_(app), conn_(conn), req_(req), resp_(resp)
     {
         InitializeCriticalSection(&lock_);
         InitializeConditionVariable(&changed_);
@@ -684,9 +911,23 @@ public:
     DWORD requestThread = 0;
     DWORD completionThread = 0;
     int completionsDelivered = 0;
+    bool overlappingIo = false; // two asynchronous operations outstanding at once
+
+    // Queues an asynchronous operation's completion.
+    void QueueIo(DWORD bytes, HRESULT hr)
+    {
+        EnterCriticalSection(&lock_);
+        if (ioOutstanding_ > 0) {
+            overlappingIo = true;
+        }
+        ++ioOutstanding_;
+        posted_.push_back(Posted{bytes, hr, true});
+        WakeAllConditionVariable(&changed_);
+        LeaveCriticalSection(&lock_);
+    }
 
     // Runs the notification on this thread, then, if PENDING, waits for the completions.
-    REQUEST_NOTIFICATION_STATUS Run()
+    REQUEST_NOTIFICATION_STATUS Run(DWORD timeoutMs)
     {
         requestThread = GetCurrentThreadId();
         REQUEST_NOTIFICATION_STATUS st = module->OnExecuteRequestHandler(this, &provider);
@@ -695,7 +936,7 @@ public:
             bool stray = !posted_.empty();
             done_ = true;
             LeaveCriticalSection(&lock_);
-            Check(!stray, "no PostCompletion left over when the handler did not pend");
+            Check(!stray, "no completion left over when the handler did not pend");
             return st;
         }
         pending_ = true;
@@ -708,7 +949,7 @@ public:
         }
         // IIS would not block a thread here; the emulator waits (with a deadline) for the
         // module to finish the request.
-        DWORD deadline = GetTickCount() + 10000;
+        DWORD deadline = GetTickCount() + timeoutMs;
         while (!done_) {
             DWORD now = GetTickCount();
             if (now >= deadline ||
@@ -725,13 +966,14 @@ public:
         LeaveCriticalSection(&lock_);
         WaitForSingleObject(t, INFINITE);
         CloseHandle(t);
-        Check(finished, "the module finished the pending request (PostCompletion within 10 s)");
+        Check(finished, "the module finished the pending request within " +
+                            std::to_string(timeoutMs / 1000) + " s");
         return finished ? st : RQ_NOTIFICATION_FINISH_REQUEST;
     }
 
     IHttpSite *GetSite() override { UNEXPECTED(); }
     IHttpApplication *GetApplication() override { return app_; }
-    IHttpConnection *GetConnection() override { UNEXPECTED(); }
+    IHttpConnection *GetConnection() override { return conn_; }
     IHttpRequest *GetRequest() override { return req_; }
     IHttpResponse *GetResponse() override { return resp_; }
     BOOL GetResponseHeadersSent() const override { return resp_->headersSent; }
@@ -746,7 +988,7 @@ public:
             Check(false, "PostCompletion after the request finished");
             return HRESULT_FROM_WIN32(ERROR_INVALID_STATE);
         }
-        posted_.push_back(cbBytes);
+        posted_.push_back(Posted{cbBytes, S_OK, false});
         WakeAllConditionVariable(&changed_);
         LeaveCriticalSection(&lock_);
         return S_OK;
@@ -763,7 +1005,23 @@ public:
         UNEXPECTED();
     }
     DWORD GetExecuteFlags() const override { return 0; }
-    HRESULT GetServerVariableA(PCSTR, PCSTR *, DWORD *) override { UNEXPECTED(); }
+    HRESULT GetServerVariableA(PCSTR name, PCSTR *value, DWORD *len) override
+    {
+        const char *v = nullptr;
+        if (std::strcmp(name, "REMOTE_ADDR") == 0) {
+            v = "203.0.113.7";
+        } else if (std::strcmp(name, "REMOTE_PORT") == 0) {
+            v = "40123";
+        } else if (std::strcmp(name, "HTTPS") == 0) {
+            v = req_->Https() ? "on" : "off";
+        } else {
+            Check(false, std::string("GetServerVariable of an unexpected variable: ") + name);
+            return HRESULT_FROM_WIN32(ERROR_INVALID_INDEX);
+        }
+        *value = v;
+        *len = static_cast<DWORD>(std::strlen(v));
+        return S_OK;
+    }
     HRESULT GetServerVariableW(PCSTR, PCWSTR *, DWORD *) override { UNEXPECTED(); }
     HRESULT SetServerVariable(PCSTR, PCWSTR) override { UNEXPECTED(); }
     VOID *AllocateRequestMemory(DWORD) override { UNEXPECTED(); }
@@ -807,6 +1065,12 @@ public:
     }
 
 private:
+    struct Posted {
+        DWORD bytes;
+        HRESULT hr;
+        bool io;
+    };
+
     static DWORD WINAPI CompletionThread(LPVOID param)
     {
         Context *self = static_cast<Context *>(param);
@@ -819,17 +1083,24 @@ private:
             if (self->stop_) {
                 break;
             }
-            DWORD bytes = self->posted_.front();
+            Posted p = self->posted_.front();
             self->posted_.erase(self->posted_.begin());
+            if (p.io) {
+                --self->ioOutstanding_; // complete from IIS's side: a new one may start
+            }
             self->pending_ = false;
             LeaveCriticalSection(&self->lock_);
             CompletionInfo info;
-            info.bytes = bytes;
+            info.bytes = p.bytes;
+            info.status = p.hr;
             REQUEST_NOTIFICATION_STATUS st = self->module->OnAsyncCompletion(
                 self, RQ_EXECUTE_REQUEST_HANDLER, FALSE, &self->provider, &info);
             EnterCriticalSection(&self->lock_);
             ++self->completionsDelivered;
             if (st != RQ_NOTIFICATION_PENDING) {
+                if (!self->posted_.empty()) {
+                    self->strayAtEnd_ = true;
+                }
                 self->final_ = st;
                 self->done_ = true;
                 WakeAllConditionVariable(&self->changed_);
@@ -842,54 +1113,158 @@ private:
     }
 
     Application *app_;
+    Connection *conn_;
     Request *req_;
     Response *resp_;
     CRITICAL_SECTION lock_;
     CONDITION_VARIABLE changed_;
-    std::vector<DWORD> posted_;
+    std::vector<Posted> posted_;
+    int ioOutstanding_ = 0;
     bool pending_ = false;
     bool done_ = false;
     bool stop_ = false;
+
+public:
+    bool strayAtEnd_ = false;
+
+private:
     REQUEST_NOTIFICATION_STATUS final_ = RQ_NOTIFICATION_CONTINUE;
 };
 
+HRESULT Request::ReadEntityBody(VOID *buf, DWORD cb, BOOL fAsync, DWORD *received, BOOL *pending)
+{
+    *received = 0;
+    *pending = FALSE;
+    if (!fAsync) {
+        UNEXPECTED(); // the module must not block an IIS thread on the client
+    }
+    if (conn->connected == 0) {
+        return HRESULT_FROM_WIN32(ERROR_NETNAME_DELETED);
+    }
+    if (offset_ >= spec_.body.size()) {
+        return HRESULT_FROM_WIN32(ERROR_HANDLE_EOF); // as IIS says "no more"
+    }
+    // Like HTTP.sys, hand over what "arrived": at most 48 KiB per read here.
+    size_t n = spec_.body.size() - offset_;
+    if (n > cb) n = cb;
+    if (n > 48 * 1024) n = 48 * 1024;
+    std::memcpy(buf, spec_.body.data() + offset_, n);
+    offset_ += n;
+    // Every fourth read completes synchronously, as IIS does when the data is already there.
+    if (++reads % 4 == 0) {
+        *received = static_cast<DWORD>(n);
+        return S_OK;
+    }
+    *pending = TRUE;
+    ctx->QueueIo(static_cast<DWORD>(n), S_OK);
+    return S_OK;
+}
+
+HRESULT Response::WriteEntityChunks(HTTP_DATA_CHUNK *chunks, DWORD n, BOOL fAsync, BOOL,
+                                    DWORD *sent, BOOL *completionExpected)
+{
+    DWORD total = 0;
+    for (DWORD i = 0; i < n; ++i) {
+        if (chunks[i].DataChunkType != HttpDataChunkFromMemory) {
+            UNEXPECTED();
+        }
+        body.append(static_cast<const char *>(chunks[i].FromMemory.pBuffer),
+                    chunks[i].FromMemory.BufferLength);
+        total += chunks[i].FromMemory.BufferLength;
+    }
+    headersSent = true;
+    *sent = 0;
+    *completionExpected = FALSE;
+    if (disconnectAfter != 0 && body.size() >= disconnectAfter && disconnectThread == nullptr) {
+        // The client goes away; IIS notices on another thread.
+        disconnectThread = CreateThread(nullptr, 0, &DisconnectThread, conn, 0, nullptr);
+    }
+    if (!fAsync) {
+        *sent = total;
+        return S_OK;
+    }
+    ++asyncWrites;
+    *completionExpected = TRUE;
+    // Writes keep succeeding after a disconnect here, so that only NotifyDisconnect can stop
+    // the response (the disconnect test proves that path).
+    ctx->QueueIo(total, S_OK);
+    return S_OK;
+}
+
+HRESULT Response::Flush(BOOL fAsync, BOOL, DWORD *sent, BOOL *completionExpected)
+{
+    headersSent = true;
+    *sent = 0;
+    *completionExpected = FALSE;
+    ++flushes;
+    if (fAsync) {
+        *completionExpected = TRUE;
+        ctx->QueueIo(0, S_OK);
+    }
+    return S_OK;
+}
+
 struct Result {
-    REQUEST_NOTIFICATION_STATUS status;
+    REQUEST_NOTIFICATION_STATUS status = RQ_NOTIFICATION_CONTINUE;
     Response response;
-    bool otherThread;
-    int completions;
+    bool otherThread = false;
+    int completions = 0;
+    bool overlappingIo = false;
+    bool strayAtEnd = false;
+    int disconnectNotified = 0;
+    DWORD elapsedMs = 0;
 };
 
-// One request through the module, as IIS's pipeline would run RQ_EXECUTE_REQUEST_HANDLER.
-bool RunRequest(Registration &reg, const char *method, const char *url, Result &out)
+// One request through the module, as IIS's pipeline would run RQ_EXECUTE_REQUEST_HANDLER, on
+// a connection of its own (closed afterwards, which cleans up its stored contexts).
+void RunRequest(Registration &reg, Application &app, const Spec &spec, Result &out,
+                DWORD timeoutMs = 60000)
 {
     Allocator allocator;
     CHttpModule *module = nullptr;
     HRESULT hr = reg.factory->GetHttpModule(&module, &allocator);
     if (FAILED(hr) || module == nullptr) {
         Check(false, "factory GetHttpModule");
-        return false;
+        return;
     }
-    Application app;
-    Request req(method, url);
-    Context ctx(&app, &req, &out.response);
+    DWORD start = GetTickCount();
+    Connection conn;
+    Request req(spec);
+    Context ctx(&app, &conn, &req, &out.response);
+    req.ctx = &ctx;
+    req.conn = &conn;
+    out.response.ctx = &ctx;
+    out.response.conn = &conn;
+    out.response.disconnectAfter = spec.disconnectAfter;
     ctx.module = module;
-    out.status = ctx.Run();
+    out.status = ctx.Run(timeoutMs);
     out.otherThread = ctx.completionThread != 0 && ctx.completionThread != ctx.requestThread;
     out.completions = ctx.completionsDelivered;
+    out.overlappingIo = ctx.overlappingIo;
+    out.strayAtEnd = ctx.strayAtEnd_;
     module->Dispose();
-    return true;
+    if (out.response.disconnectThread != nullptr) {
+        WaitForSingleObject(out.response.disconnectThread, INFINITE);
+        CloseHandle(out.response.disconnectThread);
+        out.response.disconnectThread = nullptr;
+    }
+    out.disconnectNotified = conn.disconnectNotified;
+    conn.Close();
+    out.elapsedMs = GetTickCount() - start;
 }
 
-void PrintResponse(const Result &r)
+void PrintResponse(const char *label, const Result &r)
 {
-    std::printf("--- response (notification status %d) ---\n", static_cast<int>(r.status));
+    std::printf("--- %s: notification status %d, %lu ms ---\n", label, static_cast<int>(r.status),
+                static_cast<unsigned long>(r.elapsedMs));
     std::printf("HTTP/1.1 %u.%u %s\n", r.response.status, r.response.subStatus,
                 r.response.reason.c_str());
     for (const auto &h : r.response.headers) {
         std::printf("%s: %s\n", h.first.c_str(), h.second.c_str());
     }
-    std::printf("\n%s--- end of response ---\n", r.response.body.c_str());
+    const size_t shown = 1200;
+    std::printf("\n%s%s--- end ---\n", r.response.body.substr(0, shown).c_str(),
+                r.response.body.size() > shown ? "\n[…]\n" : "");
     std::fflush(stdout);
 }
 
@@ -903,15 +1278,19 @@ std::string Header(const Response &r, const char *name)
     return std::string();
 }
 
-bool Contains(const std::string &hay, const std::string &needle)
+// The common checks of a request that went through the engine and ended normally.
+void CheckCycle(const Result &r, const std::string &what)
 {
-    return hay.find(needle) != std::string::npos;
+    Check(r.status == RQ_NOTIFICATION_CONTINUE && r.completions >= 1 && r.otherThread,
+          what + ": PENDING, completions on another thread, ended with CONTINUE");
+    Check(!r.overlappingIo, what + ": never two asynchronous IIS operations at once");
+    Check(!r.strayAtEnd, what + ": no completion left after the request ended");
 }
 
 class ConfigChange final : public IGlobalConfigurationChangeProvider {
 public:
     VOID SetErrorStatus(HRESULT) override {}
-    PCWSTR GetChangePath() const override { return L"MACHINE/WEBROOT/APPHOST/Default Web Site"; }
+    PCWSTR GetChangePath() const override { return kSitePath; }
 };
 
 class StopListening final : public IGlobalStopListeningProvider {
@@ -920,26 +1299,139 @@ public:
     BOOL DrainRequestsGracefully() const override { return TRUE; }
 };
 
-class AppProvider final : public IHttpApplicationProvider {
+class AppStop final : public IHttpApplicationProvider {
 public:
-    Application app;
+    explicit AppStop(Application *a) : app(a) {}
+    Application *app;
     VOID SetErrorStatus(HRESULT) override {}
-    IHttpApplication *GetApplication() override { return &app; }
+    IHttpApplication *GetApplication() override { return app; }
 };
+
+// A process of the backend, held open by handle so that its id cannot be reused meanwhile.
+struct Process {
+    HANDLE h = nullptr;
+    DWORD pid = 0;
+    explicit Process(DWORD id) : pid(id)
+    {
+        h = id != 0 ? OpenProcess(SYNCHRONIZE | PROCESS_QUERY_LIMITED_INFORMATION, FALSE, id)
+                    : nullptr;
+    }
+    ~Process()
+    {
+        if (h != nullptr) {
+            CloseHandle(h);
+        }
+    }
+    bool Running() const
+    {
+        DWORD code = 0;
+        return h != nullptr && GetExitCodeProcess(h, &code) && code == STILL_ACTIVE;
+    }
+    // Waits a little: the engine reports the stop once the process has exited, but Wine may
+    // publish the exit code a moment later.
+    bool Exited(DWORD ms = 3000) const
+    {
+        return h != nullptr && WaitForSingleObject(h, ms) == WAIT_OBJECT_0;
+    }
+};
+
+DWORD PidOf(const Result &r)
+{
+    return static_cast<DWORD>(std::strtoul(EchoField(r.response.body, "pid").c_str(), nullptr, 10));
+}
+
+std::wstring Widen(const std::string &s)
+{
+    if (s.empty()) {
+        return std::wstring();
+    }
+    int n = MultiByteToWideChar(CP_UTF8, 0, s.data(), static_cast<int>(s.size()), nullptr, 0);
+    std::wstring out(static_cast<size_t>(n), L'\0');
+    MultiByteToWideChar(CP_UTF8, 0, s.data(), static_cast<int>(s.size()), &out[0], n);
+    return out;
+}
+
+// Creates apps\<name>\ beside the emulator with a copy of the backend; returns the app.
+bool MakeApp(Application &app, const std::string &name, const std::string &backend)
+{
+    char cwd[MAX_PATH];
+    GetCurrentDirectoryA(MAX_PATH, cwd);
+    std::string dir = std::string(cwd) + "\\apps";
+    CreateDirectoryA(dir.c_str(), nullptr);
+    dir += "\\" + name;
+    CreateDirectoryA(dir.c_str(), nullptr);
+    DeleteFileA((dir + "\\app_offline.htm").c_str());
+    if (!CopyFileA(backend.c_str(), (dir + "\\backend.exe").c_str(), FALSE)) {
+        Check(false, "copy the backend into " + dir);
+        return false;
+    }
+    app.name = Widen(name);
+    app.physicalPath = Widen(dir + "\\");
+    app.id = L"/LM/W3SVC/1/ROOT/" + app.name;
+    app.configPath = std::wstring(kSitePath) + L"/" + app.name;
+    return true;
+}
+
+// Concurrent requests: each thread runs one request to the same application.
+struct Parallel {
+    Registration *reg;
+    Application *app;
+    Spec spec;
+    Result result;
+};
+
+DWORD WINAPI ParallelThread(LPVOID param)
+{
+    Parallel *p = static_cast<Parallel *>(param);
+    RunRequest(*p->reg, *p->app, p->spec, p->result);
+    return 0;
+}
 
 int Main(int argc, char **argv)
 {
     if (argc != 3) {
-        std::fprintf(stderr, "usage: iis-emu <aspnetcore_rs.dll> <web.config>\n");
+        std::fprintf(stderr, "usage: iis-emu <aspnetcore_rs.dll> <backend.exe>\n");
         return 2;
     }
     Server server;
-    if (!ReadAspNetCoreAttributes(argv[2], server.admin.attrs)) {
-        std::fprintf(stderr, "cannot read <aspNetCore> from %s\n", argv[2]);
-        return 2;
+    const std::string backend = argv[2];
+
+    // The test site's applications.
+    Application mainApp, brokenApp, offlineApp, badApp, badHandlerApp, busyApp;
+    if (!MakeApp(mainApp, "app", backend) || !MakeApp(brokenApp, "broken", backend) ||
+        !MakeApp(busyApp, "busy", backend) ||
+        !MakeApp(offlineApp, "offline", backend) || !MakeApp(badApp, "badconfig", backend) ||
+        !MakeApp(badHandlerApp, "badhandler", backend)) {
+        std::printf("%d passed, %d failed\n", g_passed, g_failed);
+        return 1;
     }
-    const std::string expectedProcessPath = Narrow(server.admin.attrs[L"processPath"]);
-    const std::string expectedArguments = Narrow(server.admin.attrs[L"arguments"]);
+    const Pairs handlers = {{L"debugLevel", L"TRACE"}};
+    server.admin.sections[mainApp.configPath] = AspNetCoreSection(
+        {{L"processPath", Str(L".\\backend.exe")},
+         {L"arguments", Str(L"--name caf\u00e9")},
+         {L"shutdownTimeLimit", Uint(5)}},
+        {{L"EMU_GREETING", L"hello from IIS"}, {L"EMU_UNICODE", L"caf\u00e9"}}, handlers);
+    server.admin.sections[busyApp.configPath] =
+        AspNetCoreSection({{L"processPath", Str(L".\\backend.exe")}}, Pairs(), Pairs());
+    server.admin.sections[brokenApp.configPath] = AspNetCoreSection(
+        {{L"processPath", Str(L".\\backend.exe")}, {L"arguments", Str(L"--fail-at-start")}},
+        Pairs(), Pairs());
+    server.admin.sections[offlineApp.configPath] =
+        AspNetCoreSection({{L"processPath", Str(L".\\backend.exe")}}, Pairs(), Pairs());
+    server.admin.sections[badApp.configPath] = AspNetCoreSection(
+        {{L"processPath", Str(L".\\backend.exe")}, {L"startupTimeLimit", Uint(9999)}}, Pairs(),
+        Pairs());
+    server.admin.sections[badHandlerApp.configPath] = AspNetCoreSection(
+        {{L"processPath", Str(L".\\backend.exe")}}, Pairs(),
+        {{L"recycleAfterRequests", L"lots"}});
+    {
+        std::string page = Narrow(offlineApp.physicalPath) + "app_offline.htm";
+        FILE *f = std::fopen(page.c_str(), "wb");
+        if (f != nullptr) {
+            std::fputs("<html><body>Down for maintenance (emulated)</body></html>", f);
+            std::fclose(f);
+        }
+    }
 
     HMODULE dll = LoadLibraryA(argv[1]);
     Check(dll != nullptr, "LoadLibrary " + std::string(argv[1]) + " (error " +
@@ -971,59 +1463,276 @@ int Main(int argc, char **argv)
         return 1;
     }
 
-    // Request 1.
-    Result r1{};
-    if (RunRequest(reg, "GET", "/app/hello%2Fworld?x=1", r1)) {
-        PrintResponse(r1);
-        Check(r1.response.status == 200 && r1.response.subStatus == 0, "status 200");
-        Check(Header(r1.response, "Content-Type") == "text/plain; charset=utf-8",
-              "Content-Type: text/plain; charset=utf-8");
-        Check(Contains(Header(r1.response, "X-Ancm-Rs"), "placeholder"),
-              "X-Ancm-Rs header marks the placeholder");
-        Check(Contains(r1.response.body, "processPath: " + expectedProcessPath + "\n"),
-              "processPath from web.config came back: " + expectedProcessPath);
-        Check(Contains(r1.response.body, "arguments: " + expectedArguments + "\n"),
-              "arguments from web.config came back (UTF-8, entities decoded)");
-        Check(Contains(r1.response.body, "raw-url: /app/hello%2Fworld?x=1\n"),
-              "the raw URL (with %2F) reached the module");
-        Check(r1.completions == 1 && r1.otherThread,
-              "PENDING → PostCompletion → OnAsyncCompletion on another thread");
-        Check(r1.status == RQ_NOTIFICATION_CONTINUE, "the request ended with CONTINUE");
-    }
-    Check(g_liveComObjects == 0, "every configuration COM object was released");
+    // 1. The first request starts the app (a real backend process under Wine); the raw URL,
+    // the headers, the pairing token and the configuration's environment arrive.
+    Spec echo;
+    echo.url = "/app/echo%2Fpath?x=1&y=%C3%A9";
+    echo.headers = {{"Host", "localhost"}, {"User-Agent", "iis-emu/1"},
+                    {"Accept", "text/plain"}, {"X-Custom", "hello"}, {"X-Empty", ""}};
+    Result r1;
+    RunRequest(reg, mainApp, echo, r1);
+    PrintResponse("first request", r1);
+    const std::string &b1 = r1.response.body;
+    Check(r1.response.status == 200 && r1.response.subStatus == 0, "first request: status 200");
+    CheckCycle(r1, "first request");
+    Check(EchoField(b1, "target") == "/app/echo%2Fpath?x=1&y=%C3%A9",
+          "the raw URL reached the backend (%2F kept)");
+    Check(EchoField(b1, "token-ok") == "yes", "the backend checked MS-ASPNETCORE-TOKEN");
+    // (the backend lower-cases header names)
+    Check(Contains(b1, "header: x-custom: hello\n") && Contains(b1, "header: user-agent: iis-emu/1\n") &&
+              Contains(b1, "header: accept: text/plain\n") && Contains(b1, "header: x-empty: \n"),
+          "known and unknown request headers arrived");
+    Check(Contains(b1, "header: x-forwarded-for: 203.0.113.7:40123\n"),
+          "REMOTE_ADDR/REMOTE_PORT arrived as X-Forwarded-For");
+    Check(Contains(b1, "header: x-forwarded-proto: http\n"), "HTTPS off arrived as X-Forwarded-Proto: http");
+    Check(Contains(b1, "env: EMU_GREETING=hello from IIS\n") &&
+              Contains(b1, "env: EMU_UNICODE=caf\xC3\xA9\n"),
+          "environmentVariables from the section reached the process (UTF-16 → UTF-8)");
+    Check(Contains(b1, "env: ASPNETCORE_APPL_PATH=/app\n"),
+          "ASPNETCORE_APPL_PATH from the app's configuration path");
+    Check(Contains(b1, "env: ASPNETCORE_IIS_HTTPAUTH=anonymous;\n"),
+          "ASPNETCORE_IIS_HTTPAUTH from the authentication sections");
+    Check(Header(r1.response, "Content-Type") == "text/plain; charset=utf-8",
+          "response headers came through SetHeader");
+    Check(r1.response.bufferingDisabled, "DisableBuffering was called");
+    Process p1(PidOf(r1));
+    Check(p1.pid != 0 && p1.Running(), "the backend process is running (pid " +
+                                            std::to_string(p1.pid) + ")");
 
-    // Request 2: settings are cached, so a changed web.config is not seen ...
-    server.admin.attrs[L"processPath"] = L".\\changed.exe";
-    int readsBefore = server.admin.sectionReads;
-    Result r2{};
-    if (RunRequest(reg, "GET", "/app/", r2)) {
-        Check(server.admin.sectionReads == readsBefore &&
-                  Contains(r2.response.body, "processPath: " + expectedProcessPath + "\n"),
-              "second request served from the settings cache");
+    // 2. https with a client certificate.
+    Spec tls = echo;
+    tls.url = "/app/tls";
+    tls.https = true;
+    tls.cert = std::string("\x30\x82\x01\x0a\x02\x82\x01\x01\x00\xc3\xff\x10", 12);
+    Result r2;
+    RunRequest(reg, mainApp, tls, r2);
+    Check(r2.response.status == 200, "https request: status 200");
+    Check(Contains(r2.response.body, "header: x-forwarded-proto: https\n"),
+          "HTTPS on arrived as X-Forwarded-Proto: https");
+    Check(Contains(r2.response.body, "header: ms-aspnetcore-clientcert: " + Base64(tls.cert) + "\n"),
+          "the client certificate (pSslInfo DER) arrived as MS-ASPNETCORE-CLIENTCERT");
+    Check(PidOf(r2) == p1.pid, "the second request used the same process");
+
+    // 3. 20 MiB upload, Content-Length, async ReadEntityBody (some completing synchronously).
+    const size_t big = 20u * 1024 * 1024;
+    Spec up;
+    up.method = "POST";
+    up.url = "/app/upload";
+    up.body = PatternBody(big);
+    up.headers = {{"Host", "localhost"}, {"Content-Length", std::to_string(big)},
+                  {"Content-Type", "application/octet-stream"}};
+    Result r3;
+    RunRequest(reg, mainApp, up, r3, 120000);
+    Check(r3.response.status == 200 && EchoField(r3.response.body, "body-length") == std::to_string(big) &&
+              EchoField(r3.response.body, "body-fnv") == Fnv(up.body),
+          "20 MiB upload arrived intact (length and hash), " + std::to_string(r3.elapsedMs) + " ms");
+    CheckCycle(r3, "upload");
+
+    // 4. A chunked upload (no Content-Length: the engine is told the length is unknown).
+    Spec chunked;
+    chunked.method = "POST";
+    chunked.url = "/app/chunked";
+    chunked.body = PatternBody(1024 * 1024 + 17);
+    chunked.headers = {{"Host", "localhost"}, {"Transfer-Encoding", "chunked"}};
+    Result r4;
+    RunRequest(reg, mainApp, chunked, r4);
+    Check(r4.response.status == 200 &&
+              EchoField(r4.response.body, "body-length") == std::to_string(chunked.body.size()) &&
+              EchoField(r4.response.body, "body-fnv") == Fnv(chunked.body),
+          "chunked upload arrived intact");
+
+    // 4b. The backend answers before the upload has ended: reads and writes still never
+    // overlap (serialize_io), and both directions complete.
+    Spec early;
+    early.method = "POST";
+    early.url = "/early";
+    early.body = PatternBody(4 * 1024 * 1024);
+    early.headers = {{"Host", "localhost"}, {"Content-Length", std::to_string(early.body.size())}};
+    Result r4b;
+    RunRequest(reg, mainApp, early, r4b);
+    Check(r4b.response.status == 200 && r4b.response.body == std::string(256 * 1024, 'e'),
+          "an early answer (before the 4 MiB upload ended) arrived whole");
+    CheckCycle(r4b, "early answer");
+
+    // 5. 20 MiB download: async WriteEntityChunks (+ Flush), acknowledged on completion.
+    Spec down;
+    down.url = "/bytes?n=" + std::to_string(big);
+    down.headers = {{"Host", "localhost"}};
+    Result r5;
+    RunRequest(reg, mainApp, down, r5, 120000);
+    Check(r5.response.status == 200 && r5.response.body.size() == big &&
+              Fnv(r5.response.body) == Fnv(PatternBody(big)),
+          "20 MiB download intact (length and hash), " + std::to_string(r5.elapsedMs) + " ms, " +
+              std::to_string(r5.response.asyncWrites) + " async writes, " +
+              std::to_string(r5.response.flushes) + " flushes");
+    CheckCycle(r5, "download");
+
+    // 6. The client disconnects mid-response: NotifyDisconnect cancels the request (writes
+    // keep "succeeding" in the emulator, so nothing else could stop it).
+    Spec slow;
+    slow.url = "/slow?n=" + std::to_string(4 * 1024 * 1024);
+    slow.headers = {{"Host", "localhost"}};
+    slow.disconnectAfter = 64 * 1024;
+    Result r6;
+    RunRequest(reg, mainApp, slow, r6);
+    Check(r6.disconnectNotified == 1, "IIS told the module's connection context (NotifyDisconnect)");
+    Check(r6.status == RQ_NOTIFICATION_FINISH_REQUEST && r6.response.body.size() < 1024 * 1024 &&
+              r6.elapsedMs < 4000,
+          "client disconnect cancelled the response (" + std::to_string(r6.response.body.size()) +
+              " of 4 MiB written, " + std::to_string(r6.elapsedMs) + " ms, FINISH_REQUEST)");
+    Result r6b;
+    RunRequest(reg, mainApp, echo, r6b);
+    Check(r6b.response.status == 200 && PidOf(r6b) == p1.pid,
+          "the app still serves after the disconnect, same process");
+
+    // 6b. The backend breaks the response after its head: the client connection is reset,
+    // never ended as if the body were complete.
+    Spec trunc;
+    trunc.url = "/truncate?n=200000";
+    trunc.headers = {{"Host", "localhost"}};
+    Result r6c;
+    RunRequest(reg, mainApp, trunc, r6c);
+    Check(r6c.status == RQ_NOTIFICATION_FINISH_REQUEST && r6c.response.reset &&
+              r6c.response.needDisconnect && r6c.response.body.size() < 200000,
+          "a response broken after its head resets the client connection (" +
+              std::to_string(r6c.response.body.size()) + " of 200000 bytes)");
+
+    DWORD busyPid = 0;
+    // 6c. Eight concurrent first requests to a fresh application (uploads and downloads):
+    // one app, one process, every body intact.
+    {
+        const int n = 8;
+        std::vector<std::unique_ptr<Parallel>> jobs;
+        std::vector<HANDLE> threads;
+        for (int i = 0; i < n; ++i) {
+            std::unique_ptr<Parallel> p(new Parallel());
+            p->reg = &reg;
+            p->app = &busyApp;
+            if (i % 2 == 0) {
+                p->spec.method = "PUT";
+                p->spec.url = "/busy/put/" + std::to_string(i);
+                p->spec.body = PatternBody(512 * 1024 + static_cast<size_t>(i));
+                p->spec.headers = {{"Host", "localhost"},
+                                   {"Content-Length", std::to_string(p->spec.body.size())}};
+            } else {
+                p->spec.url = "/bytes?n=" + std::to_string(1024 * 1024 + i);
+                p->spec.headers = {{"Host", "localhost"}};
+            }
+            jobs.push_back(std::move(p));
+        }
+        for (auto &j : jobs) {
+            HANDLE t = CreateThread(nullptr, 0, &ParallelThread, j.get(), 0, nullptr);
+            if (t != nullptr) {
+                threads.push_back(t);
+            }
+        }
+        for (HANDLE t : threads) {
+            WaitForSingleObject(t, INFINITE);
+            CloseHandle(t);
+        }
+        bool allOk = threads.size() == static_cast<size_t>(n);
+        DWORD pid = 0;
+        bool onePid = true;
+        for (int i = 0; i < n; ++i) {
+            const Result &r = jobs[static_cast<size_t>(i)]->result;
+            const Spec &sp = jobs[static_cast<size_t>(i)]->spec;
+            bool ok = r.status == RQ_NOTIFICATION_CONTINUE && r.response.status == 200 &&
+                      !r.overlappingIo;
+            if (i % 2 == 0) {
+                ok = ok && EchoField(r.response.body, "body-fnv") == Fnv(sp.body);
+                DWORD p = PidOf(r);
+                onePid = onePid && p != 0 && (pid == 0 || p == pid);
+                pid = p;
+            } else {
+                ok = ok && Fnv(r.response.body) == Fnv(PatternBody(1024 * 1024 + static_cast<size_t>(i)));
+            }
+            allOk = allOk && ok;
+        }
+        Check(allOk, "8 concurrent requests (4 uploads, 4 downloads) to a fresh app, all intact");
+        Check(onePid, "they shared one app and one process (pid " + std::to_string(pid) + ")");
+        busyPid = pid;
     }
-    // ... until IIS reports the change.
+
+    // 7. Startup failure: the engine's 502.5 page.
+    Result r7;
+    RunRequest(reg, brokenApp, echo, r7);
+    PrintResponse("startup failure", r7);
+    Check(r7.response.status == 502 && r7.response.subStatus == 5,
+          "startup failure gives 502.5 (SetStatus substatus)");
+    Check(Contains(r7.response.body, "502.5") && Header(r7.response, "Content-Type").find("text/html") == 0,
+          "with the engine's 502.5 page");
+    CheckCycle(r7, "startup failure");
+
+    // 8. app_offline.htm: 503 with its content.
+    Result r8;
+    RunRequest(reg, offlineApp, echo, r8);
+    Check(r8.response.status == 503 && Contains(r8.response.body, "Down for maintenance (emulated)"),
+          "app_offline.htm gives 503 with the file's content");
+
+    // 9. Configuration errors: 500.19 with the engine's one-line message, read once.
+    Result r9;
+    RunRequest(reg, badApp, echo, r9);
+    PrintResponse("configuration error", r9);
+    Check(r9.response.status == 500 && r9.response.subStatus == 19 &&
+              Contains(r9.response.body, "startupTimeLimit") && Contains(r9.response.body, "9999"),
+          "invalid attribute (startupTimeLimit 9999) gives 500.19 naming it");
+    Check(r9.status == RQ_NOTIFICATION_FINISH_REQUEST, "the configuration error finished the request");
+    int reads = server.admin.sectionReads;
+    Result r9b;
+    RunRequest(reg, badApp, echo, r9b);
+    Check(r9b.response.status == 500 && server.admin.sectionReads == reads,
+          "the error is cached until the configuration changes");
+    Result r9c;
+    RunRequest(reg, badHandlerApp, echo, r9c);
+    Check(r9c.response.status == 500 && Contains(r9c.response.body, "recycleAfterRequests"),
+          "an invalid handlerSettings entry reached the engine (500.19 naming it)");
+
+    Process busy(busyPid);
+
+    // 10. Application stop: the backend stops (no orphan).
+    AppStop stop(&mainApp);
+    DWORD t0 = GetTickCount();
+    Check(reg.global->OnGlobalApplicationStop(&stop) == GL_NOTIFICATION_CONTINUE,
+          "OnGlobalApplicationStop returns CONTINUE");
+    Check(p1.Exited(), "GL_APPLICATION_STOP stopped the backend process (pid " +
+                           std::to_string(p1.pid) + ", " + std::to_string(GetTickCount() - t0) +
+                           " ms)");
+
+    // 11. The next request starts a new process; a configuration change stops it and the
+    // new settings are read.
+    Result r11;
+    RunRequest(reg, mainApp, echo, r11);
+    Process p2(PidOf(r11));
+    Check(r11.response.status == 200 && p2.pid != 0 && p2.pid != p1.pid && p2.Running(),
+          "after the stop, a request starts a new process");
+    server.admin.sections[mainApp.configPath] = AspNetCoreSection(
+        {{L"processPath", Str(L".\\backend.exe")}, {L"shutdownTimeLimit", Uint(5)}},
+        {{L"EMU_GREETING", L"changed"}}, handlers);
     ConfigChange change;
     Check(reg.global->OnGlobalConfigurationChange(&change) == GL_NOTIFICATION_CONTINUE,
           "OnGlobalConfigurationChange returns CONTINUE");
-    Result r3{};
-    if (RunRequest(reg, "GET", "/app/", r3)) {
-        Check(Contains(r3.response.body, "processPath: .\\changed.exe\n"),
-              "after GL_CONFIGURATION_CHANGE the new processPath is read");
-    }
-    AppProvider stop;
-    Check(reg.global->OnGlobalApplicationStop(&stop) == GL_NOTIFICATION_CONTINUE,
-          "OnGlobalApplicationStop returns CONTINUE");
+    Check(p2.Exited(), "GL_CONFIGURATION_CHANGE stopped the app's process");
+    Result r12;
+    RunRequest(reg, mainApp, echo, r12);
+    Process p3(PidOf(r12));
+    Check(r12.response.status == 200 && Contains(r12.response.body, "env: EMU_GREETING=changed\n"),
+          "after the change the new configuration is read");
+
+    // 12. Stop listening (recycle): every app stops.
     StopListening stopListening;
     Check(reg.global->OnGlobalStopListening(&stopListening) == GL_NOTIFICATION_CONTINUE,
           "OnGlobalStopListening returns CONTINUE");
-    Check(g_liveComObjects == 0, "no configuration COM object leaked");
+    Check(p3.pid != 0 && p3.Exited() && busy.pid != 0 && busy.Exited(),
+          "GL_STOP_LISTENING stopped the remaining backends (two apps)");
+    Check(g_liveComObjects == 0, "every configuration COM object was released");
 
-    // Shutdown, as IIS does it.
+    // Shutdown, as IIS does it. IIS never unloads a module's DLL (the worker process exits),
+    // and the engine's runtime threads live until then, so no FreeLibrary here.
     reg.global->Terminate();
     reg.factory->Terminate();
-    Check(FreeLibrary(dll) != 0, "FreeLibrary");
 
     std::printf("%d passed, %d failed\n", g_passed, g_failed);
+    std::fflush(stdout);
     return g_failed == 0 ? 0 : 1;
 }
 
@@ -1032,8 +1741,14 @@ int Main(int argc, char **argv)
 int main(int argc, char **argv)
 {
     // The emulator is a test: any C++ exception is a failure, reported, not a crash.
+    InitializeCriticalSection(&g_checkLock);
     try {
-        return Main(argc, argv);
+        int rc = Main(argc, argv);
+        // Exit without running DLL teardown while the engine's threads still run (as a worker
+        // process ends).
+        std::fflush(stdout);
+        TerminateProcess(GetCurrentProcess(), static_cast<UINT>(rc));
+        return rc;
     } catch (...) {
         std::printf("FAIL: uncaught exception\n%d passed, %d failed\n", g_passed, g_failed + 1);
         return 1;

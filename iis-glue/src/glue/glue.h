@@ -1,40 +1,76 @@
 // The ancm-rs IIS glue: shared declarations.
 //
 // Thin by design (DESIGN.md, "Hosts: IIS glue"): translation between IIS's interfaces and the
-// engine, no forwarding or process logic. Every entry point IIS calls catches all C++
-// exceptions, because an exception crossing into IIS would take the worker process down.
+// engine's C ABI (include/ancm.h, through ancm.hpp), no forwarding or process logic. Every
+// entry point IIS calls catches all C++ exceptions, because an exception crossing into IIS
+// would take the worker process down.
+//
+// The glue's namespace is `iisglue`, not `ancm`: ancm.hpp owns `ancm::` (ancm::App,
+// ancm::Request …).
 #pragma once
 
 #include "iis/httpserv_min.h"
 
+#include "ancm.hpp" // include/ (the C ABI and its C++ wrapper)
+
+#include <memory>
 #include <string>
 
-namespace ancm {
+namespace iisglue {
 
-// The system.webServer/aspNetCore settings of one IIS application, as the glue reads them.
-// Only the attributes this slice uses; the engine will take every key (as UTF-16) through
-// the C ABI.
-struct AppSettings {
-    std::wstring processPath;
-    std::wstring arguments;
+// Set once by RegisterModule, read afterwards (IIS passes both for the life of the process).
+extern HTTP_MODULE_ID g_moduleId;
+extern IHttpServer *g_server;
+
+// Owners for the engine handles the glue creates through the C API directly. ancm.hpp's
+// ancm::Config / ancm::App cannot adopt a handle, and its ConfigBuilder has neither the UTF-16
+// collection calls nor the error kind the glue needs, so configuration and apps use ancm.h
+// with these deleters (the request path does too: see request.cpp).
+struct ConfigFree {
+    void operator()(ancm_config *p) const noexcept { ancm_config_free(p); }
+};
+struct AppFree {
+    void operator()(ancm_app *p) const noexcept { ancm_app_free(p); }
+};
+using ConfigPtr = std::unique_ptr<ancm_config, ConfigFree>;
+using AppPtr = std::unique_ptr<ancm_app, AppFree>;
+
+// One IIS application's engine app, or the configuration error that prevented it. Created on
+// the application's first request, shared by its requests (std::shared_ptr: a request may
+// still be starting while a notification drops the application from the cache), stopped and
+// freed on GL_APPLICATION_STOP / GL_CONFIGURATION_CHANGE / GL_STOP_LISTENING / Terminate.
+struct AppEntry {
+    std::wstring appId;      // IHttpApplication::GetApplicationId, the cache key
+    std::wstring configPath; // IHttpApplication::GetAppConfigPath
+    AppPtr app;              // non-null when error is empty
+    std::string error;       // the one-line configuration error (UTF-8), else empty
 };
 
-// Reads the app's settings through IHttpServer::GetAdminManager()->GetAdminSection(
-// L"system.webServer/aspNetCore", appConfigPath). Never throws.
-HRESULT ReadAppSettings(IHttpServer *server, PCWSTR appConfigPath, AppSettings &out) noexcept;
+// The app of `application`, created on first use. Never throws; nullptr only when out of
+// memory. Reads the configuration through IIS's admin manager (no engine call blocks).
+std::shared_ptr<AppEntry> GetApp(IHttpApplication *application) noexcept;
 
-// Settings per application config path, read once and dropped on GL_CONFIGURATION_CHANGE
-// (for the changed path and below) and GL_APPLICATION_STOP. Thread-safe (IIS calls from
-// many threads). Functions never throw.
-HRESULT GetCachedAppSettings(IHttpServer *server, PCWSTR appConfigPath, AppSettings &out) noexcept;
-void ForgetAppSettingsUnder(PCWSTR configPathPrefix) noexcept;
-void ForgetAppSettings(PCWSTR appConfigPath) noexcept;
+// Stops (ancm_app_stop: blocks until the app's processes have exited) and frees apps. Call on
+// IIS notification threads only, never on a core thread (the engine refuses that anyway).
+void StopApp(PCWSTR appId) noexcept;
+void StopAppsUnder(PCWSTR configPathPrefix) noexcept;
+void StopAllApps() noexcept;
 
-// UTF-16 to UTF-8 (for response text); invalid input becomes U+FFFD. May throw bad_alloc.
-std::string ToUtf8(const std::wstring &s);
+// Builds the engine configuration from IIS's system.webServer/aspNetCore section at
+// `configPath`, key by key as UTF-16. On failure `error` holds the one-line message.
+bool BuildConfig(PCWSTR configPath, ConfigPtr &out, std::string &error) noexcept;
 
-// Diagnostics until the event-log writer exists: OutputDebugString (visible in DebugView or
-// a debugger). Never throws.
+// ASPNETCORE_IIS_HTTPAUTH: "windows;", "basic;", "anonymous;" for the authentication
+// sections enabled at `configPath` (ANCM's order). Never throws.
+std::string ReadHttpAuth(PCWSTR configPath) noexcept;
+
+// UTF-16 to UTF-8; invalid input becomes U+FFFD. May throw bad_alloc.
+std::string ToUtf8(const wchar_t *s, size_t n);
+inline std::string ToUtf8(const std::wstring &s) { return ToUtf8(s.data(), s.size()); }
+
+// Diagnostics until the Event Log writer exists: OutputDebugString (DebugView, a debugger, or
+// WINEDEBUG=+debugstr under Wine). Never throws.
 void Trace(PCWSTR message) noexcept;
+void TraceUtf8(const char *message, size_t len) noexcept;
 
-} // namespace ancm
+} // namespace iisglue

@@ -1,31 +1,116 @@
 // RegisterModule, the module factory, the per-request module and the global module.
 //
-// PLACEHOLDER (issue 6, first slice): the request handler does not forward anything yet. It
-// answers a fixed diagnostic response (200, text/plain, the app's processPath and arguments)
-// through IHttpResponse, which proves the vtable calls, the configuration path and the
-// PENDING → PostCompletion → OnAsyncCompletion cycle. It is to be replaced by the engine's C
-// ABI (include/ancm.hpp): build the request head from IIS, hand it to the engine, return
-// PENDING, and translate the engine's callbacks into ReadEntityBody / SetStatus + SetHeader /
-// WriteEntityChunks + Flush.
+// Per request (OnExecuteRequestHandler) the module builds the request head from IIS, starts it
+// in the engine (ancm_request_start) and returns RQ_NOTIFICATION_PENDING. From then on the
+// engine drives the request through four callbacks, which this file translates into IIS calls:
+//
+//   body_wanted    → IHttpRequest::ReadEntityBody (async); its completion → supply/end body
+//   response_head  → IHttpResponse::SetStatus + SetHeader (+ DisableBuffering)
+//   response_body  → IHttpResponse::WriteEntityChunks (async) [+ Flush (async) when the engine
+//                    says nothing more is ready]; the completion → ancm_request_ack_write
+//   complete       → IHttpContext::PostCompletion(0); the OnAsyncCompletion that follows ends
+//                    the request (CONTINUE; FINISH_REQUEST when cancelled; reset when aborted)
+//
+// Threads. Engine callbacks run on the engine's core threads; IIS completions arrive on IIS
+// threads in OnAsyncCompletion; a client disconnect arrives on an IIS thread through the
+// connection's stored context. All three touch the request's state and call IIS, so each does
+// so under the request's lock (a CRITICAL_SECTION: recursive, so an IIS that completed an
+// operation inline on the calling thread would not deadlock). This is what ANCM's
+// out-of-process handler does from its WinHTTP callback threads. Nothing here blocks an IIS
+// thread on the engine: the engine's request calls return at once and never run a callback
+// inside them.
+//
+// One asynchronous IIS operation at a time (IIS allows no more without full duplex): the head
+// asks the engine for serialize_io, so a body read and a response write are never both
+// outstanding; `io_` records which one is.
+//
+// Lifetime. The module object lives in IIS's request memory until Dispose, which IIS calls
+// only after a notification returned something other than PENDING. The engine's handle is
+// freed once the engine has completed the request AND no IIS operation uses its bytes any
+// more; the last action on the way out is PostCompletion (or the return of the final
+// OnAsyncCompletion), after which the object is not touched.
 
 #include "glue.h"
 
+#include <cstring>
 #include <new>
 #include <string>
+#include <vector>
 
-namespace ancm {
+namespace iisglue {
 namespace {
 
-HTTP_MODULE_ID g_moduleId = nullptr;
-IHttpServer *g_server = nullptr;
+// The request header names of HTTP_REQUEST.Headers.KnownHeaders, by HTTP_HEADER_ID
+// (HttpHeaderCacheControl = 0 … HttpHeaderUserAgent = 40): HTTP.sys parses these into slots
+// and keeps only the value.
+const char *const kKnownRequestHeaders[HttpHeaderRequestMaximum] = {
+    "Cache-Control",     "Connection",        "Date",
+    "Keep-Alive",        "Pragma",            "Trailer",
+    "Transfer-Encoding", "Upgrade",           "Via",
+    "Warning",           "Allow",             "Content-Length",
+    "Content-Type",      "Content-Encoding",  "Content-Language",
+    "Content-Location",  "Content-MD5",       "Content-Range",
+    "Expires",           "Last-Modified",     "Accept",
+    "Accept-Charset",    "Accept-Encoding",   "Accept-Language",
+    "Authorization",     "Cookie",            "Expect",
+    "From",              "Host",              "If-Match",
+    "If-Modified-Since", "If-None-Match",     "If-Range",
+    "If-Unmodified-Since", "Max-Forwards",    "Proxy-Authorization",
+    "Referer",           "Range",             "TE",
+    "Translate",         "User-Agent",
+};
 
-const char kPlaceholderHeader[] = "X-Ancm-Rs";
-const char kPlaceholderValue[] = "placeholder; request forwarding through the engine is not wired yet";
+const DWORD kReadBufferSize = 64 * 1024;
+
+class RequestModule;
+
+// Lives on an IIS connection (IHttpConnectionStoredContext), shared by the requests made on
+// it one after another; IIS calls NotifyDisconnect when the client goes away and
+// CleanupStoredContext when the connection is destroyed. Reference-counted because IIS and
+// the request currently attached both hold it.
+class ConnectionContext final : public IHttpConnectionStoredContext {
+public:
+    ConnectionContext() { InitializeCriticalSection(&lock_); }
+
+    VOID CleanupStoredContext() override { Release(); }
+    VOID NotifyDisconnect() override;
+
+    void AddRef() { InterlockedIncrement(&refs_); }
+    void Release()
+    {
+        if (InterlockedDecrement(&refs_) == 0) {
+            delete this;
+        }
+    }
+    void Attach(RequestModule *m)
+    {
+        EnterCriticalSection(&lock_);
+        current_ = m;
+        LeaveCriticalSection(&lock_);
+    }
+    void Detach(RequestModule *m)
+    {
+        EnterCriticalSection(&lock_);
+        if (current_ == m) {
+            current_ = nullptr;
+        }
+        LeaveCriticalSection(&lock_);
+    }
+
+private:
+    ~ConnectionContext() { DeleteCriticalSection(&lock_); }
+
+    // Lock order: this lock, then the request's (NotifyDisconnect); never the reverse
+    // (requests detach after leaving their own lock).
+    CRITICAL_SECTION lock_;
+    RequestModule *current_ = nullptr;
+    LONG refs_ = 1; // IIS's reference, dropped by CleanupStoredContext
+};
 
 // One per request, placed by IIS's IModuleAllocator (IIS owns the memory).
 class RequestModule final : public CHttpModule {
 public:
-    RequestModule() {}
+    RequestModule() { InitializeCriticalSection(&lock_); }
 
     REQUEST_NOTIFICATION_STATUS OnExecuteRequestHandler(IHttpContext *ctx,
                                                         IHttpEventProvider *provider) override
@@ -33,20 +118,59 @@ public:
         try {
             return Execute(ctx, provider);
         } catch (...) {
-            // Most likely bad_alloc. Nothing may escape into IIS; fail this request only.
+            // Most likely bad_alloc before the engine had the request. Nothing may escape into
+            // IIS; fail this request only.
             if (provider != nullptr) {
                 provider->SetErrorStatus(E_UNEXPECTED);
             }
+            Detach();
             return RQ_NOTIFICATION_FINISH_REQUEST;
         }
     }
 
-    // The glue's PostCompletion(0) lands here on an IIS thread: the request is done.
+    // IIS thread: an asynchronous read, write or flush completed, or the PostCompletion(0)
+    // made by `complete`. Returns PENDING while the engine still has the request.
     REQUEST_NOTIFICATION_STATUS OnAsyncCompletion(IHttpContext *, DWORD, BOOL,
                                                   IHttpEventProvider *,
-                                                  IHttpCompletionInfo *) override
+                                                  IHttpCompletionInfo *info) override
     {
-        return RQ_NOTIFICATION_CONTINUE;
+        EnterCriticalSection(&lock_);
+        const Io op = io_;
+        io_ = Io::None;
+        if (done_) {
+            // The engine is done and nothing of ours is outstanding any more: end the
+            // request here (no PostCompletion needed, this is the notification's end).
+            REQUEST_NOTIFICATION_STATUS st = FinishLocked();
+            LeaveCriticalSection(&lock_);
+            Detach();
+            return st;
+        }
+        const HRESULT hr = info != nullptr ? info->GetCompletionStatus() : S_OK;
+        const DWORD bytes = info != nullptr ? info->GetCompletionBytes() : 0;
+        switch (op) {
+        case Io::Read:
+            ReadDoneLocked(hr, bytes);
+            break;
+        case Io::Write:
+            WriteDoneLocked(hr);
+            break;
+        case Io::Flush:
+            FlushDoneLocked(hr);
+            break;
+        case Io::None:
+            break; // nothing outstanding and not done: nothing to do
+        }
+        LeaveCriticalSection(&lock_);
+        return RQ_NOTIFICATION_PENDING;
+    }
+
+    // IIS thread (through ConnectionContext): the client went away.
+    void OnClientDisconnect()
+    {
+        EnterCriticalSection(&lock_);
+        disconnected_ = true;
+        CancelLocked();
+        LeaveCriticalSection(&lock_);
     }
 
     // The memory belongs to IModuleAllocator: destroy, never free.
@@ -54,78 +178,491 @@ public:
     static void operator delete(void *) {}
 
 private:
+    enum class Io { None, Read, Write, Flush };
+
+    ~RequestModule()
+    {
+        // Normally freed already; IIS disposing a request the engine still had would be a bug
+        // in the glue's state machine, and freeing here at least cancels it.
+        ancm_request_free(req_);
+        Detach();
+        DeleteCriticalSection(&lock_);
+    }
+
     REQUEST_NOTIFICATION_STATUS Execute(IHttpContext *ctx, IHttpEventProvider *provider)
     {
-        IHttpApplication *app = ctx->GetApplication();
+        ctx_ = ctx;
         IHttpRequest *request = ctx->GetRequest();
         IHttpResponse *response = ctx->GetResponse();
-        if (app == nullptr || request == nullptr || response == nullptr) {
+        const HTTP_REQUEST *raw = request != nullptr ? request->GetRawHttpRequest() : nullptr;
+        if (response == nullptr || raw == nullptr) {
             provider->SetErrorStatus(E_POINTER);
             return RQ_NOTIFICATION_FINISH_REQUEST;
         }
-        PCWSTR configPath = app->GetAppConfigPath();
-        AppSettings settings;
-        HRESULT hr = GetCachedAppSettings(g_server, configPath, settings);
-        if (FAILED(hr)) {
-            // 500.19 is IIS's "configuration data is invalid" status, as ANCM uses it.
-            Trace(L"cannot read system.webServer/aspNetCore");
-            response->SetStatus(500, "Internal Server Error", 19, hr, nullptr, TRUE);
+        std::shared_ptr<AppEntry> app = GetApp(ctx->GetApplication());
+        if (!app) {
+            provider->SetErrorStatus(E_OUTOFMEMORY);
             return RQ_NOTIFICATION_FINISH_REQUEST;
         }
-
-        const HTTP_REQUEST *raw = request->GetRawHttpRequest();
-        std::string url;
-        if (raw != nullptr && raw->pRawUrl != nullptr) {
-            url.assign(raw->pRawUrl, raw->RawUrlLength);
+        if (!app->app) {
+            // 500.19 is IIS's "configuration data is invalid" status, as ANCM uses it.
+            return WriteErrorPage(500, 19, "Internal Server Error", app->error);
         }
+
+        // ---- The head, borrowed from IIS for the duration of ancm_request_start ----
+        ancm_request_head head;
+        std::memset(&head, 0, sizeof head);
         PCSTR method = request->GetHttpMethod();
+        head.method = ancm::slice(method != nullptr ? method : "");
+        // The raw target as the client sent it: IIS hands modules a decoded URL (CookedUrl),
+        // which would turn %2F into / before the backend sees it.
+        head.target.ptr = reinterpret_cast<const uint8_t *>(raw->pRawUrl);
+        head.target.len = raw->pRawUrl != nullptr ? raw->RawUrlLength : 0;
 
-        body_ = "ancm-rs IIS module: PLACEHOLDER response (request forwarding through the "
-                "engine's C ABI is not wired yet)\n";
-        body_ += "method: ";
-        body_ += method != nullptr ? method : "";
-        body_ += "\nraw-url: " + url;
-        body_ += "\napp-config-path: " + ToUtf8(configPath != nullptr ? configPath : L"");
-        body_ += "\nprocessPath: " + ToUtf8(settings.processPath);
-        body_ += "\narguments: " + ToUtf8(settings.arguments);
-        body_ += "\n";
+        std::vector<ancm_header> headers;
+        headers.reserve(HttpHeaderRequestMaximum + raw->Headers.UnknownHeaderCount);
+        bool chunked = false;
+        const char *contentLength = nullptr;
+        USHORT contentLengthLen = 0;
+        for (int id = 0; id < HttpHeaderRequestMaximum; ++id) {
+            const HTTP_KNOWN_HEADER &h = raw->Headers.KnownHeaders[id];
+            if (h.pRawValue == nullptr) {
+                continue;
+            }
+            if (id == HttpHeaderTransferEncoding) {
+                chunked = true; // HTTP.sys accepts only chunked as a request coding
+            } else if (id == HttpHeaderContentLength) {
+                contentLength = h.pRawValue;
+                contentLengthLen = h.RawValueLength;
+            }
+            ancm_header hh;
+            hh.name = ancm::slice(kKnownRequestHeaders[id]);
+            hh.value.ptr = reinterpret_cast<const uint8_t *>(h.pRawValue);
+            hh.value.len = h.RawValueLength;
+            headers.push_back(hh);
+        }
+        for (USHORT i = 0; i < raw->Headers.UnknownHeaderCount; ++i) {
+            const HTTP_UNKNOWN_HEADER &h = raw->Headers.pUnknownHeaders[i];
+            ancm_header hh;
+            hh.name.ptr = reinterpret_cast<const uint8_t *>(h.pName);
+            hh.name.len = h.pName != nullptr ? h.NameLength : 0;
+            hh.value.ptr = reinterpret_cast<const uint8_t *>(h.pRawValue);
+            hh.value.len = h.pRawValue != nullptr ? h.RawValueLength : 0;
+            headers.push_back(hh);
+        }
+        head.headers = headers.empty() ? nullptr : headers.data();
+        head.header_count = headers.size();
+        head.content_length = 0;
+        if (chunked) {
+            head.content_length = -1;
+        } else if (contentLength != nullptr) {
+            // HTTP.sys has validated the value; parse the decimal digits.
+            long long n = 0;
+            for (USHORT i = 0; i < contentLengthLen; ++i) {
+                char c = contentLength[i];
+                if (c >= '0' && c <= '9' && n < (1LL << 58)) {
+                    n = n * 10 + (c - '0');
+                }
+            }
+            head.content_length = n;
+        }
 
-        hr = response->SetStatus(200, "OK", 0, S_OK, nullptr, TRUE);
+        PCSTR remoteAddr = nullptr, remotePort = nullptr, https = nullptr;
+        DWORD remoteAddrLen = 0, remotePortLen = 0, httpsLen = 0;
+        if (FAILED(ctx->GetServerVariableA("REMOTE_ADDR", &remoteAddr, &remoteAddrLen))) {
+            remoteAddr = nullptr;
+        }
+        if (FAILED(ctx->GetServerVariableA("REMOTE_PORT", &remotePort, &remotePortLen))) {
+            remotePort = nullptr;
+        }
+        if (FAILED(ctx->GetServerVariableA("HTTPS", &https, &httpsLen))) {
+            https = nullptr;
+        }
+        head.client_address.ptr = reinterpret_cast<const uint8_t *>(remoteAddr);
+        head.client_address.len = remoteAddr != nullptr ? remoteAddrLen : 0;
+        unsigned port = 0;
+        for (DWORD i = 0; remotePort != nullptr && i < remotePortLen; ++i) {
+            if (remotePort[i] >= '0' && remotePort[i] <= '9' && port < 65536) {
+                port = port * 10 + static_cast<unsigned>(remotePort[i] - '0');
+            }
+        }
+        head.client_port = static_cast<uint16_t>(port < 65536 ? port : 0);
+        head.https = https != nullptr && httpsLen == 2 && _strnicmp(https, "on", 2) == 0;
+        if (raw->pSslInfo != nullptr && raw->pSslInfo->pClientCertInfo != nullptr &&
+            raw->pSslInfo->pClientCertInfo->pCertEncoded != nullptr) {
+            head.client_cert_der.ptr = raw->pSslInfo->pClientCertInfo->pCertEncoded;
+            head.client_cert_der.len = raw->pSslInfo->pClientCertInfo->CertEncodedSize;
+        }
+        // Pending: the Windows user token (forwardWindowsAuthToken) duplicated into the backend.
+        head.serialize_io = true;
+
+        // Listen for a client disconnect before the engine can start calling back.
+        Attach(ctx);
+
+        static const ancm_callbacks callbacks = {&BodyWanted, &ResponseHead, &ResponseBody,
+                                                 &Complete};
+        // Under the request's lock, so that a disconnect on another thread sees req_ either
+        // unset or set. ancm_request_start writes req_ before any callback can run; callbacks
+        // that run meanwhile wait for the lock.
+        EnterCriticalSection(&lock_);
+        ancm_result r = ancm_request_start(app->app.get(), &head, &callbacks, this, &req_);
+        if (r == ANCM_RESULT_OK && disconnected_) {
+            CancelLocked(); // the client left before the engine had the request
+        }
+        LeaveCriticalSection(&lock_);
+        if (r != ANCM_RESULT_OK) {
+            Detach();
+            const char *m = ancm_result_message(r);
+            TraceUtf8(m, strlen(m));
+            // The head came from IIS, so what the engine refuses is the client's request.
+            const bool clientError = r >= ANCM_RESULT_INVALID_METHOD &&
+                                     r <= ANCM_RESULT_INVALID_CLIENT_ADDRESS;
+            return clientError ? WriteErrorPage(400, 0, "Bad Request", m)
+                               : WriteErrorPage(500, 0, "Internal Server Error", m);
+        }
+        // Completions of what the callbacks started (and the final PostCompletion) arrive
+        // only after this notification has returned PENDING.
+        return RQ_NOTIFICATION_PENDING;
+    }
+
+    // A small HTML page for errors the glue answers itself (the engine makes its own pages,
+    // such as 502.5 and 503, and they arrive as ordinary responses). Synchronous: it runs on
+    // the IIS thread of OnExecuteRequestHandler, and the page is small.
+    REQUEST_NOTIFICATION_STATUS WriteErrorPage(USHORT status, USHORT substatus,
+                                               const char *reason, const std::string &message)
+    {
+        IHttpResponse *response = ctx_->GetResponse();
+        page_ = "<!DOCTYPE html>\n<html><head><title>ancm-rs: ";
+        page_ += reason;
+        page_ += "</title></head><body><h1>HTTP Error " + std::to_string(status);
+        if (substatus != 0) {
+            page_ += "." + std::to_string(substatus);
+        }
+        page_ += " - ";
+        page_ += reason;
+        page_ += "</h1><p>";
+        for (char c : message) {
+            switch (c) {
+            case '<': page_ += "&lt;"; break;
+            case '>': page_ += "&gt;"; break;
+            case '&': page_ += "&amp;"; break;
+            case '"': page_ += "&quot;"; break;
+            default: page_ += c;
+            }
+        }
+        page_ += "</p></body></html>\n";
+        HRESULT hr = response->SetStatus(status, reason, substatus, S_OK, nullptr, TRUE);
         if (SUCCEEDED(hr)) {
-            static const char type[] = "text/plain; charset=utf-8";
+            static const char type[] = "text/html; charset=utf-8";
             hr = response->SetHeaderByName("Content-Type", type, sizeof type - 1, TRUE);
         }
         if (SUCCEEDED(hr)) {
-            hr = response->SetHeaderByName(kPlaceholderHeader, kPlaceholderValue,
-                                           sizeof kPlaceholderValue - 1, TRUE);
-        }
-        if (SUCCEEDED(hr)) {
-            // body_ lives in the module until Dispose, so the chunk stays valid however IIS
-            // sends it.
             HTTP_DATA_CHUNK chunk;
             ZeroMemory(&chunk, sizeof chunk);
             chunk.DataChunkType = HttpDataChunkFromMemory;
-            chunk.FromMemory.pBuffer = &body_[0];
-            chunk.FromMemory.BufferLength = static_cast<ULONG>(body_.size());
+            chunk.FromMemory.pBuffer = &page_[0];
+            chunk.FromMemory.BufferLength = static_cast<ULONG>(page_.size());
             DWORD sent = 0;
             BOOL completionExpected = FALSE;
             hr = response->WriteEntityChunks(&chunk, 1, FALSE, FALSE, &sent, &completionExpected);
         }
-        if (FAILED(hr)) {
-            provider->SetErrorStatus(hr);
-            return RQ_NOTIFICATION_FINISH_REQUEST;
-        }
-        // The real handler returns PENDING and finishes from the engine's thread with
-        // PostCompletion(0); do the same so the cycle is exercised now.
-        hr = ctx->PostCompletion(0);
-        if (FAILED(hr)) {
-            return RQ_NOTIFICATION_CONTINUE;
-        }
-        return RQ_NOTIFICATION_PENDING;
+        return RQ_NOTIFICATION_FINISH_REQUEST;
     }
 
-    std::string body_;
+    // ---- Engine callbacks (core threads; must not block beyond the request's lock) ----
+
+    static void BodyWanted(void *userdata)
+    {
+        RequestModule *self = static_cast<RequestModule *>(userdata);
+        EnterCriticalSection(&self->lock_);
+        self->StartReadLocked();
+        LeaveCriticalSection(&self->lock_);
+    }
+
+    static void ResponseHead(void *userdata, const ancm_response_head *head)
+    {
+        RequestModule *self = static_cast<RequestModule *>(userdata);
+        EnterCriticalSection(&self->lock_);
+        try {
+            self->SetHeadLocked(head);
+        } catch (...) {
+            self->CancelLocked(); // out of memory: give up on this request
+        }
+        LeaveCriticalSection(&self->lock_);
+    }
+
+    static void ResponseBody(void *userdata, const uint8_t *data, size_t len, bool flush)
+    {
+        RequestModule *self = static_cast<RequestModule *>(userdata);
+        EnterCriticalSection(&self->lock_);
+        self->StartWriteLocked(data, len, flush);
+        LeaveCriticalSection(&self->lock_);
+    }
+
+    static void Complete(void *userdata, ancm_result result, const uint8_t *message, size_t len)
+    {
+        RequestModule *self = static_cast<RequestModule *>(userdata);
+        if (result != ANCM_RESULT_OK && message != nullptr) {
+            TraceUtf8(reinterpret_cast<const char *>(message), len);
+        }
+        EnterCriticalSection(&self->lock_);
+        self->done_ = true;
+        self->result_ = result;
+        // With an IIS operation outstanding, its completion ends the request (and frees the
+        // engine's handle, whose chunk bytes IIS may still be sending); otherwise post.
+        const bool post = self->io_ == Io::None;
+        if (post) {
+            ancm_request_free(self->req_);
+            self->req_ = nullptr;
+        }
+        IHttpContext *ctx = self->ctx_;
+        LeaveCriticalSection(&self->lock_);
+        if (post) {
+            self->Detach();
+            // The last touch of this object on this thread: IIS may run the final
+            // OnAsyncCompletion and Dispose as soon as it has the completion.
+            HRESULT hr = ctx->PostCompletion(0);
+            if (FAILED(hr)) {
+                Trace(L"PostCompletion failed; the request cannot be ended");
+            }
+        }
+    }
+
+    // ---- IIS operations (under the request's lock) ----
+
+    void StartReadLocked()
+    {
+        if (done_ || req_ == nullptr) {
+            return;
+        }
+        if (readBuffer_.empty()) {
+            try {
+                readBuffer_.resize(kReadBufferSize);
+            } catch (...) {
+                CancelLocked();
+                return;
+            }
+        }
+        DWORD received = 0;
+        BOOL pending = FALSE;
+        io_ = Io::Read;
+        HRESULT hr = ctx_->GetRequest()->ReadEntityBody(readBuffer_.data(), kReadBufferSize, TRUE,
+                                                        &received, &pending);
+        if (SUCCEEDED(hr) && pending) {
+            return; // OnAsyncCompletion brings the bytes
+        }
+        io_ = Io::None;
+        ReadDoneLocked(hr, received);
+    }
+
+    void ReadDoneLocked(HRESULT hr, DWORD bytes)
+    {
+        if (req_ == nullptr) {
+            return;
+        }
+        ancm_result r;
+        if (hr == HRESULT_FROM_WIN32(ERROR_HANDLE_EOF) || (SUCCEEDED(hr) && bytes == 0)) {
+            r = ancm_request_end_body(req_); // the client sent all of it
+        } else if (FAILED(hr)) {
+            CancelLocked(); // the client connection failed
+            return;
+        } else {
+            r = ancm_request_supply_body(req_, reinterpret_cast<const uint8_t *>(readBuffer_.data()),
+                                         bytes);
+        }
+        if (r != ANCM_RESULT_OK) {
+            CancelLocked();
+        }
+    }
+
+    void SetHeadLocked(const ancm_response_head *head)
+    {
+        if (done_ || req_ == nullptr) {
+            return;
+        }
+        IHttpResponse *response = ctx_->GetResponse();
+        std::string reason(ancm::view(head->reason));
+        // fTrySkipCustomErrors: the app's (or the engine's) body is the answer, as with ANCM.
+        HRESULT hr =
+            response->SetStatus(head->status, reason.c_str(), head->substatus, S_OK, nullptr, TRUE);
+        std::string name;
+        for (size_t i = 0; SUCCEEDED(hr) && i < head->header_count; ++i) {
+            const ancm_header &h = head->headers[i];
+            if (h.value.len > 0xFFFF) {
+                hr = HRESULT_FROM_WIN32(ERROR_BUFFER_OVERFLOW); // IIS takes USHORT lengths
+                break;
+            }
+            name.assign(ancm::view(h.name)); // IIS wants a NUL-terminated name
+            std::string_view value = ancm::view(h.value);
+            // fReplace FALSE: repeated headers (Set-Cookie) stay separate.
+            hr = response->SetHeaderByName(name.c_str(), value.empty() ? "" : value.data(),
+                                           static_cast<USHORT>(value.size()), FALSE);
+        }
+        if (FAILED(hr)) {
+            CancelLocked();
+            return;
+        }
+        // Stream as the backend writes (SSE, long polls): IIS would otherwise buffer.
+        response->DisableBuffering();
+    }
+
+    void StartWriteLocked(const uint8_t *data, size_t len, bool flush)
+    {
+        if (done_ || req_ == nullptr) {
+            return;
+        }
+        // The engine's chunks are far below 4 GiB; IIS takes a ULONG.
+        ZeroMemory(&chunk_, sizeof chunk_);
+        chunk_.DataChunkType = HttpDataChunkFromMemory;
+        chunk_.FromMemory.pBuffer = const_cast<uint8_t *>(data); // valid until the ack
+        chunk_.FromMemory.BufferLength = static_cast<ULONG>(len);
+        flushAfterWrite_ = flush;
+        DWORD sent = 0;
+        BOOL expected = FALSE;
+        io_ = Io::Write;
+        HRESULT hr = ctx_->GetResponse()->WriteEntityChunks(&chunk_, 1, TRUE, TRUE, &sent,
+                                                            &expected);
+        if (SUCCEEDED(hr) && expected) {
+            return; // OnAsyncCompletion acknowledges
+        }
+        io_ = Io::None;
+        WriteDoneLocked(hr);
+    }
+
+    void WriteDoneLocked(HRESULT hr)
+    {
+        if (req_ == nullptr) {
+            return;
+        }
+        if (FAILED(hr)) {
+            CancelLocked(); // the client is gone
+            return;
+        }
+        if (!flushAfterWrite_) {
+            AckLocked();
+            return;
+        }
+        DWORD sent = 0;
+        BOOL expected = FALSE;
+        io_ = Io::Flush;
+        hr = ctx_->GetResponse()->Flush(TRUE, TRUE, &sent, &expected);
+        if (SUCCEEDED(hr) && expected) {
+            return;
+        }
+        io_ = Io::None;
+        FlushDoneLocked(hr);
+    }
+
+    void FlushDoneLocked(HRESULT hr)
+    {
+        if (req_ == nullptr) {
+            return;
+        }
+        if (FAILED(hr)) {
+            CancelLocked();
+            return;
+        }
+        AckLocked();
+    }
+
+    void AckLocked()
+    {
+        if (ancm_request_ack_write(req_) != ANCM_RESULT_OK) {
+            CancelLocked();
+        }
+    }
+
+    // The engine abandons the request; `complete` follows (CANCELLED) on a core thread.
+    void CancelLocked()
+    {
+        if (!done_ && req_ != nullptr) {
+            ancm_request_cancel(req_);
+        }
+    }
+
+    // The request's end, once the engine has completed it and no IIS operation is
+    // outstanding: free the engine's handle and choose how IIS ends the response.
+    REQUEST_NOTIFICATION_STATUS FinishLocked()
+    {
+        ancm_request_free(req_);
+        req_ = nullptr;
+        IHttpResponse *response = ctx_->GetResponse();
+        switch (result_) {
+        case ANCM_RESULT_OK:
+            return RQ_NOTIFICATION_CONTINUE;
+        case ANCM_RESULT_CANCELLED:
+            // The client went away (or IIS failed an operation): nothing to send.
+            return RQ_NOTIFICATION_FINISH_REQUEST;
+        default:
+            // The response broke after its head (backend lost, malformed body, a timeout
+            // between chunks) or the engine failed: the client must not take a truncated
+            // response for a complete one, so the connection is reset.
+            response->SetNeedDisconnect();
+            response->ResetConnection();
+            return RQ_NOTIFICATION_FINISH_REQUEST;
+        }
+    }
+
+    // ---- Disconnect listener ----
+
+    void Attach(IHttpContext *ctx)
+    {
+        IHttpConnection *connection = ctx->GetConnection();
+        IHttpConnectionModuleContextContainer *container =
+            connection != nullptr ? connection->GetModuleContextContainer() : nullptr;
+        if (container == nullptr) {
+            return; // no disconnect notification; the failing writes still cancel
+        }
+        ConnectionContext *cc =
+            static_cast<ConnectionContext *>(container->GetConnectionModuleContext(g_moduleId));
+        if (cc == nullptr) {
+            cc = new (std::nothrow) ConnectionContext();
+            if (cc == nullptr) {
+                return;
+            }
+            if (FAILED(container->SetConnectionModuleContext(cc, g_moduleId))) {
+                cc->Release();
+                return;
+            }
+        }
+        cc->AddRef();
+        cc->Attach(this);
+        conn_ = cc;
+    }
+
+    // Not under the request's lock (lock order: connection, then request).
+    void Detach()
+    {
+        ConnectionContext *cc = conn_;
+        conn_ = nullptr;
+        if (cc != nullptr) {
+            cc->Detach(this);
+            cc->Release();
+        }
+    }
+
+    CRITICAL_SECTION lock_;
+    IHttpContext *ctx_ = nullptr;
+    ancm_request *req_ = nullptr; // the engine's handle, until the request's end
+    Io io_ = Io::None;            // the one IIS operation outstanding
+    bool done_ = false;           // the engine called `complete`
+    bool disconnected_ = false;   // IIS reported the client gone
+    ancm_result result_ = ANCM_RESULT_OK;
+    bool flushAfterWrite_ = false;
+    HTTP_DATA_CHUNK chunk_;
+    std::vector<char> readBuffer_;
+    std::string page_;
+    ConnectionContext *conn_ = nullptr;
 };
+
+VOID ConnectionContext::NotifyDisconnect()
+{
+    EnterCriticalSection(&lock_);
+    if (current_ != nullptr) {
+        current_->OnClientDisconnect();
+    }
+    LeaveCriticalSection(&lock_);
+}
 
 class ModuleFactory final : public IHttpModuleFactory {
 public:
@@ -147,27 +684,34 @@ public:
         return S_OK;
     }
 
-    VOID Terminate() override { delete this; }
+    // IIS is shutting the worker process down: no request runs any more.
+    VOID Terminate() override
+    {
+        StopAllApps();
+        delete this;
+    }
 };
 
+// Global notifications arrive on IIS threads, so stopping apps there (ancm_app_stop blocks
+// until the processes have exited, at most shutdownTimeLimit) is allowed; it is what ANCM
+// does on application stop and configuration change.
 class GlobalModule final : public CGlobalModule {
 public:
     GLOBAL_NOTIFICATION_STATUS OnGlobalConfigurationChange(
         IGlobalConfigurationChangeProvider *provider) override
     {
-        // Drop what was read under the changed path; the next request reads it again. (With
-        // the engine: also shut that app down, as ANCM does.)
+        // The app's settings changed (or those of a parent path): stop it; its next request
+        // reads the configuration again and starts a new process.
         if (provider != nullptr) {
-            ForgetAppSettingsUnder(provider->GetChangePath());
+            StopAppsUnder(provider->GetChangePath());
         }
         return GL_NOTIFICATION_CONTINUE;
     }
 
     GLOBAL_NOTIFICATION_STATUS OnGlobalStopListening(IGlobalStopListeningProvider *) override
     {
-        // The worker process stops taking requests (recycle). Pending: tell the engine to
-        // start shutting the apps down.
-        Trace(L"stop listening");
+        // The worker process stops taking requests (recycle, shutdown).
+        StopAllApps();
         return GL_NOTIFICATION_CONTINUE;
     }
 
@@ -176,17 +720,27 @@ public:
         if (provider != nullptr) {
             IHttpApplication *app = provider->GetApplication();
             if (app != nullptr) {
-                ForgetAppSettings(app->GetAppConfigPath());
+                StopApp(app->GetApplicationId());
             }
         }
         return GL_NOTIFICATION_CONTINUE;
     }
 
-    VOID Terminate() override { delete this; }
+    VOID Terminate() override
+    {
+        StopAllApps();
+        delete this;
+    }
 };
 
+// The engine's log, to the debugger output until the Event Log writer exists.
+void LogToDebugger(void *, ancm_log_level, const uint8_t *message, size_t len)
+{
+    TraceUtf8(reinterpret_cast<const char *>(message), len);
+}
+
 } // namespace
-} // namespace ancm
+} // namespace iisglue
 
 // Called by the Rust export RegisterModule (src/lib.rs).
 extern "C" HRESULT WINAPI ancm_glue_register_module(DWORD serverVersion,
@@ -198,10 +752,12 @@ extern "C" HRESULT WINAPI ancm_glue_register_module(DWORD serverVersion,
         if (moduleInfo == nullptr || server == nullptr) {
             return E_INVALIDARG;
         }
-        ancm::g_moduleId = moduleInfo->GetId();
-        ancm::g_server = server;
+        iisglue::g_moduleId = moduleInfo->GetId();
+        iisglue::g_server = server;
+        // Another Rust logger in the process (none expected) would keep the engine's messages.
+        (void)ancm_log_set_callback(&iisglue::LogToDebugger, nullptr, ANCM_LOG_LEVEL_INFO);
 
-        ancm::ModuleFactory *factory = new (std::nothrow) ancm::ModuleFactory();
+        iisglue::ModuleFactory *factory = new (std::nothrow) iisglue::ModuleFactory();
         if (factory == nullptr) {
             return E_OUTOFMEMORY;
         }
@@ -210,7 +766,7 @@ extern "C" HRESULT WINAPI ancm_glue_register_module(DWORD serverVersion,
             delete factory; // IIS took no ownership
             return hr;
         }
-        ancm::GlobalModule *global = new (std::nothrow) ancm::GlobalModule();
+        iisglue::GlobalModule *global = new (std::nothrow) iisglue::GlobalModule();
         if (global == nullptr) {
             return E_OUTOFMEMORY;
         }

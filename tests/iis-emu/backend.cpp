@@ -1,0 +1,348 @@
+// TEST FIXTURE: a tiny Windows HTTP backend for the emulated IIS (tests/iis-emu), built with
+// mingw and run under Wine by the engine, so that the engine's Windows process code starts,
+// pairs with and stops a real process. Not a product; just enough HTTP/1.1 for the tests.
+//
+// Listens on 127.0.0.1:%ASPNETCORE_PORT%; every request must carry MS-ASPNETCORE-TOKEN equal
+// to %ASPNETCORE_TOKEN% (else 400). Thread per connection, keep-alive.
+//   POST .../iisintegration with MS-ASPNETCORE-EVENT: shutdown → 202, then the process exits
+//   GET /bytes?n=N  → N bytes of Pattern() (Content-Length)
+//   GET /slow?n=N   → N bytes of Pattern() in 16 KiB pieces, 20 ms apart
+//   POST /early     → 256 KiB answered before the request body is read (then drained)
+//   GET /truncate?n=N → Content-Length N, N/2 bytes, then the connection is closed
+//   anything else   → text/plain echo: method, target, headers, body length and FNV-1a hash,
+//                     pid, and the EMU_* / ASPNETCORE_* environment
+// Argument --fail-at-start: exit with code 3 before listening (a startup failure).
+
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#include <windows.h>
+
+#include <cctype>
+#include <cstdio>
+#include <cwchar>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace {
+
+std::string g_token;
+
+// The byte at offset i of every generated body (the emulator computes the same).
+inline unsigned char Pattern(unsigned long long i)
+{
+    return static_cast<unsigned char>(i * 131 + (i >> 10));
+}
+
+struct Fnv {
+    unsigned long long h = 1469598103934665603ULL;
+    void Add(const char *p, size_t n)
+    {
+        for (size_t i = 0; i < n; ++i) {
+            h ^= static_cast<unsigned char>(p[i]);
+            h *= 1099511628211ULL;
+        }
+    }
+};
+
+struct Conn {
+    SOCKET s;
+    std::string buf; // received, not yet consumed
+};
+
+bool Fill(Conn &c)
+{
+    char tmp[65536];
+    int n = recv(c.s, tmp, sizeof tmp, 0);
+    if (n <= 0) {
+        return false;
+    }
+    c.buf.append(tmp, static_cast<size_t>(n));
+    return true;
+}
+
+bool SendAll(SOCKET s, const char *p, size_t n)
+{
+    while (n > 0) {
+        int k = send(s, p, static_cast<int>(n > 65536 ? 65536 : n), 0);
+        if (k <= 0) {
+            return false;
+        }
+        p += k;
+        n -= static_cast<size_t>(k);
+    }
+    return true;
+}
+
+bool ReadLine(Conn &c, std::string &line)
+{
+    size_t pos;
+    while ((pos = c.buf.find("\r\n")) == std::string::npos) {
+        if (!Fill(c)) {
+            return false;
+        }
+    }
+    line = c.buf.substr(0, pos);
+    c.buf.erase(0, pos + 2);
+    return true;
+}
+
+// Consumes n body bytes into the hash.
+bool ReadBody(Conn &c, unsigned long long n, Fnv &fnv, unsigned long long &total)
+{
+    while (n > 0) {
+        if (c.buf.empty() && !Fill(c)) {
+            return false;
+        }
+        size_t k = c.buf.size() < n ? c.buf.size() : static_cast<size_t>(n);
+        fnv.Add(c.buf.data(), k);
+        c.buf.erase(0, k);
+        n -= k;
+        total += k;
+    }
+    return true;
+}
+
+bool IEquals(const std::string &a, const char *b) { return _stricmp(a.c_str(), b) == 0; }
+
+bool Respond(SOCKET s, int status, const char *reason, const std::string &type,
+             const std::string &body)
+{
+    std::string head = "HTTP/1.1 " + std::to_string(status) + " " + reason +
+                       "\r\nContent-Type: " + type +
+                       "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n";
+    return SendAll(s, head.data(), head.size()) && SendAll(s, body.data(), body.size());
+}
+
+bool SendPattern(SOCKET s, unsigned long long n, bool slow)
+{
+    std::string head = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                       "Content-Length: " + std::to_string(n) + "\r\n\r\n";
+    if (!SendAll(s, head.data(), head.size())) {
+        return false;
+    }
+    std::vector<char> piece(slow ? 16384 : 65536);
+    unsigned long long off = 0;
+    while (off < n) {
+        size_t k = static_cast<size_t>(n - off < piece.size() ? n - off : piece.size());
+        for (size_t i = 0; i < k; ++i) {
+            piece[i] = static_cast<char>(Pattern(off + i));
+        }
+        if (!SendAll(s, piece.data(), k)) {
+            return false;
+        }
+        off += k;
+        if (slow) {
+            Sleep(20);
+        }
+    }
+    return true;
+}
+
+unsigned long long QueryN(const std::string &target)
+{
+    size_t p = target.find("n=");
+    return p == std::string::npos ? 0 : std::strtoull(target.c_str() + p + 2, nullptr, 10);
+}
+
+// One request; false ends the connection.
+bool Serve(Conn &c)
+{
+    std::string line;
+    if (!ReadLine(c, line)) {
+        return false;
+    }
+    size_t sp1 = line.find(' '), sp2 = line.rfind(' ');
+    if (sp1 == std::string::npos || sp2 == sp1) {
+        return false;
+    }
+    const std::string method = line.substr(0, sp1);
+    const std::string target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+    std::vector<std::pair<std::string, std::string>> headers;
+    unsigned long long contentLength = 0;
+    bool chunked = false, close = false;
+    std::string token, event;
+    for (;;) {
+        if (!ReadLine(c, line)) {
+            return false;
+        }
+        if (line.empty()) {
+            break;
+        }
+        size_t colon = line.find(':');
+        if (colon == std::string::npos) {
+            continue;
+        }
+        std::string name = line.substr(0, colon);
+        std::string value = line.substr(colon + 1);
+        while (!value.empty() && value[0] == ' ') {
+            value.erase(0, 1);
+        }
+        if (IEquals(name, "Content-Length")) {
+            contentLength = std::strtoull(value.c_str(), nullptr, 10);
+        } else if (IEquals(name, "Transfer-Encoding")) {
+            chunked = true;
+        } else if (IEquals(name, "Connection") && IEquals(value, "close")) {
+            close = true;
+        } else if (IEquals(name, "MS-ASPNETCORE-TOKEN")) {
+            token = value;
+        } else if (IEquals(name, "MS-ASPNETCORE-EVENT")) {
+            event = value;
+        }
+        headers.emplace_back(name, value);
+    }
+    // /early answers before reading the request body (then drains it): the response starts
+    // while the client is still uploading.
+    const bool early = target.compare(0, 6, "/early") == 0;
+    if (early) {
+        if (token != g_token) {
+            Respond(c.s, 400, "Bad Request", "text/plain", "bad or missing MS-ASPNETCORE-TOKEN\n");
+            return false;
+        }
+        std::string big(256 * 1024, 'e');
+        if (!Respond(c.s, 200, "OK", "text/plain", big)) {
+            return false;
+        }
+    }
+    Fnv fnv;
+    unsigned long long total = 0;
+    if (chunked) {
+        for (;;) {
+            if (!ReadLine(c, line)) {
+                return false;
+            }
+            unsigned long long n = std::strtoull(line.c_str(), nullptr, 16);
+            if (n == 0) {
+                while (ReadLine(c, line) && !line.empty()) {
+                }
+                break;
+            }
+            if (!ReadBody(c, n, fnv, total) || !ReadLine(c, line)) {
+                return false;
+            }
+        }
+    } else if (!ReadBody(c, contentLength, fnv, total)) {
+        return false;
+    }
+
+    if (early) {
+        return !close;
+    }
+    if (token != g_token) {
+        Respond(c.s, 400, "Bad Request", "text/plain", "bad or missing MS-ASPNETCORE-TOKEN\n");
+        return false;
+    }
+    const size_t q = target.find('?');
+    const std::string path = target.substr(0, q);
+    if (method == "POST" && path.size() >= 15 &&
+        path.compare(path.size() - 15, 15, "/iisintegration") == 0 && IEquals(event, "shutdown")) {
+        Respond(c.s, 202, "Accepted", "text/plain", "");
+        shutdown(c.s, SD_SEND);
+        Sleep(100);
+        ExitProcess(0); // the graceful stop the engine asked for
+    }
+    if (path == "/bytes" || path.compare(0, 6, "/bytes") == 0) {
+        return SendPattern(c.s, QueryN(target), false) && !close;
+    }
+    if (path.compare(0, 9, "/truncate") == 0) {
+        // Promise n bytes, send half, drop the connection: a response broken after its head.
+        const unsigned long long n = QueryN(target);
+        std::string head = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                           "Content-Length: " + std::to_string(n) + "\r\n\r\n" +
+                           std::string(static_cast<size_t>(n / 2), 'x');
+        SendAll(c.s, head.data(), head.size());
+        return false;
+    }
+    if (path.compare(0, 5, "/slow") == 0) {
+        return SendPattern(c.s, QueryN(target), true) && !close;
+    }
+    std::string body = "method: " + method + "\ntarget: " + target + "\ntoken-ok: yes\n";
+    // Names lower-cased (HTTP/1.1 names are case-insensitive; the engine sends lower case).
+    for (const auto &h : headers) {
+        std::string name = h.first;
+        for (char &ch : name) {
+            ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        }
+        body += "header: " + name + ": " + h.second + "\n";
+    }
+    char hex[32];
+    std::snprintf(hex, sizeof hex, "%016llx", fnv.h);
+    body += "body-length: " + std::to_string(total) + "\nbody-fnv: " + hex + "\n";
+    body += "pid: " + std::to_string(GetCurrentProcessId()) + "\n";
+    // The wide environment, as UTF-8 (the ANSI one would lose non-ASCII values).
+    wchar_t *env = GetEnvironmentStringsW();
+    for (const wchar_t *e = env; e != nullptr && *e != L'\0'; e += wcslen(e) + 1) {
+        if (wcsncmp(e, L"EMU_", 4) == 0 || wcsncmp(e, L"ASPNETCORE_", 11) == 0) {
+            int n = WideCharToMultiByte(CP_UTF8, 0, e, -1, nullptr, 0, nullptr, nullptr);
+            std::string u(n > 0 ? static_cast<size_t>(n) : 0, '\0');
+            if (n > 0) {
+                WideCharToMultiByte(CP_UTF8, 0, e, -1, &u[0], n, nullptr, nullptr);
+                u.resize(static_cast<size_t>(n - 1));
+            }
+            body += "env: " + u + "\n";
+        }
+    }
+    FreeEnvironmentStringsW(env);
+    return Respond(c.s, 200, "OK", "text/plain; charset=utf-8", body) && !close;
+}
+
+DWORD WINAPI ConnectionThread(LPVOID param)
+{
+    Conn c;
+    c.s = reinterpret_cast<SOCKET>(param);
+    while (Serve(c)) {
+    }
+    closesocket(c.s);
+    return 0;
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+    for (int i = 1; i < argc; ++i) {
+        if (std::strcmp(argv[i], "--fail-at-start") == 0) {
+            std::fprintf(stderr, "backend: failing at start as asked\n");
+            return 3;
+        }
+    }
+    const char *port = std::getenv("ASPNETCORE_PORT");
+    const char *token = std::getenv("ASPNETCORE_TOKEN");
+    if (port == nullptr || token == nullptr) {
+        std::fprintf(stderr, "backend: ASPNETCORE_PORT / ASPNETCORE_TOKEN not set\n");
+        return 2;
+    }
+    g_token = token;
+    WSADATA wsa;
+    if (WSAStartup(MAKEWORD(2, 2), &wsa) != 0) {
+        return 2;
+    }
+    SOCKET ls = socket(AF_INET, SOCK_STREAM, IPPROTO_TCP);
+    sockaddr_in addr;
+    std::memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<u_short>(std::atoi(port)));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (ls == INVALID_SOCKET || bind(ls, reinterpret_cast<sockaddr *>(&addr), sizeof addr) != 0 ||
+        listen(ls, SOMAXCONN) != 0) {
+        std::fprintf(stderr, "backend: cannot listen on port %s\n", port);
+        return 2;
+    }
+    std::printf("backend: listening on 127.0.0.1:%s\n", port);
+    std::fflush(stdout);
+    for (;;) {
+        SOCKET s = accept(ls, nullptr, nullptr);
+        if (s == INVALID_SOCKET) {
+            continue;
+        }
+        HANDLE t = CreateThread(nullptr, 0, &ConnectionThread, reinterpret_cast<LPVOID>(s), 0,
+                                nullptr);
+        if (t == nullptr) {
+            closesocket(s);
+        } else {
+            CloseHandle(t);
+        }
+    }
+}
