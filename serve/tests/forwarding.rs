@@ -385,6 +385,10 @@ fn connections_the_backend_closes_between_requests_are_not_reused() {
     for i in 0..20 {
         let r = raw.serve.request("POST", "/raw/polite", &[], b"x");
         assert_eq!(r.status, 200, "POST {i}: {}", r.text());
+    }
+    // A silent close races with the reuse of the connection (as in any HTTP/1.1 proxy): only
+    // requests that may be sent again are safe from it, so only those follow.
+    for i in 0..20 {
         let r = raw.serve.get("/raw/silent");
         assert_eq!(r.status, 200, "GET {i}: {}", r.text());
         assert_eq!(r.text(), "ok");
