@@ -1,6 +1,7 @@
 //! `cargo xtask <command>`: the one entry point for CI, header generation, cross builds, the MSI
 //! and benchmarks. Each command lives in its own module; this file only dispatches.
 
+mod bench;
 mod sh;
 mod test;
 
@@ -10,6 +11,7 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   test      install what the tests need (as root) and run every test suite (what CI runs)
+  bench     benchmarks vs direct and nginx, writes docs/benchmarks.md (--quick: one short round)
 ";
 
 fn main() -> ExitCode {
@@ -21,6 +23,7 @@ fn main() -> ExitCode {
     let rest = &args[1..];
     let result = match cmd.as_str() {
         "test" => test::run(rest),
+        "bench" => bench::run(rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())
