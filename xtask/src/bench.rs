@@ -751,8 +751,8 @@ struct Report {
     /// Case (d): "download"/"upload" → contender → MiB/s samples.
     bulk: BTreeMap<&'static str, BTreeMap<&'static str, Vec<f64>>>,
     bulk_ratios: BTreeMap<String, Vec<f64>>,
-    /// Case (e): (what, VmHWM KiB, MiB/s).
-    peak: Vec<(&'static str, f64, f64)>,
+    /// Case (e): (what, VmHWM KiB, MiB/s, VmRSS KiB just before).
+    peak: Vec<(&'static str, f64, f64, f64)>,
     /// Case (f): contender → (msgs/s, p99 µs) samples.
     ws: BTreeMap<&'static str, Vec<(f64, f64)>>,
     ws_ratios: Vec<f64>,
@@ -952,7 +952,7 @@ fn case_peak(bins: &Bins, s: &Setup, r: &mut Report) {
     let n = GIB.to_string();
     let path = format!("/bytes?n={GIB}");
     r.commands.push(format!(
-        "(e) bench-load upload {addr} /upload {GIB}; bench-load download {addr} '{path}' (VmHWM of ancm-serve reset before each through /proc/PID/clear_refs)"
+        "(e) bench-load upload 127.0.0.1:PORT /upload {GIB}; bench-load download 127.0.0.1:PORT '/bytes?n={GIB}' (VmHWM of ancm-serve reset before each through /proc/PID/clear_refs)"
     ));
     for (what, args) in [
         (
@@ -965,24 +965,24 @@ fn case_peak(bins: &Bins, s: &Setup, r: &mut Report) {
         ),
     ] {
         let res = reset_hwm(s.serve.pid())
-            .and_then(|()| {
-                output_bounded(
+            .and_then(|()| status_kib(s.serve.pid(), "VmRSS"))
+            .and_then(|before| {
+                let (out, _) = output_bounded(
                     Command::new(&bins.load).args(&args),
                     Duration::from_secs(120),
-                )
-            })
-            .and_then(|(out, _)| {
+                )?;
                 let mibs =
                     kv(&out, "mib_per_s").ok_or_else(|| format!("bench-load printed {out:?}"))?;
-                Ok((status_kib(s.serve.pid(), "VmHWM")?, mibs))
+                Ok((status_kib(s.serve.pid(), "VmHWM")?, mibs, before))
             });
         match res {
-            Ok((hwm, mibs)) => {
+            Ok((hwm, mibs, before)) => {
                 eprintln!(
-                    "bench: (e) {what}: VmHWM {:.1} MiB, {mibs:.0} MiB/s",
-                    hwm as f64 / 1024.0
+                    "bench: (e) {what}: VmHWM {:.1} MiB (VmRSS before {:.1} MiB), {mibs:.0} MiB/s",
+                    hwm as f64 / 1024.0,
+                    before as f64 / 1024.0
                 );
-                r.peak.push((what, hwm as f64, mibs));
+                r.peak.push((what, hwm as f64, mibs, before as f64));
             }
             Err(e) => r.fail(&format!("(e) {what}"), e),
         }
@@ -1339,9 +1339,17 @@ fn write_report(opts: &Opts, r: &Report) -> Result {
     );
 
     // (e)
-    let _ = writeln!(md, "### (e) Peak RSS of ancm-serve during one 1 GiB body\n\n| transfer | VmHWM MiB | MiB/s |\n|---|---|---|");
-    for (what, hwm, mibs) in &r.peak {
-        let _ = writeln!(md, "| {what} | {:.1} | {mibs:.0} |", hwm / 1024.0);
+    let _ = writeln!(
+        md,
+        "### (e) Peak RSS of ancm-serve during one 1 GiB body\n\nOn the ancm-serve instance of (a) and (d) (so its heap already holds what 64 connections left), VmHWM reset first.\n\n| transfer | VmRSS before, MiB | VmHWM during, MiB | MiB/s |\n|---|---|---|---|"
+    );
+    for (what, hwm, mibs, before) in &r.peak {
+        let _ = writeln!(
+            md,
+            "| {what} | {:.1} | {:.1} | {mibs:.0} |",
+            before / 1024.0,
+            hwm / 1024.0
+        );
     }
 
     // (f)
@@ -1408,7 +1416,7 @@ fn write_report(opts: &Opts, r: &Report) -> Result {
             );
         }
     }
-    for (what, _, _) in [("1 GiB upload", 0, 0), ("1 GiB download", 0, 0)] {
+    for what in ["1 GiB upload", "1 GiB download"] {
         let v = r.peak.iter().find(|p| p.0 == what).map(|p| p.1 / 1024.0);
         bar(
             &format!("peak RSS during one {what} ≤ 64 MiB"),
