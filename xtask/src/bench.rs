@@ -1,4 +1,5 @@
-//! `cargo xtask bench [--quick] [--rounds N] [--secs S] [--out FILE]`: the benchmark harness of
+//! `cargo xtask bench [--quick] [--rounds N] [--secs S] [--out FILE] [--only abcdef] [--serve BIN]
+//! [--no-build]`: the benchmark harness of
 //! issue 8. Builds the release binaries, installs wrk and nginx if missing, and measures on
 //! loopback, alternating the contenders within each round (direct, ancm-serve, nginx, …):
 //!
@@ -37,6 +38,10 @@ struct Opts {
     cold_samples: usize,
     out: PathBuf,
     build: bool,
+    /// Another ancm-serve binary to measure (A/B of an engine change).
+    serve: Option<PathBuf>,
+    /// Which cases to run (letters a–f).
+    only: String,
 }
 
 fn parse_opts(args: &[String]) -> Result<Opts> {
@@ -48,6 +53,8 @@ fn parse_opts(args: &[String]) -> Result<Opts> {
         cold_samples: 12,
         out: root().join("docs/benchmarks.md"),
         build: true,
+        serve: None,
+        only: "abcdef".into(),
     };
     let mut out_given = false;
     let mut it = args.iter();
@@ -62,6 +69,13 @@ fn parse_opts(args: &[String]) -> Result<Opts> {
             "--rounds" => o.rounds = num("--rounds")?.max(1) as usize,
             "--secs" => o.secs = num("--secs")?.max(1),
             "--no-build" => o.build = false,
+            "--serve" => o.serve = Some(PathBuf::from(it.next().ok_or("--serve needs a binary")?)),
+            "--only" => {
+                o.only = it
+                    .next()
+                    .ok_or("--only needs case letters, e.g. ab")?
+                    .clone()
+            }
             "--out" => {
                 o.out = PathBuf::from(it.next().ok_or("--out needs a file")?);
                 out_given = true;
@@ -102,7 +116,7 @@ pub fn run(args: &[String]) -> Result {
     }
     let bin = target_dir(&root).join("release");
     let bins = Bins {
-        serve: bin.join("ancm-serve"),
+        serve: opts.serve.clone().unwrap_or_else(|| bin.join("ancm-serve")),
         backend: bin.join("bench-backend"),
         load: bin.join("bench-load"),
     };
@@ -773,6 +787,12 @@ fn measure_all(opts: &Opts, bins: &Bins, tmp: &Path) -> Result<Report> {
         machine: machine_facts(),
         ..Default::default()
     };
+    if let Some(p) = &opts.serve {
+        r.machine.push((
+            "ancm-serve binary (--serve)".into(),
+            p.display().to_string(),
+        ));
+    }
     r.loads.push(format!("start: {}", loadavg()));
     let s = setup(bins, tmp)?;
     eprintln!(
@@ -784,16 +804,28 @@ fn measure_all(opts: &Opts, bins: &Bins, tmp: &Path) -> Result<Report> {
         s.nginx_port,
         s.nginx_unbuffered_port
     );
-    case_small(opts, &s, &mut r);
+    if opts.only.contains('a') {
+        case_small(opts, &s, &mut r);
+    }
     r.loads.push(format!("after (a): {}", loadavg()));
-    case_bulk(opts, tmp, &s, &mut r);
+    if opts.only.contains('d') {
+        case_bulk(opts, tmp, &s, &mut r);
+    }
     r.loads.push(format!("after (d): {}", loadavg()));
-    case_peak(bins, &s, &mut r);
-    case_ws(opts, bins, &s, &mut r);
+    if opts.only.contains('e') {
+        case_peak(bins, &s, &mut r);
+    }
+    if opts.only.contains('f') {
+        case_ws(opts, bins, &s, &mut r);
+    }
     r.loads.push(format!("after (f): {}", loadavg()));
     drop(s);
-    case_cold(opts, bins, tmp, &mut r);
-    case_idle(opts, bins, tmp, &mut r);
+    if opts.only.contains('b') {
+        case_cold(opts, bins, tmp, &mut r);
+    }
+    if opts.only.contains('c') {
+        case_idle(opts, bins, tmp, &mut r);
+    }
     r.loads.push(format!("end: {}", loadavg()));
     Ok(r)
 }
