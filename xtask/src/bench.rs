@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--quick] [--rounds N] [--secs S] [--out FILE] [--only abcdef] [--serve BIN]
+//! `cargo xtask bench [--quick] [--rounds N] [--secs S] [--out FILE] [--only abcdefg] [--serve BIN]
 //! [--no-build]`: the benchmark harness of
 //! issue 8. Builds the release binaries, installs wrk and nginx if missing, and measures on
 //! loopback, alternating the contenders within each round (direct, ancm-serve, nginx, …):
@@ -8,7 +8,9 @@
 //! - (c) idle RSS of ancm-serve with the app running, and per idle keep-alive connection;
 //! - (d) 1 MiB downloads and uploads at 16 connections (nginx buffering on and off);
 //! - (e) peak RSS of ancm-serve during one 1 GiB upload and one 1 GiB download;
-//! - (f) WebSocket echo, 64-byte messages, 64 connections.
+//! - (f) WebSocket echo, 64-byte messages, 64 connections;
+//! - (g) user-space instructions per small GET under callgrind, ancm-serve and nginx (repeatable
+//!   on a busy machine).
 //!
 //! Writes docs/benchmarks.md (keeping the hand-written part below [`KEEP_MARKER`]) and SVG charts
 //! under docs/bench/; `--quick` (one short round) writes under target/bench/ instead. Exits
@@ -54,7 +56,7 @@ fn parse_opts(args: &[String]) -> Result<Opts> {
         out: root().join("docs/benchmarks.md"),
         build: true,
         serve: None,
-        only: "abcdef".into(),
+        only: "abcdefg".into(),
     };
     let mut out_given = false;
     let mut it = args.iter();
@@ -103,6 +105,9 @@ fn parse_opts(args: &[String]) -> Result<Opts> {
 pub fn run(args: &[String]) -> Result {
     let opts = parse_opts(args)?;
     ensure_packages(&[("wrk", "wrk"), ("/usr/sbin/nginx", "nginx")])?;
+    if opts.only.contains('g') {
+        ensure_packages(&[("valgrind", "valgrind"), ("callgrind_control", "valgrind")])?;
+    }
     let root = root();
     if opts.build {
         sh_run(Command::new("cargo").current_dir(&root).args([
@@ -770,6 +775,8 @@ struct Report {
     /// Case (f): contender → (msgs/s, p99 µs) samples.
     ws: BTreeMap<&'static str, Vec<(f64, f64)>>,
     ws_ratios: Vec<f64>,
+    /// Case (g): contender → user-space instructions per request.
+    instr: BTreeMap<&'static str, f64>,
     failures: Vec<String>,
     loads: Vec<String>,
 }
@@ -825,6 +832,9 @@ fn measure_all(opts: &Opts, bins: &Bins, tmp: &Path) -> Result<Report> {
     }
     if opts.only.contains('c') {
         case_idle(opts, bins, tmp, &mut r);
+    }
+    if opts.only.contains('g') {
+        case_instr(opts, bins, tmp, &mut r);
     }
     r.loads.push(format!("end: {}", loadavg()));
     Ok(r)
@@ -1198,6 +1208,153 @@ fn case_idle(opts: &Opts, bins: &Bins, tmp: &Path, r: &mut Report) {
     }
 }
 
+/// Case (g): user-space instructions per request under callgrind, for ancm-serve and a
+/// one-process nginx: repeatable whatever else the machine is doing, so engine changes can be
+/// compared on a shared machine.
+fn case_instr(opts: &Opts, bins: &Bins, tmp: &Path, r: &mut Report) {
+    let secs = if opts.quick { 3 } else { 10 };
+    r.commands.push(format!(
+        "(g) valgrind --tool=callgrind PROXY …; one GET, wrk -t1 -c64 -d2s (warm-up), callgrind_control -z, \
+         wrk -t1 -c64 -d{secs}s http://127.0.0.1:PORT/small, callgrind_control -d; instructions / requests. \
+         nginx with master_process off and 1 worker, in front of a bench-backend of its own"
+    ));
+    let dir = tmp.join("callgrind");
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        r.fail("(g) callgrind", e);
+        return;
+    }
+    // ancm-serve, starting its backend from a web.config.
+    let res = (|| -> Result<f64> {
+        let site = dir.join("site");
+        std::fs::create_dir_all(&site).map_err(|e| e.to_string())?;
+        let config = site.join("web.config");
+        std::fs::write(
+            &config,
+            web_config(&bins.backend, &[("BENCH_BACKEND_THREADS", "1".into())]),
+        )
+        .map_err(|e| e.to_string())?;
+        let port = free_port()?;
+        let out = dir.join("ancm-serve.cg");
+        let log = std::fs::File::create(dir.join("ancm-serve.log")).map_err(|e| e.to_string())?;
+        let mut cmd = Command::new("valgrind");
+        cmd.arg("--tool=callgrind")
+            .arg(format!("--callgrind-out-file={}", out.display()))
+            .arg(&bins.serve)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        instructions_per_request("ancm-serve", &mut cmd, port, &out, secs)
+    })();
+    match res {
+        Ok(v) => {
+            eprintln!("bench: (g) ancm-serve: {v:.0} instructions per request");
+            r.instr.insert("ancm-serve", v);
+        }
+        Err(e) => r.fail("(g) callgrind ancm-serve", e),
+    }
+    // nginx, one process, in front of its own backend.
+    let res = (|| -> Result<f64> {
+        let backend_port = free_port()?;
+        let _backend = Proc::spawn(
+            "bench-backend",
+            Command::new(&bins.backend)
+                .args(["--port", &backend_port.to_string(), "--threads", "1"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )?;
+        wait_listening(backend_port, Duration::from_secs(10))?;
+        let ngx = dir.join("nginx");
+        std::fs::create_dir_all(&ngx).map_err(|e| e.to_string())?;
+        let port = free_port()?;
+        let other = free_port()?;
+        let user = current_user();
+        let conf = format!(
+            "master_process off;\n{}",
+            nginx_conf(
+                &ngx,
+                1,
+                backend_port,
+                port,
+                other,
+                if is_root() { user.as_deref() } else { None }
+            )
+        );
+        std::fs::write(ngx.join("nginx.conf"), conf).map_err(|e| e.to_string())?;
+        let out = dir.join("nginx.cg");
+        let mut cmd = Command::new("valgrind");
+        cmd.arg("--tool=callgrind")
+            .arg(format!("--callgrind-out-file={}", out.display()))
+            .arg("/usr/sbin/nginx")
+            .arg("-p")
+            .arg(&ngx)
+            .arg("-c")
+            .arg(ngx.join("nginx.conf"))
+            .args(["-g", "daemon off;"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        instructions_per_request("nginx", &mut cmd, port, &out, secs)
+    })();
+    match res {
+        Ok(v) => {
+            eprintln!("bench: (g) nginx: {v:.0} instructions per request");
+            r.instr.insert("nginx", v);
+        }
+        Err(e) => r.fail("(g) callgrind nginx", e),
+    }
+}
+
+/// Starts `cmd` (a proxy under callgrind listening on `port`), loads it, and returns the
+/// instructions counted between zeroing and dumping, per request wrk completed meanwhile.
+fn instructions_per_request(
+    name: &str,
+    cmd: &mut Command,
+    port: u16,
+    out: &Path,
+    secs: u64,
+) -> Result<f64> {
+    let mut p = Proc::spawn(name, cmd)?;
+    wait_listening(port, Duration::from_secs(60))?;
+    let status = http_get(port, "/small", Duration::from_secs(30))?;
+    if status != 200 {
+        return Err(format!("{name} under callgrind answered {status}"));
+    }
+    let url = format!("http://127.0.0.1:{port}/small");
+    wrk(64, 2, &url, None)?;
+    let pid = p.pid().to_string();
+    output_bounded(
+        Command::new("callgrind_control").args(["-z", &pid]),
+        Duration::from_secs(30),
+    )?;
+    let w = wrk(64, secs, &url, None)?;
+    output_bounded(
+        Command::new("callgrind_control").args(["-d", &pid]),
+        Duration::from_secs(30),
+    )?;
+    let dump = PathBuf::from(format!("{}.1", out.display()));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let total = loop {
+        let text = std::fs::read_to_string(&dump).unwrap_or_default();
+        if let Some(v) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("summary:")?.trim().parse::<f64>().ok())
+        {
+            break v;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("no callgrind dump at {}", dump.display()));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    p.stop(Duration::from_secs(30));
+    Ok(total / w.requests as f64)
+}
+
 fn machine_facts() -> Vec<(String, String)> {
     let first_line = |cmd: &mut Command| -> String {
         cmd.output()
@@ -1402,6 +1559,16 @@ fn write_report(opts: &Opts, r: &Report) -> Result {
         "\nancm-serve / direct messages/s, per round: {}",
         fmt_stat(stat(&r.ws_ratios), 2)
     );
+    let _ = writeln!(
+        md,
+        "\n### (g) User-space instructions per small GET (callgrind; repeatable on a busy machine)\n\n| proxy | instructions / request |\n|---|---|"
+    );
+    for (name, v) in &r.instr {
+        let _ = writeln!(md, "| {name} | {v:.0} |");
+    }
+    if let (Some(a), Some(n)) = (r.instr.get("ancm-serve"), r.instr.get("nginx")) {
+        let _ = writeln!(md, "\nancm-serve / nginx: {:.2}×", a / n);
+    }
     let _ = writeln!(md, "\n### C ABI\n\nNot measured: the C ABI is being built in parallel; this case is added once it exists.\n");
 
     // Bars.
