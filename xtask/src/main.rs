@@ -8,6 +8,7 @@ mod header;
 mod iis;
 mod iis_emu;
 mod msi;
+mod bench;
 mod sh;
 mod soak;
 mod test;
@@ -27,6 +28,7 @@ commands:
   c-tests   build the C ABI's C/C++ test programs and run them (also under ASan and valgrind)
   msi       build target/msi/ancm-rs-<version>-x64.msi (wixl) and check its tables
   msi-test  msi, then install/upgrade/uninstall it and the registration helper under Wine
+  bench     benchmarks vs direct and nginx, writes docs/benchmarks.md (--quick: one short round)
 ";
 
 fn main() -> ExitCode {
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         "msi-test" => msi::test_command(rest),
         "fuzz" => fuzz::run(rest),
         "soak" => soak::run(rest),
+        "bench" => bench::run(rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())
