@@ -1,6 +1,7 @@
 //! `cargo xtask <command>`: the one entry point for CI, header generation, cross builds, the MSI
 //! and benchmarks. Each command lives in its own module; this file only dispatches.
 
+mod bench;
 mod ctests;
 mod dll;
 mod fuzz;
@@ -8,7 +9,6 @@ mod header;
 mod iis;
 mod iis_emu;
 mod msi;
-mod bench;
 mod sh;
 mod soak;
 mod test;
