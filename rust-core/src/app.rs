@@ -231,9 +231,15 @@ impl Inner {
             .await
             .map_err(Failure::Start)?;
         let timeout = self.config.request_timeout;
-        forward::forward(backend.begin_request(), req, client, timeout)
-            .await
-            .map_err(|e| Failure::Forward(backend, e))
+        forward::forward(
+            backend.begin_request(),
+            req,
+            client,
+            timeout,
+            self.config.dialect,
+        )
+        .await
+        .map_err(|e| Failure::Forward(backend, e))
     }
 
     /// The response for a request that got no answer from the application.

@@ -49,7 +49,10 @@ const MS_PREFIX: &str = "ms-aspnetcore";
 /// The pairing token header.
 pub const TOKEN: HeaderName = HeaderName::from_static("ms-aspnetcore-token");
 const CLIENT_CERT: HeaderName = HeaderName::from_static("ms-aspnetcore-clientcert");
-const WIN_AUTH_TOKEN: HeaderName = HeaderName::from_static("ms-aspnetcore-winauthtoken");
+/// The Windows user token header, as ANCM names it.
+pub const WIN_AUTH_TOKEN: HeaderName = HeaderName::from_static("ms-aspnetcore-winauthtoken");
+/// The same, as HttpPlatformHandler names it.
+pub const HPH_WIN_AUTH_TOKEN: HeaderName = HeaderName::from_static("x-iis-windowsauthtoken");
 const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
 const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
 

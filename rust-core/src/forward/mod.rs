@@ -133,6 +133,7 @@ pub async fn forward(
     req: Request<RequestBody>,
     peer: &ClientInfo,
     timeout: Duration,
+    dialect: crate::config::Dialect,
 ) -> Result<Response<ResponseBody>, ForwardError> {
     let upgrade = upgrade::is_upgrade_request(&req)
         .then(|| req.headers().get(header::UPGRADE).cloned())
@@ -157,6 +158,12 @@ pub async fn forward(
     // The backend connection is always HTTP/1.1 keep-alive, whatever the client spoke.
     parts.version = Version::HTTP_11;
     headers::translate_request(&mut parts.headers, peer, &backend.token_header);
+    if dialect == crate::config::Dialect::HttpPlatform {
+        // HttpPlatformHandler's apps read the Windows token under its own name.
+        if let Some(v) = parts.headers.remove(headers::WIN_AUTH_TOKEN) {
+            parts.headers.insert(headers::HPH_WIN_AUTH_TOKEN, v);
+        }
+    }
     if let Some(u) = &upgrade {
         upgrade::restore_request_headers(&mut parts.headers, u.clone());
     }
