@@ -15,18 +15,7 @@ struct Raw {
 
 impl Raw {
     fn start(name: &str, attrs: &str) -> Raw {
-        let site = temp_site(name);
-        let dir = site.join("raw");
-        std::fs::create_dir_all(&dir).unwrap();
-        let attrs = format!(
-            "processPath=\"python3\" arguments=\"{}\" {attrs}",
-            backend("raw.py")
-        );
-        let env = format!(
-            "<environmentVariables><environmentVariable name=\"RAW_DIR\" value=\"{}\" /></environmentVariables>",
-            dir.display()
-        );
-        std::fs::write(site.join("web.config"), web_config(&attrs, &env)).unwrap();
+        let (site, dir) = raw_site(name, attrs);
         let serve = Serve::start(&site);
         // Start the backend so cases do not measure the start.
         assert_eq!(serve.get("/").status, 200);

@@ -393,18 +393,7 @@ fn backend_killed_every_second_under_load_every_request_answered() {
 /// samples against the first third).
 #[test]
 fn stalling_backend_gives_502_3_and_memory_and_fds_stay_flat() {
-    let site = temp_site("relstall");
-    let dir = site.join("raw");
-    std::fs::create_dir_all(&dir).unwrap();
-    let attrs = format!(
-        "processPath=\"python3\" arguments=\"{}\" requestTimeout=\"00:00:01\"",
-        backend("raw.py")
-    );
-    let env = format!(
-        "<environmentVariables><environmentVariable name=\"RAW_DIR\" value=\"{}\" /></environmentVariables>",
-        dir.display()
-    );
-    std::fs::write(site.join("web.config"), web_config(&attrs, &env)).unwrap();
+    let (site, _dir) = raw_site("relstall", "requestTimeout=\"00:00:01\"");
     let serve = Serve::start(&site);
     assert!(wait_200(&serve, 30));
     let pid = serve.child.id();

@@ -2,12 +2,11 @@
 //! under Wine. It proves that every method declared in the clean-room IIS headers
 //! (`iis-glue/src/iis/`) sits at Microsoft's vtable slot.
 
-use crate::sh::{ensure_packages, have, root, Result};
+use crate::sh::{ensure_packages, have, root, wine_command, Result, WINE};
 use std::path::Path;
 use std::process::Command;
 
 const GXX: &str = "x86_64-w64-mingw32-g++";
-const WINE: &str = "/usr/lib/wine/wine64";
 
 /// Builds and runs the vtable-slot test. Prints a loud `SKIPPED:` line and succeeds when the
 /// mingw-w64 compiler or Wine is missing and cannot be installed.
@@ -42,12 +41,8 @@ pub fn vtable_check() -> Result {
 /// Runs the test executable under Wine, echoing its output; fails unless it exits 0 and its
 /// last line reports no failure.
 fn run_under_wine(exe: &Path, prefix: &Path) -> Result {
-    let mut cmd = Command::new(WINE);
-    cmd.arg(exe)
-        .env("WINEPREFIX", prefix)
-        .env("WINEDEBUG", "-all")
-        // No Mono/Gecko install prompts when the prefix is first created.
-        .env("WINEDLLOVERRIDES", "mscoree,mshtml=");
+    let mut cmd = wine_command(prefix);
+    cmd.arg(exe);
     eprintln!("+ {cmd:?}");
     let output = cmd
         .output()

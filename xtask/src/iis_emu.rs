@@ -4,14 +4,13 @@
 //! emulator under Wine in a fresh prefix under target/ and checks what it reports. Prints a
 //! loud `SKIPPED:` line and succeeds when the Windows target, mingw-w64 or Wine is missing.
 
-use crate::sh::{have, root, run as sh_run, Result};
+use crate::sh::{have, root, run as sh_run, Result, WINE};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const GXX: &str = "x86_64-w64-mingw32-g++";
 const GCC: &str = "x86_64-w64-mingw32-gcc";
-const WINE: &str = "/usr/lib/wine/wine64";
 /// The whole emulator run (Wine prefix creation included) must end within this.
 const DEADLINE: Duration = Duration::from_secs(240);
 
@@ -166,12 +165,8 @@ pub fn run() -> Result {
 }
 
 fn wine(exe: &Path, prefix: &Path) -> Command {
-    let mut cmd = Command::new(WINE);
-    cmd.arg(exe)
-        .env("WINEPREFIX", prefix)
-        .env("WINEDEBUG", "-all")
-        // No Mono/Gecko install prompts when the prefix is created.
-        .env("WINEDLLOVERRIDES", "mscoree,mshtml=");
+    let mut cmd = crate::sh::wine_command(prefix);
+    cmd.arg(exe);
     eprintln!("+ {cmd:?}");
     cmd
 }

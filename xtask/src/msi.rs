@@ -6,7 +6,7 @@
 //! (see shared/reference/windows-on-linux.md): an MSI that builds is not yet an MSI that registers
 //! the module.
 
-use crate::sh::{ensure_packages, have, root, run, Result};
+use crate::sh::{ensure_packages, have, root, run, Result, WINE};
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
@@ -16,7 +16,6 @@ use std::process::{Command, Output};
 const WIXL: &str = "wixl";
 const MSIINFO: &str = "msiinfo";
 const MINGW_GCC: &str = "x86_64-w64-mingw32-gcc";
-const WINE: &str = "/usr/lib/wine/wine64";
 const WINESERVER: &str = "/usr/lib/wine/wineserver";
 const TARGET: &str = "x86_64-pc-windows-gnu";
 const DLL_NAME: &str = "aspnetcore_rs.dll";
@@ -570,12 +569,8 @@ fn wine_path(path: &Path) -> String {
 
 /// Runs a Windows program under Wine in `prefix`, echoing its output.
 fn wine(prefix: &Path, args: &[&str]) -> Result<Output> {
-    let mut cmd = Command::new(WINE);
-    cmd.args(args)
-        .env("WINEPREFIX", prefix)
-        .env("WINEDEBUG", "-all")
-        // No Mono/Gecko install prompts when the prefix is first created.
-        .env("WINEDLLOVERRIDES", "mscoree,mshtml=");
+    let mut cmd = crate::sh::wine_command(prefix);
+    cmd.args(args);
     eprintln!("+ wine {}", args.join(" "));
     let out = cmd
         .output()

@@ -94,3 +94,16 @@ pub fn ensure_python_modules(modules: &[(&str, &str)]) -> Result {
     }
     Ok(())
 }
+
+/// Wine's 64-bit loader as Debian's wine64 installs it (not on PATH).
+pub const WINE: &str = "/usr/lib/wine/wine64";
+
+/// A Wine command in its own prefix: quiet, and without the Mono/Gecko install prompts a new
+/// prefix would otherwise show.
+pub fn wine_command(prefix: &Path) -> Command {
+    let mut cmd = Command::new(WINE);
+    cmd.env("WINEPREFIX", prefix)
+        .env("WINEDEBUG", "-all")
+        .env("WINEDLLOVERRIDES", "mscoree,mshtml=");
+    cmd
+}

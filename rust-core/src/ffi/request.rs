@@ -450,7 +450,8 @@ async fn pump(shared: &Arc<Shared>, body: ResponseBody) -> Result<(), Outcome> {
             }
         };
         let Some(frame) = frame else { return Ok(()) };
-        let frame = frame.map_err(|e| Outcome(ancm_result::ResponseAborted, describe(&e)))?;
+        let frame = frame
+            .map_err(|e| Outcome(ancm_result::ResponseAborted, crate::forward::describe(&e)))?;
         let Ok(data) = frame.into_data() else {
             continue;
         };
@@ -468,17 +469,6 @@ async fn pump(shared: &Arc<Shared>, body: ResponseBody) -> Result<(), Outcome> {
         };
         write(shared, data, flush).await?;
     }
-}
-
-fn describe(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
 }
 
 /// Delivers one chunk and waits for its acknowledgement.
@@ -523,9 +513,9 @@ async fn tunnel(shared: &Arc<Shared>, on: hyper::upgrade::OnUpgrade) -> Result<(
         if shared.poll_cancelled(cx) {
             return Poll::Ready(Err(Outcome::cancelled()));
         }
-        on.as_mut()
-            .poll(cx)
-            .map(|r| r.map_err(|e| Outcome(ancm_result::UpgradeFailed, describe(&e))))
+        on.as_mut().poll(cx).map(|r| {
+            r.map_err(|e| Outcome(ancm_result::UpgradeFailed, crate::forward::describe(&e)))
+        })
     })
     .await?;
     {

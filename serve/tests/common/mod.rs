@@ -363,3 +363,22 @@ pub fn sha256_hex(data: &[u8]) -> String {
 pub fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i * 7 + i / 251) as u8).collect()
 }
+
+/// A site whose app is `tests/backends/raw.py` (a backend that answers with the bytes a test
+/// writes, and logs what it received), with extra aspNetCore attributes. Returns the site and
+/// the folder shared with the backend.
+pub fn raw_site(name: &str, attrs: &str) -> (PathBuf, PathBuf) {
+    let site = temp_site(name);
+    let dir = site.join("raw");
+    std::fs::create_dir_all(&dir).unwrap();
+    let attrs = format!(
+        "processPath=\"python3\" arguments=\"{}\" {attrs}",
+        backend("raw.py")
+    );
+    let env = format!(
+        "<environmentVariables><environmentVariable name=\"RAW_DIR\" value=\"{}\" /></environmentVariables>",
+        dir.display()
+    );
+    std::fs::write(site.join("web.config"), web_config(&attrs, &env)).unwrap();
+    (site, dir)
+}
