@@ -270,7 +270,7 @@ fn client_disconnects_reach_the_backend_and_nothing_leaks() {
     // Warm up the pool, then take the baseline.
     raw.assert_healthy();
     let baseline = fds();
-    const N: usize = 200;
+    const N: usize = 1000;
     for i in 0..N {
         let mut c = Conn::open(raw.serve.addr);
         c.send("GET", &format!("/stall?{i}"), &[], b"");
