@@ -1,5 +1,6 @@
 //! Key-by-key construction of a [`Config`]: the single validation path behind every way in.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use widestring::U16Str;
@@ -44,8 +45,54 @@ pub struct ConfigBuilder {
     dialect: Dialect,
     /// Raw values, parallel to `schema::attributes(dialect)`; `None` = not set (default applies).
     values: Vec<Option<String>>,
-    environment_variables: Vec<(String, String)>,
-    handler_settings: Vec<(String, String)>,
+    environment_variables: Collection,
+    handler_settings: Collection,
+}
+
+/// A collection's entries in order, names unique case-insensitively (ASCII case, as IIS
+/// compares them), with `add`, `remove` and the duplicate check in constant time, so a host
+/// feeding 100,000 entries does not take quadratic time.
+#[derive(Debug, Clone, Default)]
+struct Collection {
+    /// Entries in the order added; `None` where one was removed.
+    slots: Vec<Option<(String, String)>>,
+    /// ASCII-lowercased name → index in `slots` of its live entry.
+    index: HashMap<String, usize>,
+}
+
+impl Collection {
+    fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(&name.to_ascii_lowercase())
+    }
+
+    /// Appends an entry whose name is not present (the caller checked).
+    fn push(&mut self, name: &str, value: &str) {
+        self.index
+            .insert(name.to_ascii_lowercase(), self.slots.len());
+        self.slots.push(Some((name.to_owned(), value.to_owned())));
+    }
+
+    fn remove(&mut self, name: &str) {
+        if let Some(i) = self.index.remove(&name.to_ascii_lowercase()) {
+            self.slots[i] = None;
+            // Compact once removed slots dominate, so add/remove cycles stay bounded in memory.
+            if self.slots.len() > 64 && self.index.len() < self.slots.len() / 2 {
+                self.slots.retain(Option::is_some);
+                for (i, (k, _)) in self.slots.iter().flatten().enumerate() {
+                    self.index.insert(k.to_ascii_lowercase(), i);
+                }
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.slots.clear();
+        self.index.clear();
+    }
+
+    fn into_vec(self) -> Vec<(String, String)> {
+        self.slots.into_iter().flatten().collect()
+    }
 }
 
 impl ConfigBuilder {
@@ -56,8 +103,8 @@ impl ConfigBuilder {
             source: source.to_owned(),
             dialect,
             values: vec![None; schema::attributes(dialect).len()],
-            environment_variables: Vec::new(),
-            handler_settings: Vec::new(),
+            environment_variables: Collection::default(),
+            handler_settings: Collection::default(),
         }
     }
 
@@ -212,15 +259,16 @@ impl ConfigBuilder {
 
         config.environment_variables = self
             .environment_variables
+            .into_vec()
             .into_iter()
             .map(|(name, value)| {
                 let value = expand(&value);
                 (name, value)
             })
             .collect();
-        config.extensions =
-            super::extensions::parse(&self.handler_settings, &self.source, dialect)?;
-        config.handler_settings = self.handler_settings;
+        let handler_settings = self.handler_settings.into_vec();
+        config.extensions = super::extensions::parse(&handler_settings, &self.source, dialect)?;
+        config.handler_settings = handler_settings;
         Ok(config)
     }
 
@@ -308,11 +356,7 @@ impl ConfigBuilder {
         self.check_collection(kind)?;
         self.check_name(kind, name)?;
         self.check_no_nul(self.entry_path(kind, name, "/@value"), value)?;
-        if self
-            .entries(kind)
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case(name))
-        {
+        if self.entries(kind).contains(name) {
             let (_, item) = kind.names();
             return Err(self.error(
                 ConfigErrorKind::DuplicateEntry,
@@ -324,16 +368,14 @@ impl ConfigBuilder {
                 ),
             ));
         }
-        self.entries_mut(kind)
-            .push((name.to_owned(), value.to_owned()));
+        self.entries_mut(kind).push(name, value);
         Ok(())
     }
 
     fn remove(&mut self, kind: CollectionKind, name: &str) -> Result<(), ConfigError> {
         self.check_collection(kind)?;
         self.check_name(kind, name)?;
-        self.entries_mut(kind)
-            .retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+        self.entries_mut(kind).remove(name);
         Ok(())
     }
 
@@ -435,14 +477,14 @@ impl ConfigBuilder {
         Ok(())
     }
 
-    fn entries(&self, kind: CollectionKind) -> &Vec<(String, String)> {
+    fn entries(&self, kind: CollectionKind) -> &Collection {
         match kind {
             CollectionKind::EnvironmentVariables => &self.environment_variables,
             CollectionKind::HandlerSettings => &self.handler_settings,
         }
     }
 
-    fn entries_mut(&mut self, kind: CollectionKind) -> &mut Vec<(String, String)> {
+    fn entries_mut(&mut self, kind: CollectionKind) -> &mut Collection {
         match kind {
             CollectionKind::EnvironmentVariables => &mut self.environment_variables,
             CollectionKind::HandlerSettings => &mut self.handler_settings,
@@ -905,6 +947,36 @@ mod tests {
         b.add_environment_variable("A", "new").unwrap();
         let c = b.build_with_env(&no_env).unwrap();
         assert_eq!(pairs(&c.environment_variables), ["A=new"]);
+    }
+
+    #[test]
+    fn collection_stays_ordered_and_unique_through_compaction() {
+        let mut b = builder(Dialect::AspNetCore);
+        for i in 0..200 {
+            b.add_environment_variable(&format!("N{i}"), &i.to_string())
+                .unwrap();
+        }
+        // Removing 150 of 200 compacts the slots; names, order and uniqueness survive it.
+        for i in (0..200).filter(|i| i % 4 != 0) {
+            b.remove_environment_variable(&format!("n{i}")).unwrap();
+        }
+        b.remove_environment_variable("never-added").unwrap();
+        let e = b.add_environment_variable("n196", "x").unwrap_err();
+        assert_eq!(e.kind, ConfigErrorKind::DuplicateEntry);
+        b.add_environment_variable("N1", "again").unwrap();
+        let c = b.clone().build_with_env(&no_env).unwrap();
+        let names: Vec<String> = c
+            .environment_variables
+            .iter()
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut want: Vec<String> = (0..200).step_by(4).map(|i| format!("N{i}")).collect();
+        want.push("N1".into());
+        assert_eq!(names, want);
+        b.clear_environment_variables().unwrap();
+        b.add_environment_variable("N0", "fresh").unwrap();
+        let c = b.build_with_env(&no_env).unwrap();
+        assert_eq!(c.environment_variables, [("N0".into(), "fresh".into())]);
     }
 
     #[test]

@@ -576,11 +576,45 @@ async fn tunnel(shared: &Arc<Shared>, on: hyper::upgrade::OnUpgrade) -> Result<(
     .await
 }
 
-/// Builds the engine request from the C head.
-unsafe fn build_request(
-    head: &ancm_request_head,
-    shared: &Arc<Shared>,
-) -> Result<(Request<RequestBody>, ClientInfo), ancm_result> {
+/// How the request body arrives, from the head's `content_length`.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// No body (`content_length` 0).
+    Empty,
+    /// A body of unknown length (`content_length` -1, chunked).
+    Unknown,
+    /// A body of exactly this many bytes.
+    Length(u64),
+}
+
+/// A request head checked and copied out of an `ancm_request_head`.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct ParsedHead {
+    /// The method.
+    pub method: Method,
+    /// The request target.
+    pub uri: Uri,
+    /// The headers, in order.
+    pub headers: HeaderMap,
+    /// The client's address, scheme, certificate and Windows token.
+    pub client: ClientInfo,
+    /// How the body arrives.
+    pub body: BodyKind,
+}
+
+/// Validates the C head and copies what the engine keeps: the request-head parser of
+/// `ancm_request_start`, with no app, runtime or callbacks involved (the fuzz target
+/// `c_request_head` calls it directly). Checks in this order, returning the first failure:
+/// method, target, header list, each header's name then value, client address, certificate,
+/// Windows token, content length.
+///
+/// # Safety
+/// Every slice in `head` (and `headers`, for `header_count` entries) is NULL with a zero length
+/// or points at that many readable bytes, unchanged during the call.
+#[doc(hidden)]
+pub unsafe fn parse_head(head: &ancm_request_head) -> Result<ParsedHead, ancm_result> {
     let method = Method::from_bytes(unsafe { head.method.bytes()? })
         .map_err(|_| ancm_result::InvalidMethod)?;
     let target = unsafe { head.target.bytes()? };
@@ -614,23 +648,43 @@ unsafe fn build_request(
         windows_auth_token_hex: (!token.is_empty()).then(|| token.to_owned()),
     };
     let body = match head.content_length {
-        0 => RequestBody::Empty,
-        -1 => RequestBody::Stream(Box::pin(HostBody {
-            shared: shared.clone(),
-            length: None,
-        })),
-        n if n > 0 => RequestBody::Stream(Box::pin(HostBody {
-            shared: shared.clone(),
-            length: Some(n as u64),
-        })),
+        0 => BodyKind::Empty,
+        -1 => BodyKind::Unknown,
+        n if n > 0 => BodyKind::Length(n as u64),
         _ => return Err(ancm_result::InvalidArgument),
     };
+    Ok(ParsedHead {
+        method,
+        uri,
+        headers,
+        client,
+        body,
+    })
+}
+
+/// Builds the engine request from the C head.
+unsafe fn build_request(
+    head: &ancm_request_head,
+    shared: &Arc<Shared>,
+) -> Result<(Request<RequestBody>, ClientInfo), ancm_result> {
+    let parsed = unsafe { parse_head(head)? };
+    let stream = |length| {
+        RequestBody::Stream(Box::pin(HostBody {
+            shared: shared.clone(),
+            length,
+        }))
+    };
+    let body = match parsed.body {
+        BodyKind::Empty => RequestBody::Empty,
+        BodyKind::Unknown => stream(None),
+        BodyKind::Length(n) => stream(Some(n)),
+    };
     let mut req = Request::new(body);
-    *req.method_mut() = method;
-    *req.uri_mut() = uri;
+    *req.method_mut() = parsed.method;
+    *req.uri_mut() = parsed.uri;
     *req.version_mut() = Version::HTTP_11;
-    *req.headers_mut() = headers;
-    Ok((req, client))
+    *req.headers_mut() = parsed.headers;
+    Ok((req, parsed.client))
 }
 
 /// Starts forwarding a request to `app`.
@@ -805,4 +859,116 @@ pub unsafe extern "C" fn ancm_request_free(request: *mut ancm_request) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(b: &[u8]) -> ancm_slice {
+        ancm_slice::of(b)
+    }
+
+    fn head(headers: &[ancm_header]) -> ancm_request_head {
+        ancm_request_head {
+            method: s(b"GET"),
+            target: s(b"/a?b=1"),
+            headers: if headers.is_empty() {
+                std::ptr::null()
+            } else {
+                headers.as_ptr()
+            },
+            header_count: headers.len(),
+            content_length: 0,
+            client_address: s(b"203.0.113.7"),
+            client_port: 5000,
+            https: true,
+            client_cert_der: s(b""),
+            windows_token_hex: s(b""),
+            serialize_io: false,
+        }
+    }
+
+    #[test]
+    fn parse_head_copies_what_it_was_given() {
+        let hs = [
+            ancm_header {
+                name: s(b"X-A"),
+                value: s(b"1"),
+            },
+            ancm_header {
+                name: s(b"x-b"),
+                value: s(b"caf\xe9"),
+            },
+            ancm_header {
+                name: s(b"x-a"),
+                value: s(b""),
+            },
+        ];
+        let mut h = head(&hs);
+        h.content_length = -1;
+        h.client_cert_der = s(b"\x30\x00");
+        h.windows_token_hex = s(b"ab12");
+        let p = unsafe { parse_head(&h) }.unwrap();
+        assert_eq!(p.method, Method::GET);
+        assert_eq!(p.uri, "/a?b=1");
+        let xa: Vec<_> = p.headers.get_all("x-a").iter().collect();
+        assert_eq!(xa, ["1", ""]);
+        assert_eq!(p.headers["x-b"].as_bytes(), b"caf\xe9");
+        assert_eq!(p.client.addr, "203.0.113.7:5000".parse().unwrap());
+        assert!(p.client.https);
+        assert_eq!(p.client.client_cert_der.as_deref(), Some(&b"\x30\x00"[..]));
+        assert_eq!(p.client.windows_auth_token_hex.as_deref(), Some("ab12"));
+        assert_eq!(p.body, BodyKind::Unknown);
+        h.content_length = 7;
+        assert_eq!(unsafe { parse_head(&h) }.unwrap().body, BodyKind::Length(7));
+        h.content_length = 0;
+        assert_eq!(unsafe { parse_head(&h) }.unwrap().body, BodyKind::Empty);
+    }
+
+    #[test]
+    fn parse_head_errors_in_order() {
+        let bad = [ancm_header {
+            name: s(b"Bad Name"),
+            value: s(b"v"),
+        }];
+        let broken = ancm_header {
+            name: s(b"x"),
+            value: s(b"a\r\nb"),
+        };
+        let check = |h: &ancm_request_head, want: ancm_result| {
+            assert_eq!(unsafe { parse_head(h) }.err(), Some(want));
+        };
+        let mut h = head(&bad);
+        h.method = s(b"G T");
+        h.content_length = -2;
+        check(&h, ancm_result::InvalidMethod);
+        h.method = s(b"GET");
+        h.target = s(b"/a b");
+        check(&h, ancm_result::InvalidTarget);
+        h.target = s(b"/");
+        check(&h, ancm_result::InvalidHeader);
+        let one = [broken];
+        h.headers = one.as_ptr();
+        check(&h, ancm_result::InvalidHeader);
+        h.headers = std::ptr::null();
+        check(&h, ancm_result::NullParameter);
+        h.header_count = 0;
+        h.client_address = s(b"localhost");
+        check(&h, ancm_result::InvalidClientAddress);
+        h.client_address = s(b"\xff");
+        check(&h, ancm_result::InvalidClientAddress);
+        h.client_address = s(b"::1");
+        h.windows_token_hex = s(b"\xff");
+        check(&h, ancm_result::InvalidUtf8);
+        h.windows_token_hex = s(b"");
+        check(&h, ancm_result::InvalidArgument);
+        h.content_length = i64::MIN;
+        check(&h, ancm_result::InvalidArgument);
+        h.content_length = i64::MAX;
+        assert_eq!(
+            unsafe { parse_head(&h) }.unwrap().body,
+            BodyKind::Length(i64::MAX as u64)
+        );
+    }
 }
