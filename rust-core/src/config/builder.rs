@@ -343,8 +343,9 @@ impl ConfigBuilder {
                     bad(
                         ConfigErrorKind::InvalidValue,
                         format!(
-                            "Unknown hosting model '{raw}'. Please specify either \
-                             hostingModel=\"inprocess\" or hostingModel=\"outofprocess\""
+                            "Unknown hosting model '{}'. Please specify either \
+                             hostingModel=\"inprocess\" or hostingModel=\"outofprocess\"",
+                            super::error::shorten(raw)
                         ),
                     )
                 }

@@ -78,9 +78,26 @@ impl fmt::Display for ConfigError {
         }
         if let Some(value) = &self.value {
             // Debug-escape only what would break the one-line promise; keep the rest readable.
-            write!(f, " = \"{}\"", one_line(value))?;
+            write!(f, " = \"{}\"", one_line(&shorten(value)))?;
         }
         write!(f, ": {}", one_line(&self.rule))
+    }
+}
+
+/// The most characters of an offending value a message repeats: enough to recognise it, short
+/// enough that a 1 MiB value does not make a 1 MiB message in the event log or an error page.
+pub(crate) const VALUE_SHOWN: usize = 200;
+
+/// `value`, or its first [`VALUE_SHOWN`] characters and how long it really is.
+pub(crate) fn shorten(value: &str) -> std::borrow::Cow<'_, str> {
+    match value.char_indices().nth(VALUE_SHOWN) {
+        None => value.into(),
+        Some((cut, _)) => format!(
+            "{}… ({} characters in all)",
+            &value[..cut],
+            value.chars().count()
+        )
+        .into(),
     }
 }
 
@@ -104,6 +121,26 @@ impl std::error::Error for ConfigError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_values_are_shown_shortened() {
+        let long = "x".repeat(1 << 20);
+        let e = ConfigError::new(
+            ConfigErrorKind::OutOfRange,
+            "web.config",
+            "aspNetCore/@startupTimeLimit",
+            Some(&long),
+            "must be 0–3600 seconds",
+        );
+        let shown = e.to_string();
+        assert!(shown.len() < 400, "{} bytes", shown.len());
+        assert!(shown.contains("… (1048576 characters in all)"), "{shown}");
+        assert_eq!(
+            e.value.as_deref().map(str::len),
+            Some(1 << 20),
+            "the error keeps the whole value"
+        );
+    }
 
     #[test]
     fn display_with_value() {
