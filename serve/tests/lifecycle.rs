@@ -406,3 +406,21 @@ fn http_platform_handler_configs_work_with_their_port_substitution() {
     assert_eq!(j["argv"][0], port);
     assert!(port.parse::<u16>().unwrap() >= 10000);
 }
+
+#[test]
+fn an_uncreatable_stdout_log_is_reported_and_the_app_still_starts() {
+    let site = temp_site("badlog");
+    // A folder cannot be created below a file: the log cannot exist.
+    std::fs::write(
+        site.join("web.config"),
+        hello_config(
+            "log",
+            "stdoutLogEnabled=\"true\" stdoutLogFile=\".\\web.config\\logs\\stdout\"",
+        ),
+    )
+    .unwrap();
+    let serve = Serve::start(&site);
+    let r = serve.get("/pid");
+    assert_eq!(r.status, 200, "{}", r.text());
+    serve.wait_log("could not create the stdout log file", 5);
+}
