@@ -1569,7 +1569,7 @@ fn write_report(opts: &Opts, r: &Report) -> Result {
     if let (Some(a), Some(n)) = (r.instr.get("ancm-serve"), r.instr.get("nginx")) {
         let _ = writeln!(md, "\nancm-serve / nginx: {:.2}×", a / n);
     }
-    let _ = writeln!(md, "\n### C ABI\n\nNot measured: the C ABI is being built in parallel; this case is added once it exists.\n");
+    let _ = writeln!(md, "\n### C ABI\n\nNot measured yet: it needs a C host that serves HTTP through `include/ancm.h` (the C ABI exists; the host and its case are still to be written).\n");
 
     // Bars.
     let _ = writeln!(
@@ -1644,7 +1644,7 @@ fn write_report(opts: &Opts, r: &Report) -> Result {
     );
     let _ = writeln!(
         md,
-        "| C ABI ≤ 1.05× the Rust API | not measured (C ABI not built yet) | — |"
+        "| C ABI ≤ 1.05× the Rust API | not measured yet (needs a C HTTP host over the ABI) | **open** |"
     );
     let _ = writeln!(
         md,
