@@ -104,6 +104,32 @@ public:
                                                                       slice(value).ptr, value.size(), &e),
                               e);
     }
+    [[nodiscard]] Status add_environment_variable(std::u16string_view name, std::u16string_view value) {
+        ancm_error *e = nullptr;
+        return detail::status(ancm_config_builder_add_environment_variable_utf16(p_.get(), u16(name), name.size(),
+                                                                                 u16(value), value.size(), &e),
+                              e);
+    }
+    [[nodiscard]] Status add_handler_setting(std::u16string_view name, std::u16string_view value) {
+        ancm_error *e = nullptr;
+        return detail::status(ancm_config_builder_add_handler_setting_utf16(p_.get(), u16(name), name.size(),
+                                                                            u16(value), value.size(), &e),
+                              e);
+    }
+    [[nodiscard]] Status remove_environment_variable(std::string_view name) {
+        ancm_error *e = nullptr;
+        return detail::status(
+            ancm_config_builder_remove_environment_variable(p_.get(), slice(name).ptr, name.size(), &e), e);
+    }
+    [[nodiscard]] Status remove_handler_setting(std::string_view name) {
+        ancm_error *e = nullptr;
+        return detail::status(ancm_config_builder_remove_handler_setting(p_.get(), slice(name).ptr, name.size(), &e),
+                              e);
+    }
+    [[nodiscard]] Status clear_environment_variables() {
+        return Status(ancm_config_builder_clear_environment_variables(p_.get()));
+    }
+    [[nodiscard]] Status clear_handler_settings() { return Status(ancm_config_builder_clear_handler_settings(p_.get())); }
     /// Validates the settings; always consumes the builder.
     [[nodiscard]] Status build(Config &out) {
         ancm_config *c = nullptr;
@@ -114,6 +140,7 @@ public:
     }
 
 private:
+    static const uint16_t *u16(std::u16string_view s) noexcept { return reinterpret_cast<const uint16_t *>(s.data()); }
     std::unique_ptr<ancm_config_builder, detail::BuilderFree> p_;
 };
 

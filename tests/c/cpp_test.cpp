@@ -100,6 +100,10 @@ int main(int argc, char **argv) {
     ancm::Config config;
     bool ok = ancm::ConfigBuilder::create("settings", ANCM_DIALECT_ASP_NET_CORE, b).ok() &&
               b.set("processPath", "python3").ok() && b.set("arguments", "app.py").ok() &&
+              b.add_environment_variable(u"DROPPED", u"x").ok() && b.clear_environment_variables().ok() &&
+              b.add_environment_variable(u"TEMPORARY", u"y").ok() && b.remove_environment_variable("temporary").ok() &&
+              b.add_handler_setting(u"recycleAfterRequests", u"0").ok() && b.remove_handler_setting("recycleafterrequests").ok() &&
+              b.add_handler_setting("debugLevel", "INFO").ok() && b.clear_handler_settings().ok() &&
               b.add_environment_variable("HELLO_GREETING", "from C++").ok() && b.build(config).ok();
     check(ok, "configuration from the builder");
 
@@ -111,6 +115,11 @@ int main(int argc, char **argv) {
     Exchange get;
     check(run(app, "GET", "/", 0, get) && get.status == 200 && get.body.find("from C++") != std::string::npos,
           "GET / shows the configured greeting");
+    Exchange env;
+    check(run(app, "GET", "/env", 0, env) && env.status == 200 &&
+              env.body.find("HELLO_GREETING") != std::string::npos &&
+              env.body.find("DROPPED") == std::string::npos && env.body.find("TEMPORARY") == std::string::npos,
+          "UTF-16 collections: cleared and removed variables do not reach the app");
     Exchange post;
     check(run(app, "POST", "/json", 1 << 20, post) && post.status == 200 &&
               post.body.find("\"body_len\": 1048576") != std::string::npos,
