@@ -260,6 +260,32 @@ fn a_body_shorter_than_its_content_length_aborts_the_client_connection() {
     raw.assert_healthy();
 }
 
+/// Bytes after a complete Content-Length body are never passed on: the client gets exactly the
+/// declared body, and the connection that carried the extra bytes is not reused (the extra bytes
+/// would otherwise be read as the next response).
+#[test]
+fn a_body_longer_than_its_content_length_is_cut_and_its_connection_not_reused() {
+    let raw = Raw::start("long", "");
+    raw.case(
+        "long",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED",
+        false,
+    );
+    let mut c = Conn::open(raw.serve.addr);
+    for i in 0..20 {
+        c.send("GET", "/raw/long", &[], b"");
+        let r = c.read_response(false);
+        assert_eq!((r.status, r.text().as_str()), (200, "ok"), "round {i}");
+        c.send("GET", "/next", &[], b"");
+        let r = c.read_response(false);
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, "ok"),
+            "round {i}: the extra bytes were read as the next response"
+        );
+    }
+}
+
 #[test]
 fn response_headers_pass_exactly() {
     let raw = Raw::start("resphdrs", "");
