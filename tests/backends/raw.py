@@ -8,6 +8,7 @@ Listens on 127.0.0.1:ASPNETCORE_PORT. RAW_DIR (environment) is a folder shared w
 - /stall reads the request and never answers; when the proxy closes the connection it logs
   "CLOSED <target>" (so a test sees that a client's disconnect reached the backend);
 - every non-empty request body is logged as "<target> <sha256 hex>" to RAW_DIR/bodies.log;
+- every accepted connection adds a line to RAW_DIR/connections.log;
 - anything else: 200 with body "ok".
 No token check: this backend tests the proxy's handling of bad responses, not the pairing.
 """
@@ -106,6 +107,8 @@ def main():
     sys.stderr.flush()
     while True:
         conn, _ = s.accept()
+        with LOCK, open(os.path.join(DIR, "connections.log"), "ab") as f:
+            f.write(b"accepted\n")
         threading.Thread(target=serve, args=(conn,), daemon=True).start()
 
 
