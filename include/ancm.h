@@ -77,6 +77,10 @@ enum ancm_result
      */
     ANCM_RESULT_WRONG_THREAD = 1009,
     /**
+     * The request's Windows token handle could not be duplicated (not an open handle).
+     */
+    ANCM_RESULT_INVALID_WINDOWS_TOKEN = 1010,
+    /**
      * The configuration is invalid; the `ancm_error` out-parameter carries the message.
      */
     ANCM_RESULT_CONFIG_INVALID = 2000,
@@ -96,6 +100,11 @@ enum ancm_result
      * Another `log` logger is already installed in this process.
      */
     ANCM_RESULT_LOGGER_ALREADY_SET = 4001,
+    /**
+     * The call asks for something this platform does not have (a Windows token outside
+     * Windows).
+     */
+    ANCM_RESULT_UNSUPPORTED = 4002,
     /**
      * Request outcome: the host cancelled the request (client disconnect, or freed early).
      */
@@ -430,10 +439,24 @@ typedef struct ancm_request_head {
      */
     struct ancm_slice client_cert_der;
     /**
-     * The Windows user token already duplicated into the backend process, as hex; empty when
-     * none (forwardWindowsAuthToken off, or not IIS).
+     * How the user authenticated, as IIS names it (`IHttpUser::GetAuthenticationType`:
+     * `Negotiate`, `NTLM`, `Basic` …), UTF-8; empty when anonymous or unknown. Only
+     * `Negotiate` and `NTLM` logons have their token forwarded (as ANCM).
      */
-    struct ancm_slice windows_token_hex;
+    struct ancm_slice auth_type;
+    /**
+     * The user's Windows token (a `HANDLE`; IIS: `IHttpUser::GetPrimaryToken`), or NULL.
+     * Borrowed for the duration of `ancm_request_start` only: the caller keeps its handle and
+     * may close it afterwards. When the app's `forwardWindowsAuthToken` is true and
+     * `auth_type` is Negotiate or NTLM, the engine takes its own duplicate during the call and
+     * duplicates it into the backend process that gets the request (per attempt, so a retry on
+     * another process works), sending that process's handle value in hex in
+     * `MS-ASPNETCORE-WINAUTHTOKEN`; the backend owns and closes it. A duplicate whose request
+     * never reached its process is closed there again. Otherwise the token is ignored. On
+     * other platforms than Windows a non-NULL token makes `ancm_request_start` fail with
+     * `ANCM_RESULT_UNSUPPORTED`.
+     */
+    void *windows_token;
     /**
      * Serialize the host's I/O: when true the core never asks for body bytes while a response
      * write is unacknowledged, nor delivers a response chunk while a body read is outstanding
