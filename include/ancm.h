@@ -264,6 +264,71 @@ typedef uint32_t ancm_dialect;
 #endif // __cplusplus
 
 /**
+ * An Event Log event id (C: `ancm_event`). Passed to C as `uint32_t`.
+ */
+enum ancm_event
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * Not an Event Log event: an ordinary log message.
+     */
+    ANCM_EVENT_NONE = 0,
+    /**
+     * One attempt to start the app's process failed; another may follow (warning).
+     */
+    ANCM_EVENT_PROCESS_START_ERROR = 1000,
+    /**
+     * The app's process started and listens on its port (information).
+     */
+    ANCM_EVENT_PROCESS_START_SUCCESS = 1001,
+    /**
+     * The app's processes crashed more than rapidFailsPerMinute times within a minute;
+     * requests get 502.5 until the minute is over (error).
+     */
+    ANCM_EVENT_RAPID_FAIL_COUNT_EXCEEDED = 1003,
+    /**
+     * The stdout log file could not be created; the app runs without it (warning; ANCM files
+     * this under its configuration-error id, 1004).
+     */
+    ANCM_EVENT_STDOUT_LOG_UNAVAILABLE = 1004,
+    /**
+     * A process did not stop within shutdownTimeLimit and was killed (warning).
+     */
+    ANCM_EVENT_GRACEFUL_SHUTDOWN_FAILURE = 1005,
+    /**
+     * The shutdown event was sent to a process (information).
+     */
+    ANCM_EVENT_SENT_SHUTDOWN_REQUEST = 1006,
+    /**
+     * app_offline.htm appeared: the app's processes are being stopped (information).
+     */
+    ANCM_EVENT_RECYCLE_APP_OFFLINE = 1012,
+    /**
+     * The app could not be started, after every attempt; the message carries the cause and
+     * the process's first output (error).
+     */
+    ANCM_EVENT_PROCESS_START_FAILURE = 1020,
+    /**
+     * A process exited without being asked to (warning).
+     */
+    ANCM_EVENT_PROCESS_EXITED = 1030,
+    /**
+     * The app's configuration is invalid; the message names the attribute (error). Raised by
+     * hosts, which see configuration errors first.
+     */
+    ANCM_EVENT_CONFIGURATION_LOAD_ERROR = 1034,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum ancm_event ancm_event;
+#else
+typedef uint32_t ancm_event;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * A served application: its processes are started by its first request. Created by
  * `ancm_app_new`, freed with `ancm_app_free`. Thread-safe: requests may be started on it from
  * any number of threads at once.
@@ -376,11 +441,13 @@ typedef struct ancm_process_info {
 
 /**
  * Receives one log message: `message` is `len` bytes of UTF-8, NUL-terminated as well for
- * convenience, valid only during the call. Called from any thread (core threads, and host
+ * convenience, valid only during the call. `event` is an `ancm_event`: the Windows Event Log
+ * event id when the message reports one of the events listed there (a process started, a
+ * start failed …), else 0 (`ANCM_EVENT_NONE`). Called from any thread (core threads, and host
  * threads inside `ancm_*` calls), possibly from several at once; must not block and must not
  * call `ancm_log_set_callback`.
  */
-typedef void (*ancm_log_callback)(void *userdata, ancm_log_level level, const uint8_t *message, size_t len);
+typedef void (*ancm_log_callback)(void *userdata, ancm_log_level level, uint32_t event, const uint8_t *message, size_t len);
 
 /**
  * One header: a name and a value, as bytes (no NUL terminators).

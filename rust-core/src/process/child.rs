@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch};
 use super::launch::LaunchSpec;
 use super::output::{self, Captured};
 use super::spawn;
+use crate::event::Event;
 
 /// How a process ended, in words for logs and error pages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +101,7 @@ impl Child {
                     Ok(f) => Some(Arc::new(tokio::sync::Mutex::new(f))),
                     Err(e) => {
                         log::warn!(
+                            event = Event::StdoutLogUnavailable as u32;
                             "could not create the stdout log file {}: {e}; the app starts without it",
                             path.display()
                         );
