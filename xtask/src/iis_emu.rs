@@ -1,8 +1,9 @@
 //! `cargo xtask iis-emu`: builds aspnetcore_rs.dll (`cargo xtask dll`), the emulated IIS
 //! (tests/iis-emu/emu.cpp), the test backend (tests/iis-emu/backend.cpp, a Windows HTTP server
 //! the engine starts under Wine) and the bcryptprimitives shim with mingw-w64, then runs the
-//! emulator under Wine in a fresh prefix under target/ and checks what it reports. Prints a
-//! loud `SKIPPED:` line and succeeds when the Windows target, mingw-w64 or Wine is missing.
+//! emulator under Wine in a fresh prefix under target/ and checks what it reports; then runs the
+//! engine's Windows-only unit tests under Wine. Prints a loud `SKIPPED:` line and succeeds when
+//! the Windows target, mingw-w64 or Wine is missing.
 
 use crate::sh::{have, root, run as sh_run, Result, WINE};
 use std::path::Path;
@@ -163,11 +164,78 @@ pub fn run() -> Result {
         }
         Some(_) => {}
     }
-    if failures.is_empty() {
-        Ok(())
-    } else {
+    if !failures.is_empty() {
         eprint!("{stderr}");
-        Err(format!("emulated IIS: {}", failures.join("; ")))
+        return Err(format!("emulated IIS: {}", failures.join("; ")));
+    }
+    engine_windows_tests(&out.join("bcryptprimitives.dll"), &out)
+}
+
+/// The engine's Windows-only unit tests (`#[cfg(all(test, windows))]`: the kill-on-close job,
+/// the Toolhelp resume, the user token's duplicate into a child and its reclaim), cross-built
+/// and run under Wine with the bcryptprimitives shim beside them.
+fn engine_windows_tests(shim: &Path, out: &Path) -> Result {
+    let build = Command::new("cargo")
+        .args([
+            "test",
+            "-p",
+            "ancm-core",
+            "--lib",
+            "--no-run",
+            "--message-format=json",
+        ])
+        .args(["--target", "x86_64-pc-windows-gnu"])
+        .current_dir(root())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !build.status.success() {
+        return Err("building the engine's unit tests for Windows failed".into());
+    }
+    let json = String::from_utf8_lossy(&build.stdout);
+    let exe = json
+        .lines()
+        .filter_map(|l| l.split_once("\"executable\":\"").map(|(_, rest)| rest))
+        .filter_map(|rest| rest.split_once('"').map(|(path, _)| path.to_owned()))
+        .next_back()
+        .ok_or("cargo named no unit-test executable")?;
+    let exe = Path::new(&exe);
+    let dir = exe.parent().ok_or("the test executable has no directory")?;
+    std::fs::copy(shim, dir.join("bcryptprimitives.dll"))
+        .map_err(|e| format!("cannot copy the bcryptprimitives shim: {e}"))?;
+    let prefix = out.join("wineprefix-unit");
+    let _ = std::fs::remove_dir_all(&prefix);
+    let mut child = crate::sh::wine_command(&prefix)
+        .arg(exe)
+        .current_dir(dir)
+        .spawn()
+        .map_err(|e| format!("cannot run {WINE}: {e}"))?;
+    let started = Instant::now();
+    let status = loop {
+        if let Some(st) = child
+            .try_wait()
+            .map_err(|e| format!("waiting for Wine: {e}"))?
+        {
+            break Some(st);
+        }
+        if started.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = Command::new("wineserver")
+        .arg("-k")
+        .env("WINEPREFIX", &prefix)
+        .status();
+    match status {
+        Some(st) if st.success() => Ok(()),
+        Some(st) => Err(format!("the engine's unit tests under Wine: {st}")),
+        None => Err(format!(
+            "the engine's unit tests under Wine did not finish within {} s",
+            DEADLINE.as_secs()
+        )),
     }
 }
 

@@ -121,21 +121,28 @@ mod imp {
             let Some(process) = self.child.process_handle() else {
                 return;
             };
-            // SAFETY: DUPLICATE_CLOSE_SOURCE with no target closes `value` in `process` (which
-            // we opened with PROCESS_DUP_HANDLE); the value was created there by us and never
-            // announced to the backend, so no code there uses or closes it.
+            // Moved home, then closed: DUPLICATE_CLOSE_SOURCE closes it in the backend. (The
+            // shorter idiom with no target process works on Windows but not under Wine 8,
+            // which fails it with ERROR_INVALID_HANDLE and leaves the handle open.)
+            let mut home: HANDLE = std::ptr::null_mut();
+            // SAFETY: `value` was created in `process` (opened with PROCESS_DUP_HANDLE) by us and
+            // never announced to the backend, so no code there uses or closes it; the copy we
+            // receive is ours to close.
             let ok = unsafe {
                 DuplicateHandle(
                     process as HANDLE,
                     self.value as HANDLE,
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut(),
+                    GetCurrentProcess(),
+                    &mut home,
                     0,
                     0,
-                    DUPLICATE_CLOSE_SOURCE,
+                    DUPLICATE_CLOSE_SOURCE | DUPLICATE_SAME_ACCESS,
                 )
             };
-            if ok == 0 && !self.child.has_exited() {
+            if ok != 0 {
+                // SAFETY: a fresh handle in this process, closed once.
+                drop(unsafe { OwnedHandle::from_raw_handle(home as _) });
+            } else if !self.child.has_exited() {
                 log::warn!(
                     "could not close an unsent Windows token handle in process {}: {}",
                     self.child.pid(),
@@ -167,6 +174,92 @@ impl RemoteToken {
     /// (ANCM formats it with `_ui64toa(…, 16)`; ASP.NET Core parses it as base-16).
     pub fn hex(&self) -> String {
         format!("{:x}", self.value)
+    }
+}
+
+/// Windows only, run under Wine by `cargo xtask iis-emu` (the engine's Windows unit tests):
+/// the duplicate lands in the backend's process and a reclaim closes it there.
+#[cfg(all(test, windows))]
+mod windows_tests {
+    use super::*;
+    use crate::process::launch::{Args, LaunchSpec};
+    use crate::process::OutputSink;
+    use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
+    use windows_sys::Win32::Foundation::{DuplicateHandle, DUPLICATE_SAME_ACCESS, HANDLE};
+    use windows_sys::Win32::Security::{TOKEN_DUPLICATE, TOKEN_QUERY};
+    use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
+
+    /// Whether `value` is an open handle in `process` (by duplicating it back).
+    fn open_in(process: std::os::windows::io::RawHandle, value: usize) -> bool {
+        let mut back: HANDLE = std::ptr::null_mut();
+        // SAFETY: plain Win32 call; a copy received is closed right away.
+        let ok = unsafe {
+            DuplicateHandle(
+                process as HANDLE,
+                value as HANDLE,
+                GetCurrentProcess(),
+                &mut back,
+                0,
+                0,
+                DUPLICATE_SAME_ACCESS,
+            )
+        };
+        if ok != 0 {
+            drop(unsafe { OwnedHandle::from_raw_handle(back as _) });
+        }
+        ok != 0
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_lands_in_the_child_and_a_reclaim_closes_it_there() {
+        let system = std::env::var_os("SystemRoot").unwrap_or_else(|| "C:\\windows".into());
+        let spec = LaunchSpec {
+            program: std::path::Path::new(&system)
+                .join("system32")
+                .join("cmd.exe"),
+            args: Args::Raw("/c ping -n 30 127.0.0.1 >nul".into()),
+            env: std::env::vars_os().collect(),
+            cwd: std::env::temp_dir(),
+        };
+        let child = Child::start(
+            spec,
+            &tokio::runtime::Handle::current(),
+            OutputSink::HostLog,
+            |_, _| {},
+        )
+        .await
+        .expect("start");
+        let mut raw: HANDLE = std::ptr::null_mut();
+        // SAFETY: our own process token, opened for the test.
+        assert_ne!(
+            unsafe {
+                OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY | TOKEN_DUPLICATE, &mut raw)
+            },
+            0
+        );
+        let host = unsafe { OwnedHandle::from_raw_handle(raw as _) };
+        let token =
+            unsafe { UserToken::duplicate_from_host(host.as_raw_handle() as _) }.expect("own");
+        drop(host); // the host closes its handle: the engine's duplicate lives on
+        let process = child.process_handle().expect("process handle");
+        let sent = token.send_to(&child).expect("duplicate into the child");
+        let value = sent.value;
+        assert!(
+            open_in(process, value),
+            "the duplicate is open in the child"
+        );
+        assert_eq!(sent.hex(), format!("{value:x}"));
+        let again = token.send_to(&child).expect("a second duplicate (a retry)");
+        assert_ne!(again.value, value);
+        sent.reclaim();
+        assert!(
+            !open_in(process, value),
+            "the reclaimed duplicate is closed in the child"
+        );
+        assert!(open_in(process, again.value), "the other one is untouched");
+        again.reclaim();
+        child.kill();
+        child.wait().await;
     }
 }
 
