@@ -9,6 +9,7 @@
 //   GET /slow?n=N   → N bytes of Pattern() in 16 KiB pieces, 20 ms apart
 //   POST /early     → 256 KiB answered before the request body is read (then drained)
 //   GET /truncate?n=N → Content-Length N, N/2 bytes, then the connection is closed
+//   GET /exit-soon  → 200, then the process exits with code 5 (a crash after answering)
 //   anything else   → text/plain echo: method, target, headers, body length and FNV-1a hash,
 //                     pid, the EMU_* / ASPNETCORE_* environment, and for a
 //                     MS-ASPNETCORE-WINAUTHTOKEN what the handle is in this process (then it
@@ -288,6 +289,12 @@ bool Serve(Conn &c)
                            std::string(static_cast<size_t>(n / 2), 'x');
         SendAll(c.s, head.data(), head.size());
         return false;
+    }
+    if (path.size() >= 10 && path.compare(path.size() - 10, 10, "/exit-soon") == 0) {
+        Respond(c.s, 200, "OK", "text/plain", "exiting\n");
+        shutdown(c.s, SD_SEND);
+        Sleep(100);
+        ExitProcess(5);
     }
     if (path.compare(0, 5, "/slow") == 0) {
         return SendPattern(c.s, QueryN(target), true) && !close;

@@ -1579,6 +1579,35 @@ void RunUserTokenAndHttpsPortTests(Registration &reg, Server &server, const std:
     Check(mr.response.status == 200 && !Contains(mr.response.body, "ASPNETCORE_ANCM_HTTPS_PORT"),
           "no ASPNETCORE_ANCM_HTTPS_PORT when the site's https bindings use different ports");
 
+    // Event Log entries only a crash or a broken stdout log brings (xtask checks them in
+    // Wine's trace): with rapidFailsPerMinute=0 the first crash is over the limit (1030, 1003);
+    // a stdout log under a drive that does not exist cannot be created (1004).
+    Application crashy;
+    if (MakeApp(crashy, "crashy", backend)) {
+        auto once = backendOnly;
+        once.emplace_back(L"rapidFailsPerMinute", Uint(0));
+        once.emplace_back(L"stdoutLogEnabled", Bool(true));
+        once.emplace_back(L"stdoutLogFile", Str(L"Q:\\no\\such\\place\\stdout"));
+        server.admin.sections[crashy.configPath] = AspNetCoreSection(once, Pairs(), Pairs());
+        Spec exitSoon;
+        exitSoon.url = "/crashy/echo";
+        exitSoon.headers = {{"Host", "localhost"}};
+        Result first = AsUser(reg, crashy, exitSoon, L"");
+        Process crashed(PidOf(first));
+        Check(first.response.status == 200 && crashed.Running(),
+              "an app whose stdout log cannot be created still starts");
+        exitSoon.url = "/crashy/exit-soon";
+        Result cr = AsUser(reg, crashy, exitSoon, L"");
+        Check(cr.response.status == 200 && cr.response.body == "exiting\n" && crashed.Exited(10000),
+              "its process exits (code 5) after answering");
+        Sleep(200); // (the engine's reaper sees the same exit)
+        Result after = AsUser(reg, crashy, exitSoon, L"");
+        Check(after.response.status == 502 && after.response.subStatus == 5,
+              "after a crash over rapidFailsPerMinute=0, requests get 502.5");
+        AppStop stop(&crashy);
+        reg.global->OnGlobalApplicationStop(&stop);
+    }
+
     // Stop what these tests started.
     std::vector<std::unique_ptr<Process>> procs;
     for (const Result *r : {&neg, &ntlm, &offr, &pr, &mr}) {

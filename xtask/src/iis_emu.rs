@@ -283,7 +283,9 @@ fn reported_events(stderr: &str) -> Vec<Reported> {
 
 /// What the emulator's run must have written to the Event Log: the event source, a start
 /// (1001), the failed attempts and the start failure of the broken app (1000, 1020), the
-/// configuration error (1034) and the shutdown event (1006), each with its entry type and text.
+/// configuration error (1034), the shutdown event (1006), a crash (1030) over the rapid-fail
+/// limit (1003) and a stdout log that could not be created (1004), each with its entry type
+/// and text.
 fn event_log_failures(stderr: &str) -> Vec<String> {
     const INFO: u32 = 4;
     const WARNING: u32 = 2;
@@ -294,7 +296,7 @@ fn event_log_failures(stderr: &str) -> Vec<String> {
     if !stderr.contains("RegisterEventSourceW ((null),L\"AspNetCoreModuleRs\")") {
         failures.push("the module did not register the event source AspNetCoreModuleRs".into());
     }
-    let wanted: [(u32, u32, &[&str]); 5] = [
+    let wanted: [(u32, u32, &[&str]); 8] = [
         (
             INFO,
             1001,
@@ -316,6 +318,21 @@ fn event_log_failures(stderr: &str) -> Vec<String> {
             &[&format!("{site}/badconfig"), "startupTimeLimit", "9999"],
         ),
         (INFO, 1006, &["sent the shutdown event to process"]),
+        (
+            WARNING,
+            1030,
+            &[&format!("{site}/crashy: process "), "exited with code 5"],
+        ),
+        (
+            ERROR,
+            1003,
+            &[&format!("{site}/crashy: "), "rapidFailsPerMinute (0)"],
+        ),
+        (
+            WARNING,
+            1004,
+            &["could not create the stdout log file", "stdout"],
+        ),
     ];
     for (kind, id, parts) in wanted {
         let found = events

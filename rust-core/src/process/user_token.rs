@@ -185,12 +185,33 @@ mod windows_tests {
     use crate::process::launch::{Args, LaunchSpec};
     use crate::process::OutputSink;
     use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
-    use windows_sys::Win32::Foundation::{DuplicateHandle, DUPLICATE_SAME_ACCESS, HANDLE};
-    use windows_sys::Win32::Security::{TOKEN_DUPLICATE, TOKEN_QUERY};
+    use windows_sys::Win32::Foundation::{DuplicateHandle, DUPLICATE_SAME_ACCESS, HANDLE, LUID};
+    use windows_sys::Win32::Security::{
+        GetTokenInformation, TokenStatistics, TOKEN_DUPLICATE, TOKEN_QUERY, TOKEN_STATISTICS,
+    };
     use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
 
-    /// Whether `value` is an open handle in `process` (by duplicating it back).
-    fn open_in(process: std::os::windows::io::RawHandle, value: usize) -> bool {
+    /// The token's id (the same for every handle to one token object), if `h` is a token.
+    fn token_id(h: HANDLE) -> Option<(u32, i32)> {
+        // SAFETY: a zeroed, properly sized TOKEN_STATISTICS; a non-token handle just fails.
+        unsafe {
+            let mut stats: TOKEN_STATISTICS = std::mem::zeroed();
+            let mut len = 0u32;
+            let ok = GetTokenInformation(
+                h,
+                TokenStatistics,
+                &mut stats as *mut _ as *mut _,
+                std::mem::size_of::<TOKEN_STATISTICS>() as u32,
+                &mut len,
+            );
+            let LUID { LowPart, HighPart } = stats.TokenId;
+            (ok != 0).then_some((LowPart, HighPart))
+        }
+    }
+
+    /// The token id of what `value` is in `process`: None when it is not open there or is not
+    /// a token (the child may reuse a freed value for its own objects).
+    fn token_in(process: std::os::windows::io::RawHandle, value: usize) -> Option<(u32, i32)> {
         let mut back: HANDLE = std::ptr::null_mut();
         // SAFETY: plain Win32 call; a copy received is closed right away.
         let ok = unsafe {
@@ -204,10 +225,11 @@ mod windows_tests {
                 DUPLICATE_SAME_ACCESS,
             )
         };
-        if ok != 0 {
-            drop(unsafe { OwnedHandle::from_raw_handle(back as _) });
+        if ok == 0 {
+            return None;
         }
-        ok != 0
+        let back = unsafe { OwnedHandle::from_raw_handle(back as _) };
+        token_id(back.as_raw_handle() as HANDLE)
     }
 
     #[tokio::test]
@@ -238,25 +260,33 @@ mod windows_tests {
             0
         );
         let host = unsafe { OwnedHandle::from_raw_handle(raw as _) };
+        let ours = token_id(raw).expect("our token's id");
         let token =
             unsafe { UserToken::duplicate_from_host(host.as_raw_handle() as _) }.expect("own");
         drop(host); // the host closes its handle: the engine's duplicate lives on
         let process = child.process_handle().expect("process handle");
         let sent = token.send_to(&child).expect("duplicate into the child");
         let value = sent.value;
-        assert!(
-            open_in(process, value),
-            "the duplicate is open in the child"
+        assert_eq!(
+            token_in(process, value),
+            Some(ours),
+            "our token, in the child"
         );
         assert_eq!(sent.hex(), format!("{value:x}"));
         let again = token.send_to(&child).expect("a second duplicate (a retry)");
         assert_ne!(again.value, value);
         sent.reclaim();
-        assert!(
-            !open_in(process, value),
-            "the reclaimed duplicate is closed in the child"
+        // (the child may reuse the freed value for its own objects: none is our token)
+        assert_ne!(
+            token_in(process, value),
+            Some(ours),
+            "reclaimed: closed in the child"
         );
-        assert!(open_in(process, again.value), "the other one is untouched");
+        assert_eq!(
+            token_in(process, again.value),
+            Some(ours),
+            "the other one is untouched"
+        );
         again.reclaim();
         child.kill();
         child.wait().await;
