@@ -597,9 +597,17 @@ static void test_websocket(const char *config) {
 }
 
 static atomic_int log_count;
-static void on_log(void *ud, ancm_log_level level, const uint8_t *msg, size_t len) {
+/* Event Log ids seen with their message: a start (1001) and a start failure (1020). */
+static atomic_int started_events, failed_events;
+
+static void on_log(void *ud, ancm_log_level level, uint32_t event, const uint8_t *msg, size_t len) {
     (void)ud;
     atomic_fetch_add(&log_count, 1);
+    if (event == ANCM_EVENT_PROCESS_START_SUCCESS && level == ANCM_LOG_LEVEL_INFO &&
+        strstr((const char *)msg, "listening on port") != NULL) /* msg is NUL-terminated too */
+        atomic_fetch_add(&started_events, 1);
+    if (event == ANCM_EVENT_PROCESS_START_FAILURE && level == ANCM_LOG_LEVEL_ERROR)
+        atomic_fetch_add(&failed_events, 1);
     if (level <= ANCM_LOG_LEVEL_WARN) fprintf(stderr, "    [ancm %u] %.*s\n", level, (int)len, (const char *)msg);
 }
 
@@ -654,6 +662,8 @@ int main(int argc, char **argv) {
         test_websocket(config);
     }
     report("log callback received the engine's messages", atomic_load(&log_count) > 0);
+    report("a process start came with Event Log id 1001, a start failure with 1020",
+           atomic_load(&started_events) > 0 && atomic_load(&failed_events) > 0);
     ancm_log_set_callback(NULL, NULL, ANCM_LOG_LEVEL_OFF);
     printf("host_test: %d failure(s)\n", failures);
     return failures > 100 ? 100 : failures;

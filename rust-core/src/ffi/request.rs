@@ -75,9 +75,21 @@ pub struct ancm_request_head {
     pub https: bool,
     /// The client certificate (DER), empty when none.
     pub client_cert_der: ancm_slice,
-    /// The Windows user token already duplicated into the backend process, as hex; empty when
-    /// none (forwardWindowsAuthToken off, or not IIS).
-    pub windows_token_hex: ancm_slice,
+    /// How the user authenticated, as IIS names it (`IHttpUser::GetAuthenticationType`:
+    /// `Negotiate`, `NTLM`, `Basic` …), UTF-8; empty when anonymous or unknown. Only
+    /// `Negotiate` and `NTLM` logons have their token forwarded (as ANCM).
+    pub auth_type: ancm_slice,
+    /// The user's Windows token (a `HANDLE`; IIS: `IHttpUser::GetPrimaryToken`), or NULL.
+    /// Borrowed for the duration of `ancm_request_start` only: the caller keeps its handle and
+    /// may close it afterwards. When the app's `forwardWindowsAuthToken` is true and
+    /// `auth_type` is Negotiate or NTLM, the engine takes its own duplicate during the call and
+    /// duplicates it into the backend process that gets the request (per attempt, so a retry on
+    /// another process works), sending that process's handle value in hex in
+    /// `MS-ASPNETCORE-WINAUTHTOKEN`; the backend owns and closes it. A duplicate whose request
+    /// never reached its process is closed there again. Otherwise the token is ignored. On
+    /// other platforms than Windows a non-NULL token makes `ancm_request_start` fail with
+    /// `ANCM_RESULT_UNSUPPORTED`.
+    pub windows_token: *mut c_void,
     /// Serialize the host's I/O: when true the core never asks for body bytes while a response
     /// write is unacknowledged, nor delivers a response chunk while a body read is outstanding
     /// (IIS without full duplex allows one asynchronous operation per request).
@@ -598,17 +610,21 @@ pub struct ParsedHead {
     pub uri: Uri,
     /// The headers, in order.
     pub headers: HeaderMap,
-    /// The client's address, scheme, certificate and Windows token.
+    /// The client's address, scheme and certificate (the Windows token is taken by
+    /// `ancm_request_start`, see `windows_token`).
     pub client: ClientInfo,
     /// How the body arrives.
     pub body: BodyKind,
+    /// The host's token handle, when one was given for a Negotiate/NTLM logon (as an address:
+    /// the handle is only borrowed).
+    pub windows_token: Option<usize>,
 }
 
 /// Validates the C head and copies what the engine keeps: the request-head parser of
 /// `ancm_request_start`, with no app, runtime or callbacks involved (the fuzz target
 /// `c_request_head` calls it directly). Checks in this order, returning the first failure:
 /// method, target, header list, each header's name then value, client address, certificate,
-/// Windows token, content length.
+/// authentication type, Windows token, content length.
 ///
 /// # Safety
 /// Every slice in `head` (and `headers`, for `header_count` entries) is NULL with a zero length
@@ -640,12 +656,18 @@ pub unsafe fn parse_head(head: &ancm_request_head) -> Result<ParsedHead, ancm_re
         .parse()
         .map_err(|_| ancm_result::InvalidClientAddress)?;
     let cert = unsafe { head.client_cert_der.bytes()? };
-    let token = unsafe { head.windows_token_hex.str()? };
+    let auth_type = unsafe { head.auth_type.str()? };
+    if !head.windows_token.is_null() && !cfg!(windows) {
+        return Err(ancm_result::Unsupported);
+    }
+    let windows_token = (!head.windows_token.is_null()
+        && crate::process::forwards_token_of(auth_type))
+    .then_some(head.windows_token as usize);
     let client = ClientInfo {
         addr: SocketAddr::new(ip, head.client_port),
         https: head.https,
         client_cert_der: (!cert.is_empty()).then(|| Bytes::copy_from_slice(cert)),
-        windows_auth_token_hex: (!token.is_empty()).then(|| token.to_owned()),
+        windows_token: None,
     };
     let body = match head.content_length {
         0 => BodyKind::Empty,
@@ -659,15 +681,23 @@ pub unsafe fn parse_head(head: &ancm_request_head) -> Result<ParsedHead, ancm_re
         headers,
         client,
         body,
+        windows_token,
     })
 }
 
-/// Builds the engine request from the C head.
+/// Builds the engine request from the C head; takes the engine's own duplicate of the Windows
+/// token when `app` forwards it.
 unsafe fn build_request(
     head: &ancm_request_head,
     shared: &Arc<Shared>,
+    app: &App,
 ) -> Result<(Request<RequestBody>, ClientInfo), ancm_result> {
-    let parsed = unsafe { parse_head(head)? };
+    let mut parsed = unsafe { parse_head(head)? };
+    if let Some(raw) = parsed.windows_token {
+        if app.config().forward_windows_auth_token {
+            parsed.client.windows_token = Some(Arc::new(unsafe { take_token(raw)? }));
+        }
+    }
     let stream = |length| {
         RequestBody::Stream(Box::pin(HostBody {
             shared: shared.clone(),
@@ -685,6 +715,22 @@ unsafe fn build_request(
     *req.version_mut() = Version::HTTP_11;
     *req.headers_mut() = parsed.headers;
     Ok((req, parsed.client))
+}
+
+/// The engine's own duplicate of the host's token handle (the host keeps its handle).
+#[cfg(windows)]
+unsafe fn take_token(raw: usize) -> Result<crate::process::UserToken, ancm_result> {
+    // SAFETY: the host lends an open handle for the duration of ancm_request_start.
+    unsafe { crate::process::UserToken::duplicate_from_host(raw as *mut c_void) }.map_err(|e| {
+        ::log::warn!("the request's Windows token cannot be duplicated: {e}");
+        ancm_result::InvalidWindowsToken
+    })
+}
+
+/// Unreachable: `parse_head` refuses a token outside Windows.
+#[cfg(not(windows))]
+unsafe fn take_token(_raw: usize) -> Result<crate::process::UserToken, ancm_result> {
+    Err(ancm_result::Unsupported)
 }
 
 /// Starts forwarding a request to `app`.
@@ -740,7 +786,7 @@ pub unsafe extern "C" fn ancm_request_start(
             }),
             calling: Mutex::new(false),
         });
-        let (req, client) = try_ffi!(unsafe { build_request(head, &shared) });
+        let (req, client) = try_ffi!(unsafe { build_request(head, &shared, app) });
         let rt = try_ffi!(runtime());
         unsafe { write_out(request_out, to_arc::<ancm_request>(shared.clone())) };
         rt.spawn(drive(shared, app.clone(), req, client));
@@ -884,7 +930,8 @@ mod tests {
             client_port: 5000,
             https: true,
             client_cert_der: s(b""),
-            windows_token_hex: s(b""),
+            auth_type: s(b""),
+            windows_token: std::ptr::null_mut(),
             serialize_io: false,
         }
     }
@@ -908,7 +955,7 @@ mod tests {
         let mut h = head(&hs);
         h.content_length = -1;
         h.client_cert_der = s(b"\x30\x00");
-        h.windows_token_hex = s(b"ab12");
+        h.auth_type = s(b"Negotiate");
         let p = unsafe { parse_head(&h) }.unwrap();
         assert_eq!(p.method, Method::GET);
         assert_eq!(p.uri, "/a?b=1");
@@ -918,7 +965,7 @@ mod tests {
         assert_eq!(p.client.addr, "203.0.113.7:5000".parse().unwrap());
         assert!(p.client.https);
         assert_eq!(p.client.client_cert_der.as_deref(), Some(&b"\x30\x00"[..]));
-        assert_eq!(p.client.windows_auth_token_hex.as_deref(), Some("ab12"));
+        assert!(p.client.windows_token.is_none() && p.windows_token.is_none());
         assert_eq!(p.body, BodyKind::Unknown);
         h.content_length = 7;
         assert_eq!(unsafe { parse_head(&h) }.unwrap().body, BodyKind::Length(7));
@@ -959,9 +1006,17 @@ mod tests {
         h.client_address = s(b"\xff");
         check(&h, ancm_result::InvalidClientAddress);
         h.client_address = s(b"::1");
-        h.windows_token_hex = s(b"\xff");
+        h.auth_type = s(b"\xff");
         check(&h, ancm_result::InvalidUtf8);
-        h.windows_token_hex = s(b"");
+        h.auth_type = s(b"NTLM");
+        #[cfg(not(windows))]
+        {
+            // No Windows tokens elsewhere: refused, never silently dropped.
+            let mut handle = 0u8;
+            h.windows_token = (&mut handle as *mut u8).cast();
+            check(&h, ancm_result::Unsupported);
+            h.windows_token = std::ptr::null_mut();
+        }
         check(&h, ancm_result::InvalidArgument);
         h.content_length = i64::MIN;
         check(&h, ancm_result::InvalidArgument);
