@@ -140,7 +140,14 @@ pub fn run(args: &[String]) -> Result {
             bin.join("api-load-c")
         },
     };
-    for b in [&bins.serve, &bins.backend, &bins.load, &bins.api_rust] {
+    let mut needed = vec![&bins.backend];
+    if "abcdefg".chars().any(|c| opts.only.contains(c)) {
+        needed.extend([&bins.serve, &bins.load]);
+    }
+    if opts.only.contains('h') {
+        needed.push(&bins.api_rust);
+    }
+    for b in needed {
         if !b.is_file() {
             return Err(format!(
                 "{} is missing (build with cargo build --release -p ancm-serve -p ancm-bench)",
