@@ -13,8 +13,12 @@
 //! every response is checked the same way (status 200, Content-Length 13, body
 //! `Hello, World!`); a bad response makes the exit status non-zero.
 //!
+//! With `--task-per-request` each request runs in a task of its own, which spawns the slot's
+//! next request when it ends (what the C ABI does inside, since a C host cannot await): the
+//! difference from the default run is the part of the C ABI's cost that is the task itself.
+//!
 //! ```text
-//! api-load-rust <web.config> <in flight K> <warm-up W> <requests N>
+//! api-load-rust [--task-per-request] <web.config> <in flight K> <warm-up W> <requests N>
 //! prints: requests=N in_flight=K cpu_s=.. user_s=.. sys_s=.. wall_s=.. bad=0 warm_bad=0
 //! ```
 
@@ -46,9 +50,13 @@ fn fail(msg: &str) -> ! {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let per_task = args.first().is_some_and(|a| a == "--task-per-request");
+    if per_task {
+        args.remove(0);
+    }
     let [config_path, k, warm, n] = args.as_slice() else {
-        fail("usage: api-load-rust <web.config> <in flight K> <warm-up W> <requests N>")
+        fail("usage: api-load-rust [--task-per-request] <web.config> <in flight K> <warm-up W> <requests N>")
     };
     let num = |s: &str, what: &str| -> u64 {
         s.parse()
@@ -80,12 +88,12 @@ fn main() {
 
     let bad = Arc::new(AtomicU64::new(0));
     // Warm-up: starts the app's process and fills the connection pool.
-    phase(&rt, &app, k, warm, &bad);
+    phase(&rt, &app, k, warm, &bad, per_task);
     let warm_bad = bad.load(Ordering::Relaxed);
 
     let before = rusage();
     let t0 = Instant::now();
-    phase(&rt, &app, k, n, &bad);
+    phase(&rt, &app, k, n, &bad, per_task);
     let wall = t0.elapsed().as_secs_f64();
     let after = rusage();
 
@@ -102,8 +110,36 @@ fn main() {
 
 /// Runs `n` requests with `k` in flight (k tasks, each taking the next request until none is
 /// left, as a connection task of ancm-serve awaits one request after another) and waits for all.
-fn phase(rt: &tokio::runtime::Runtime, app: &App, k: u64, n: u64, bad: &Arc<AtomicU64>) {
+fn phase(
+    rt: &tokio::runtime::Runtime,
+    app: &App,
+    k: u64,
+    n: u64,
+    bad: &Arc<AtomicU64>,
+    per_task: bool,
+) {
     let left = Arc::new(AtomicI64::new(n as i64));
+    if per_task {
+        let chain = Arc::new(Chain {
+            app: app.clone(),
+            left,
+            done: AtomicU64::new(0),
+            n,
+            bad: bad.clone(),
+            finished: (std::sync::Mutex::new(false), std::sync::Condvar::new()),
+        });
+        for i in 0..k.min(n) {
+            if chain.left.fetch_sub(1, Ordering::Relaxed) > 0 {
+                rt.spawn(chain.clone().request(i));
+            }
+        }
+        let (m, cv) = &chain.finished;
+        let mut fin = m.lock().unwrap_or_else(|p| p.into_inner());
+        while !*fin {
+            fin = cv.wait(fin).unwrap_or_else(|p| p.into_inner());
+        }
+        return;
+    }
     let tasks: Vec<_> = (0..k.min(n))
         .map(|i| {
             let (app, left, bad) = (app.clone(), left.clone(), bad.clone());
@@ -127,6 +163,39 @@ fn phase(rt: &tokio::runtime::Runtime, app: &App, k: u64, n: u64, bad: &Arc<Atom
             }
         }
     });
+}
+
+/// The `--task-per-request` mode's shared state.
+struct Chain {
+    app: App,
+    left: Arc<AtomicI64>,
+    done: AtomicU64,
+    n: u64,
+    bad: Arc<AtomicU64>,
+    finished: (std::sync::Mutex<bool>, std::sync::Condvar),
+}
+
+impl Chain {
+    /// One request in its own task; at its end it spawns the slot's next one, as api_load.c's
+    /// `complete` callback starts the next request.
+    fn request(self: Arc<Self>, slot: u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            let client = ClientInfo::http(SocketAddr::from(([127, 0, 0, 1], 40000 + slot as u16)));
+            if let Err(e) = one(&self.app, &client).await {
+                if self.bad.fetch_add(1, Ordering::Relaxed) < 5 {
+                    eprintln!("api-load-rust: bad response: {e}");
+                }
+            }
+            if self.left.fetch_sub(1, Ordering::Relaxed) > 0 {
+                tokio::spawn(self.clone().request(slot));
+            }
+            if self.done.fetch_add(1, Ordering::AcqRel) + 1 == self.n {
+                let (m, cv) = &self.finished;
+                *m.lock().unwrap_or_else(|p| p.into_inner()) = true;
+                cv.notify_one();
+            }
+        })
+    }
 }
 
 /// One request: the head parsed from bytes (what `ancm_request_start` does with a C head),

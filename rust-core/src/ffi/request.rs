@@ -353,6 +353,9 @@ impl<F: Future> Future for CatchUnwind<F> {
 
 /// The core task of one request: forward, deliver, complete.
 async fn drive(shared: Arc<Shared>, app: App, req: Request<RequestBody>, client: ClientInfo) {
+    // Boxed, not pinned in this task's state: the task (moved several times on its way into
+    // tokio) stays small, and the large forwarding future is moved once, into the box. Pinning
+    // it here instead measured 2,700 more instructions per request (case (h)).
     let outcome = CatchUnwind(Box::pin(run(&shared, app, req, client))).await;
     match outcome {
         Ok(Ok(())) => shared.complete(ancm_result::Ok, ""),
@@ -401,6 +404,9 @@ async fn run(
     }
 }
 
+/// How many response headers `deliver_head` passes without allocating.
+const INLINE_HEADERS: usize = 16;
+
 fn deliver_head(shared: &Shared, resp: &Response<ResponseBody>, upgraded: bool) {
     let substatus = resp
         .extensions()
@@ -410,14 +416,25 @@ fn deliver_head(shared: &Shared, resp: &Response<ResponseBody>, upgraded: bool) 
         Some(r) => r.as_bytes(),
         None => resp.status().canonical_reason().unwrap_or("").as_bytes(),
     };
-    let headers: Vec<ancm_header> = resp
-        .headers()
-        .iter()
-        .map(|(n, v)| ancm_header {
-            name: ancm_slice::of(n.as_str().as_bytes()),
-            value: ancm_slice::of(v.as_bytes()),
-        })
-        .collect();
+    let view = |(n, v): (&HeaderName, &HeaderValue)| ancm_header {
+        name: ancm_slice::of(n.as_str().as_bytes()),
+        value: ancm_slice::of(v.as_bytes()),
+    };
+    // Most responses have a few headers: those go in an array on the stack, not a heap Vec.
+    let mut inline = [ancm_header {
+        name: ancm_slice::of(&[]),
+        value: ancm_slice::of(&[]),
+    }; INLINE_HEADERS];
+    let spilled: Vec<ancm_header>;
+    let headers: &[ancm_header] = if resp.headers().len() <= INLINE_HEADERS {
+        for (slot, h) in inline.iter_mut().zip(resp.headers()) {
+            *slot = view(h);
+        }
+        &inline[..resp.headers().len()]
+    } else {
+        spilled = resp.headers().iter().map(view).collect();
+        &spilled
+    };
     let head = ancm_response_head {
         status: resp.status().as_u16(),
         substatus,

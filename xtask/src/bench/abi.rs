@@ -29,6 +29,8 @@ pub(super) struct AbiReport {
     pub samples: BTreeMap<&'static str, Vec<(f64, f64)>>,
     /// CPU per request, C ÷ Rust, per round.
     pub ratios: Vec<f64>,
+    /// CPU per request, Rust with a task per request ÷ Rust, per round.
+    pub task_ratios: Vec<f64>,
     /// Driver → user-space instructions per request (callgrind).
     pub instr: BTreeMap<&'static str, f64>,
     /// Requests per measured phase.
@@ -37,6 +39,9 @@ pub(super) struct AbiReport {
 
 const C_NAME: &str = "C ABI";
 const RUST_NAME: &str = "Rust API";
+/// The Rust driver with `--task-per-request`: what the C ABI does inside (one task per
+/// request), so the gap splits into "the task" and "the rest of the boundary".
+const TASK_NAME: &str = "Rust API, a task per request";
 
 /// Compiles the C driver against the release static library (built by the caller with
 /// `cargo build --release -p ancm-core`) into `bin_dir/api-load-c`.
@@ -96,11 +101,15 @@ pub(super) fn case_abi(
         fail("(h) web.config", e.to_string());
         return rep;
     }
-    let drivers = [(C_NAME, c_driver), (RUST_NAME, rust_driver)];
+    let drivers: [(&'static str, &Path, &[&str]); 3] = [
+        (C_NAME, c_driver, &[]),
+        (RUST_NAME, rust_driver, &[]),
+        (TASK_NAME, rust_driver, &["--task-per-request"]),
+    ];
     for round in 0..opts.rounds {
         let mut this: BTreeMap<&str, f64> = BTreeMap::new();
-        for (name, bin) in drivers {
-            match drive(bin, &config, n, Duration::from_secs(120 + n / 500)) {
+        for (name, bin, flags) in drivers {
+            match drive(bin, flags, &config, n, Duration::from_secs(120 + n / 500)) {
                 Ok((cpu_s, wall_s)) => {
                     let us = cpu_s / n as f64 * 1e6;
                     let rps = n as f64 / wall_s;
@@ -118,14 +127,17 @@ pub(super) fn case_abi(
         if let (Some(c), Some(r)) = (this.get(C_NAME), this.get(RUST_NAME)) {
             rep.ratios.push(c / r);
         }
+        if let (Some(t), Some(r)) = (this.get(TASK_NAME), this.get(RUST_NAME)) {
+            rep.task_ratios.push(t / r);
+        }
     }
     let (n1, n2) = if opts.quick {
         (1000, 5000)
     } else {
         (2000, 12000)
     };
-    for (name, bin) in drivers {
-        match instructions(bin, &config, n1, n2, &tmp.join("callgrind-abi"), name) {
+    for (name, bin, flags) in drivers {
+        match instructions(bin, flags, &config, n1, n2, &tmp.join("callgrind-abi"), name) {
             Ok(v) => {
                 eprintln!("bench: (h) {name}: {v:.0} instructions per request");
                 rep.instr.insert(name, v);
@@ -137,9 +149,10 @@ pub(super) fn case_abi(
 }
 
 /// Runs one driver for `n` measured requests; returns (CPU seconds, wall seconds).
-fn drive(bin: &Path, config: &Path, n: u64, limit: Duration) -> Result<(f64, f64)> {
+fn drive(bin: &Path, flags: &[&str], config: &Path, n: u64, limit: Duration) -> Result<(f64, f64)> {
     let (out, err) = output_bounded(
         Command::new(bin)
+            .args(flags)
             .arg(config)
             .args([IN_FLIGHT, WARM_UP, n].map(|v| v.to_string()))
             .env("RUST_LOG", "warn"),
@@ -166,17 +179,30 @@ fn check_line(out: &str, err: &str, n: u64) -> Result {
 
 /// Instructions per request of one driver: two runs under callgrind with `n1` and `n2` measured
 /// requests; start-up, warm-up and shutdown are the same in both and cancel out.
-fn instructions(bin: &Path, config: &Path, n1: u64, n2: u64, dir: &Path, name: &str) -> Result<f64> {
+fn instructions(
+    bin: &Path,
+    flags: &[&str],
+    config: &Path,
+    n1: u64,
+    n2: u64,
+    dir: &Path,
+    name: &str,
+) -> Result<f64> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut totals = Vec::new();
     for n in [n1, n2] {
-        let out_file = dir.join(format!("{}-{n}.cg", name.replace(' ', "-")));
+        let tag: String = name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let out_file = dir.join(format!("{tag}-{n}.cg"));
         let _ = std::fs::remove_file(&out_file);
         let (out, err) = output_bounded(
             Command::new("valgrind")
                 .arg("--tool=callgrind")
                 .arg(format!("--callgrind-out-file={}", out_file.display()))
                 .arg(bin)
+                .args(flags)
                 .arg(config)
                 .args([IN_FLIGHT, WARM_UP, n].map(|v| v.to_string()))
                 .env("RUST_LOG", "warn"),
@@ -211,7 +237,7 @@ pub(super) fn write_section(md: &mut String, rep: &AbiReport) {
          | driver | CPU µs / request | requests/s | instructions / request (callgrind) |\n|---|---|---|---|",
         rep.requests
     );
-    for name in [C_NAME, RUST_NAME] {
+    for name in [C_NAME, RUST_NAME, TASK_NAME] {
         let v = rep.samples.get(name).cloned().unwrap_or_default();
         let us: Vec<f64> = v.iter().map(|x| x.0).collect();
         let rps: Vec<f64> = v.iter().map(|x| x.1).collect();
@@ -233,6 +259,22 @@ pub(super) fn write_section(md: &mut String, rep: &AbiReport) {
     );
     if let Some(r) = instr_ratio(rep) {
         let _ = writeln!(md, "\nInstructions per request, C ABI ÷ Rust API: {r:.3}");
+    }
+    if let (Some(c), Some(r), Some(t)) = (
+        rep.instr.get(C_NAME),
+        rep.instr.get(RUST_NAME),
+        rep.instr.get(TASK_NAME),
+    ) {
+        let _ = writeln!(
+            md,
+            "\nOf the C ABI's {:.0} extra instructions per request, {:.0} are the task per request \
+             (\"{TASK_NAME}\" − \"{RUST_NAME}\"; CPU ratio per round {}) and {:.0} the rest of the \
+             boundary (callbacks, the request's shared state and its locks, parsing the C head).",
+            c - r,
+            t - r,
+            fmt_stat(stat(&rep.task_ratios), 3),
+            c - t
+        );
     }
 }
 
