@@ -335,28 +335,35 @@ impl Body for HostBody {
     }
 }
 
-/// Polls a future to completion, turning a panic inside it into `Err`.
-struct CatchUnwind<F>(Pin<Box<F>>);
+/// A started request, waiting for or run by a driver task ([`super::drivers`]).
+pub(crate) struct Job {
+    shared: Arc<Shared>,
+    app: App,
+    req: Request<RequestBody>,
+    client: ClientInfo,
+}
 
-impl<F: Future> Future for CatchUnwind<F> {
-    type Output = Result<F::Output, ()>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let fut = self.0.as_mut();
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.poll(cx))) {
+/// Runs one request on a driver task: forward, deliver, complete. A panic inside is caught,
+/// reported to the host as `ANCM_RESULT_PANIC`, and the driver goes on with its next request.
+pub(crate) async fn drive(job: Job) {
+    let Job {
+        shared,
+        app,
+        req,
+        client,
+    } = job;
+    // Pinned in the driver's own state: drivers are long-lived, so this costs no allocation per
+    // request (boxing it in a task per request did; case (h) of `cargo xtask bench`).
+    let mut work = pin!(run(&shared, app, req, client));
+    let outcome = poll_fn(|cx| {
+        let work = work.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work.poll(cx))) {
             Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
             Ok(Poll::Pending) => Poll::Pending,
             Err(_) => Poll::Ready(Err(())),
         }
-    }
-}
-
-/// The core task of one request: forward, deliver, complete.
-async fn drive(shared: Arc<Shared>, app: App, req: Request<RequestBody>, client: ClientInfo) {
-    // Boxed, not pinned in this task's state: the task (moved several times on its way into
-    // tokio) stays small, and the large forwarding future is moved once, into the box. Pinning
-    // it here instead measured 2,700 more instructions per request (case (h)).
-    let outcome = CatchUnwind(Box::pin(run(&shared, app, req, client))).await;
+    })
+    .await;
     match outcome {
         Ok(Ok(())) => shared.complete(ancm_result::Ok, ""),
         Ok(Err(Outcome(code, msg))) => shared.complete(code, &msg),
@@ -760,7 +767,13 @@ pub unsafe extern "C" fn ancm_request_start(
         let (req, client) = try_ffi!(unsafe { build_request(head, &shared) });
         let rt = try_ffi!(runtime());
         unsafe { write_out(request_out, to_arc::<ancm_request>(shared.clone())) };
-        rt.spawn(drive(shared, app.clone(), req, client));
+        let job = Job {
+            shared,
+            app: app.clone(),
+            req,
+            client,
+        };
+        super::drivers::submit(rt, job);
         ancm_result::Ok
     })
 }
