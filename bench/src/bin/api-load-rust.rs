@@ -66,8 +66,7 @@ fn main() {
     };
     let (k, warm, n) = (num(k, "K"), num(warm, "W"), num(n, "N"));
     let config_path = Path::new(config_path);
-    let config =
-        Config::from_web_config_file(config_path).unwrap_or_else(|e| fail(&e.to_string()));
+    let config = Config::from_web_config_file(config_path).unwrap_or_else(|e| fail(&e.to_string()));
     // The site root is the web.config's folder, as ancm-serve and api_load.c take it.
     let site = config_path
         .parent()
@@ -144,8 +143,7 @@ fn phase(
         .map(|i| {
             let (app, left, bad) = (app.clone(), left.clone(), bad.clone());
             rt.spawn(async move {
-                let client =
-                    ClientInfo::http(SocketAddr::from(([127, 0, 0, 1], 40000 + i as u16)));
+                let client = ClientInfo::http(SocketAddr::from(([127, 0, 0, 1], 40000 + i as u16)));
                 while left.fetch_sub(1, Ordering::Relaxed) > 0 {
                     if let Err(e) = one(&app, &client).await {
                         if bad.fetch_add(1, Ordering::Relaxed) < 5 {
@@ -178,7 +176,10 @@ struct Chain {
 impl Chain {
     /// One request in its own task; at its end it spawns the slot's next one, as api_load.c's
     /// `complete` callback starts the next request.
-    fn request(self: Arc<Self>, slot: u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    fn request(
+        self: Arc<Self>,
+        slot: u64,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
         Box::pin(async move {
             let client = ClientInfo::http(SocketAddr::from(([127, 0, 0, 1], 40000 + slot as u16)));
             if let Err(e) = one(&self.app, &client).await {

@@ -6,7 +6,8 @@
 //! of `cargo xtask bench`, docs/decisions.md). Instead a driver task that has finished a
 //! request waits, idle, for the next one: a new request is handed to the most recently idled
 //! driver (LIFO: its memory is warm and it likely runs on this thread), and a driver is spawned
-//! only when none is idle. At most [`MAX_IDLE`] wait; the others exit, so a burst of concurrent
+//! only when none is idle. A driver counts as idle from just before its `complete` callback, so a
+//! host that starts the next request from inside `complete` keeps it on the same task. At most [`MAX_IDLE`] wait; the others exit, so a burst of concurrent
 //! requests does not leave its drivers behind.
 
 use std::future::poll_fn;
@@ -67,13 +68,21 @@ async fn driver(first: Job) {
     let me = Arc::new(Slot::default());
     let mut job = first;
     loop {
-        drive(job).await;
-        {
+        // Idle from the moment the host learns the request is over: a request it starts from
+        // inside `complete` comes back to this task (LIFO) and runs as soon as `complete` returns,
+        // with no hop to another task.
+        let mut retire = false;
+        drive(job, || {
             let mut idle = lock(&IDLE);
             if idle.len() >= MAX_IDLE {
-                return;
+                retire = true;
+            } else {
+                idle.push(me.clone());
             }
-            idle.push(me.clone());
+        })
+        .await;
+        if retire {
+            return;
         }
         // Only `submit` takes a slot off the idle list, and it always leaves a job in it, so a
         // wake-up without a job (a stale waker of the last request) just waits again.

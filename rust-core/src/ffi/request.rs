@@ -244,14 +244,19 @@ impl Shared {
         }
     }
 
-    /// Delivers `complete` (once); afterwards no callback runs and the body stream fails.
+    /// Delivers `complete` (once); afterwards no callback runs and the body stream fails. Called
+    /// by the request's driver task only.
     fn complete(&self, result: ancm_result, message: &str) {
-        let wakers = {
+        let body_waker = {
             let mut st = self.state();
             st.finished = true;
-            [st.body_waker.take(), st.driver_waker.take()]
+            // The driver is the caller: waking it would only cost it a useless poll.
+            st.driver_waker = None;
+            st.body_waker.take()
         };
-        wake_all(wakers);
+        if let Some(w) = body_waker {
+            w.wake();
+        }
         let mut done = lock(&self.calling);
         if !*done {
             *done = true;
@@ -345,7 +350,9 @@ pub(crate) struct Job {
 
 /// Runs one request on a driver task: forward, deliver, complete. A panic inside is caught,
 /// reported to the host as `ANCM_RESULT_PANIC`, and the driver goes on with its next request.
-pub(crate) async fn drive(job: Job) {
+/// `finishing` runs just before the `complete` callback (the driver offers itself for the next
+/// request then, so that a request the host starts from inside `complete` continues on this task).
+pub(crate) async fn drive(job: Job, finishing: impl FnOnce()) {
     let Job {
         shared,
         app,
@@ -364,17 +371,19 @@ pub(crate) async fn drive(job: Job) {
         }
     })
     .await;
-    match outcome {
-        Ok(Ok(())) => shared.complete(ancm_result::Ok, ""),
-        Ok(Err(Outcome(code, msg))) => shared.complete(code, &msg),
+    let Outcome(code, msg) = match outcome {
+        Ok(Ok(())) => Outcome(ancm_result::Ok, String::new()),
+        Ok(Err(o)) => o,
         Err(()) => {
             ::log::error!("ancm-core: a request task panicked");
-            shared.complete(
+            Outcome(
                 ancm_result::Panic,
-                "internal error: the request task panicked",
+                "internal error: the request task panicked".to_owned(),
             )
         }
-    }
+    };
+    finishing();
+    shared.complete(code, &msg);
 }
 
 async fn run(
