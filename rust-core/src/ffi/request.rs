@@ -182,6 +182,10 @@ struct State {
     write: Option<Bytes>,
     /// Waker of the request's driver task.
     driver_waker: Option<Waker>,
+    /// The driver waits for the acknowledgement of `write` (only then does an ack wake it: an
+    /// ack from inside the `response_body` callback finds the driver still running, and waking
+    /// it would cost a spurious poll of the whole request).
+    awaiting_ack: bool,
     cancelled: bool,
     /// `complete` has been (or is being) delivered.
     finished: bool,
@@ -533,6 +537,7 @@ async fn write(shared: &Arc<Shared>, data: Bytes, flush: bool) -> Result<(), Out
             return Poll::Ready(Ok(()));
         }
         store_waker(&mut st.driver_waker, cx);
+        st.awaiting_ack = true;
         Poll::Pending
     })
     .await
@@ -768,6 +773,7 @@ pub unsafe extern "C" fn ancm_request_start(
                 body_waker: None,
                 write: None,
                 driver_waker: None,
+                awaiting_ack: false,
                 cancelled: false,
                 finished: false,
             }),
@@ -860,7 +866,12 @@ pub unsafe extern "C" fn ancm_request_ack_write(request: *const ancm_request) ->
             if chunk.is_none() && !(st.cancelled || st.finished) {
                 return ancm_result::NoWritePending;
             }
-            (chunk, [st.body_waker.take(), st.driver_waker.take()])
+            let driver = if std::mem::take(&mut st.awaiting_ack) {
+                st.driver_waker.clone()
+            } else {
+                None
+            };
+            (chunk, [st.body_waker.take(), driver])
         };
         drop(chunk);
         wake_all(wakers);
