@@ -84,10 +84,16 @@ pub(super) fn case_abi(
         ..Default::default()
     };
     let n = rep.requests;
+    let (n1, n2) = if opts.quick {
+        (1000, 5000)
+    } else {
+        (2000, 12000)
+    };
     commands.push(format!(
-        "(h) api-load-c web.config {IN_FLIGHT} {WARM_UP} {n}; api-load-rust web.config {IN_FLIGHT} {WARM_UP} {n} \
-         (alternating; CPU = getrusage(RUSAGE_SELF) of the measured {n} requests); instructions: \
-         valgrind --tool=callgrind DRIVER web.config {IN_FLIGHT} {WARM_UP} N for two N, Δinstructions / ΔN"
+        "(h) api-load-c web.config {IN_FLIGHT} {WARM_UP} {n}; api-load-rust web.config {IN_FLIGHT} {WARM_UP} {n}; \
+         api-load-rust --task-per-request web.config {IN_FLIGHT} {WARM_UP} {n} (alternating; CPU = \
+         getrusage(RUSAGE_SELF) of the measured {n} requests); instructions: valgrind --tool=callgrind \
+         DRIVER web.config {IN_FLIGHT} {WARM_UP} N for N = {n1} and {n2}, Δinstructions / ΔN"
     ));
     let site = tmp.join("site-abi");
     let config = site.join("web.config");
@@ -131,11 +137,6 @@ pub(super) fn case_abi(
             rep.task_ratios.push(t / r);
         }
     }
-    let (n1, n2) = if opts.quick {
-        (1000, 5000)
-    } else {
-        (2000, 12000)
-    };
     for (name, bin, flags) in drivers {
         match instructions(
             bin,
