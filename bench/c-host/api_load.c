@@ -48,7 +48,7 @@ static ancm_callbacks callbacks;
 static atomic_long to_start;
 static atomic_long done;
 static atomic_long bad;
-static long target;
+static atomic_long target; /* read by callbacks of a phase while main may be setting the next one */
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 
@@ -69,7 +69,7 @@ static bool same(ancm_slice s, const char *lit) {
 }
 
 static void finish_one(void) {
-    if (atomic_fetch_add(&done, 1) + 1 == target) {
+    if (atomic_fetch_add(&done, 1) + 1 == atomic_load(&target)) {
         pthread_mutex_lock(&mu);
         pthread_cond_signal(&cv);
         pthread_mutex_unlock(&mu);
@@ -134,7 +134,7 @@ static void phase(struct slot *slots, long k, long n) {
     if (k > n) k = n;
     atomic_store(&done, 0);
     atomic_store(&to_start, n - k);
-    target = n;
+    atomic_store(&target, n);
     for (long i = 0; i < k; i++) start(&slots[i]);
     pthread_mutex_lock(&mu);
     while (atomic_load(&done) < n) pthread_cond_wait(&cv, &mu);
