@@ -4,7 +4,8 @@
 //! (bench/src/bin/api-load-rust.rs, through `App::handle` on a runtime built like the C ABI's).
 //! Each keeps 64 small GETs in flight, checks every response, and reports its own CPU time
 //! (getrusage, runtime threads included) over N requests after a warm-up. The drivers alternate
-//! within each round (C, Rust, C, Rust, …) and the ratio is taken per round. Under callgrind each
+//! within each round (C, Rust, Rust with a task per request, C, …) and the ratios are taken per
+//! round. Under callgrind each
 //! runs twice with different N, and the difference of the instruction totals divided by the
 //! difference of N is the instructions per request (start-up and warm-up cancel out).
 
@@ -25,7 +26,7 @@ const WARM_UP: u64 = 2000;
 /// What case (h) measured.
 #[derive(Default)]
 pub(super) struct AbiReport {
-    /// Driver ("C ABI" / "Rust API") → samples (CPU µs per request, requests per second).
+    /// Driver → samples (CPU µs per request, requests per second).
     pub samples: BTreeMap<&'static str, Vec<(f64, f64)>>,
     /// CPU per request, C ÷ Rust, per round.
     pub ratios: Vec<f64>,
