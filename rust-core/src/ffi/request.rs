@@ -194,6 +194,10 @@ struct State {
     write: Option<Bytes>,
     /// Waker of the request's driver task.
     driver_waker: Option<Waker>,
+    /// The driver waits for the acknowledgement of `write` (only then does an ack wake it: an
+    /// ack from inside the `response_body` callback finds the driver still running, and waking
+    /// it would cost a spurious poll of the whole request).
+    awaiting_ack: bool,
     cancelled: bool,
     /// `complete` has been (or is being) delivered.
     finished: bool,
@@ -256,14 +260,19 @@ impl Shared {
         }
     }
 
-    /// Delivers `complete` (once); afterwards no callback runs and the body stream fails.
+    /// Delivers `complete` (once); afterwards no callback runs and the body stream fails. Called
+    /// by the request's driver task only.
     fn complete(&self, result: ancm_result, message: &str) {
-        let wakers = {
+        let body_waker = {
             let mut st = self.state();
             st.finished = true;
-            [st.body_waker.take(), st.driver_waker.take()]
+            // The driver is the caller: waking it would only cost it a useless poll.
+            st.driver_waker = None;
+            st.body_waker.take()
         };
-        wake_all(wakers);
+        if let Some(w) = body_waker {
+            w.wake();
+        }
         let mut done = lock(&self.calling);
         if !*done {
             *done = true;
@@ -347,36 +356,50 @@ impl Body for HostBody {
     }
 }
 
-/// Polls a future to completion, turning a panic inside it into `Err`.
-struct CatchUnwind<F>(Pin<Box<F>>);
+/// A started request, waiting for or run by a driver task ([`super::drivers`]).
+pub(crate) struct Job {
+    shared: Arc<Shared>,
+    app: App,
+    req: Request<RequestBody>,
+    client: ClientInfo,
+}
 
-impl<F: Future> Future for CatchUnwind<F> {
-    type Output = Result<F::Output, ()>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let fut = self.0.as_mut();
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.poll(cx))) {
+/// Runs one request on a driver task: forward, deliver, complete. A panic inside is caught,
+/// reported to the host as `ANCM_RESULT_PANIC`, and the driver goes on with its next request.
+/// `finishing` runs just before the `complete` callback (the driver offers itself for the next
+/// request then, so that a request the host starts from inside `complete` continues on this task).
+pub(crate) async fn drive(job: Job, finishing: impl FnOnce()) {
+    let Job {
+        shared,
+        app,
+        req,
+        client,
+    } = job;
+    // Pinned in the driver's own state: drivers are long-lived, so this costs no allocation per
+    // request (boxing it in a task per request did; case (h) of `cargo xtask bench`).
+    let mut work = pin!(run(&shared, app, req, client));
+    let outcome = poll_fn(|cx| {
+        let work = work.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work.poll(cx))) {
             Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
             Ok(Poll::Pending) => Poll::Pending,
             Err(_) => Poll::Ready(Err(())),
         }
-    }
-}
-
-/// The core task of one request: forward, deliver, complete.
-async fn drive(shared: Arc<Shared>, app: App, req: Request<RequestBody>, client: ClientInfo) {
-    let outcome = CatchUnwind(Box::pin(run(&shared, app, req, client))).await;
-    match outcome {
-        Ok(Ok(())) => shared.complete(ancm_result::Ok, ""),
-        Ok(Err(Outcome(code, msg))) => shared.complete(code, &msg),
+    })
+    .await;
+    let Outcome(code, msg) = match outcome {
+        Ok(Ok(())) => Outcome(ancm_result::Ok, String::new()),
+        Ok(Err(o)) => o,
         Err(()) => {
             ::log::error!("ancm-core: a request task panicked");
-            shared.complete(
+            Outcome(
                 ancm_result::Panic,
-                "internal error: the request task panicked",
+                "internal error: the request task panicked".to_owned(),
             )
         }
-    }
+    };
+    finishing();
+    shared.complete(code, &msg);
 }
 
 async fn run(
@@ -413,6 +436,9 @@ async fn run(
     }
 }
 
+/// How many response headers `deliver_head` passes without allocating.
+const INLINE_HEADERS: usize = 16;
+
 fn deliver_head(shared: &Shared, resp: &Response<ResponseBody>, upgraded: bool) {
     let substatus = resp
         .extensions()
@@ -422,14 +448,25 @@ fn deliver_head(shared: &Shared, resp: &Response<ResponseBody>, upgraded: bool) 
         Some(r) => r.as_bytes(),
         None => resp.status().canonical_reason().unwrap_or("").as_bytes(),
     };
-    let headers: Vec<ancm_header> = resp
-        .headers()
-        .iter()
-        .map(|(n, v)| ancm_header {
-            name: ancm_slice::of(n.as_str().as_bytes()),
-            value: ancm_slice::of(v.as_bytes()),
-        })
-        .collect();
+    let view = |(n, v): (&HeaderName, &HeaderValue)| ancm_header {
+        name: ancm_slice::of(n.as_str().as_bytes()),
+        value: ancm_slice::of(v.as_bytes()),
+    };
+    // Most responses have a few headers: those go in an array on the stack, not a heap Vec.
+    let mut inline = [ancm_header {
+        name: ancm_slice::of(&[]),
+        value: ancm_slice::of(&[]),
+    }; INLINE_HEADERS];
+    let spilled: Vec<ancm_header>;
+    let headers: &[ancm_header] = if resp.headers().len() <= INLINE_HEADERS {
+        for (slot, h) in inline.iter_mut().zip(resp.headers()) {
+            *slot = view(h);
+        }
+        &inline[..resp.headers().len()]
+    } else {
+        spilled = resp.headers().iter().map(view).collect();
+        &spilled
+    };
     let head = ancm_response_head {
         status: resp.status().as_u16(),
         substatus,
@@ -512,6 +549,7 @@ async fn write(shared: &Arc<Shared>, data: Bytes, flush: bool) -> Result<(), Out
             return Poll::Ready(Ok(()));
         }
         store_waker(&mut st.driver_waker, cx);
+        st.awaiting_ack = true;
         Poll::Pending
     })
     .await
@@ -781,6 +819,7 @@ pub unsafe extern "C" fn ancm_request_start(
                 body_waker: None,
                 write: None,
                 driver_waker: None,
+                awaiting_ack: false,
                 cancelled: false,
                 finished: false,
             }),
@@ -789,7 +828,13 @@ pub unsafe extern "C" fn ancm_request_start(
         let (req, client) = try_ffi!(unsafe { build_request(head, &shared, app) });
         let rt = try_ffi!(runtime());
         unsafe { write_out(request_out, to_arc::<ancm_request>(shared.clone())) };
-        rt.spawn(drive(shared, app.clone(), req, client));
+        let job = Job {
+            shared,
+            app: app.clone(),
+            req,
+            client,
+        };
+        super::drivers::submit(rt, job);
         ancm_result::Ok
     })
 }
@@ -867,7 +912,12 @@ pub unsafe extern "C" fn ancm_request_ack_write(request: *const ancm_request) ->
             if chunk.is_none() && !(st.cancelled || st.finished) {
                 return ancm_result::NoWritePending;
             }
-            (chunk, [st.body_waker.take(), st.driver_waker.take()])
+            let driver = if std::mem::take(&mut st.awaiting_ack) {
+                st.driver_waker.clone()
+            } else {
+                None
+            };
+            (chunk, [st.body_waker.take(), driver])
         };
         drop(chunk);
         wake_all(wakers);
