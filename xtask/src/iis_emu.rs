@@ -40,7 +40,7 @@ pub fn run() -> Result {
             .arg(emu_src.join("emu.cpp"))
             .arg("-o")
             .arg(&exe)
-            .args(["-loleaut32", "-luuid"]),
+            .args(["-loleaut32", "-luuid", "-lws2_32", "-ladvapi32"]),
     )?;
     // The backend the engine starts (a test fixture, not a product).
     let backend = out.join("backend.exe");
@@ -57,7 +57,7 @@ pub fn run() -> Result {
             .arg(emu_src.join("backend.cpp"))
             .arg("-o")
             .arg(&backend)
-            .arg("-lws2_32"),
+            .args(["-lws2_32", "-ladvapi32"]),
     )?;
     // Wine 8 has no bcryptprimitives.dll, which Rust's std imports (ProcessPrng): a test-only
     // shim placed next to the executable (see tests/iis-emu/bcryptprimitives.c).
