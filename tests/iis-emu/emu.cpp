@@ -1274,6 +1274,7 @@ struct Result {
     int disconnectNotified = 0;
     DWORD elapsedMs = 0;
     int wsOutstandingAtEnd = 0; // WebSocket operations still pending when the module ended
+    long wsTcpClosed = 0;       // IWebSocketContext::CloseTcpConnection calls
 };
 
 // One request through the module, as IIS's pipeline would run RQ_EXECUTE_REQUEST_HANDLER, on
@@ -1602,6 +1603,7 @@ void RunWebSocket(Registration &reg, Application &app, bool installed,
                     what.c_str(), session->fragmentsRead, session->fragmentsWritten,
                     session->closesSent, session->duplexSeen, session->cancels, session->tcpClosed);
         std::fflush(stdout);
+        out.wsTcpClosed = session->tcpClosed;
         delete session;
     }
     if (t != nullptr) {
@@ -1652,13 +1654,14 @@ void RunWebSocketTests(Registration &reg, Application &app)
         const bool sent = c.Send(0x2, false, big.substr(0, 100 * 1024)) &&
                           c.Send(0x0, false, big.substr(100 * 1024, 60 * 1024)) &&
                           c.Send(0x0, true, big.substr(160 * 1024));
-        Check(sent && c.ReadMessage(op, back) == 0 && op == 0x2 && back.size() == big.size() &&
-                  Fnv(back) == Fnv(big),
-              "a 200 KiB binary message in 3 fragments came back intact (" +
-                  std::to_string(back.size()) + " bytes)");
-        Check(c.Send(0x1, true, "ping-me") && c.ReadMessage(op, back) == 0 && op == 0x1 &&
-                  back == "pong ok",
-              "the backend's ping was answered with its payload (by the engine): " + back);
+        // (Each result first: the order in which a call's arguments are evaluated is unspecified.)
+        bool ok = sent && c.ReadMessage(op, back) == 0 && op == 0x2 && back.size() == big.size() &&
+                  Fnv(back) == Fnv(big);
+        Check(ok, "a 200 KiB binary message in 3 fragments came back intact (" +
+                      std::to_string(back.size()) + " bytes)");
+        ok = c.Send(0x1, true, "ping-me") && c.ReadMessage(op, back) == 0 && op == 0x1 &&
+             back == "pong ok";
+        Check(ok, "the backend's ping was answered with its payload (by the engine): " + back);
         Check(c.Send(0x8, true, wsemu::ClosePayload(1000, "done")) && c.ReadMessage(op, back) == 0 &&
                   op == 0x8 && back == wsemu::ClosePayload(1000, "done"),
               "client-initiated close: the backend's close (1000 \"done\") reached the client");
@@ -1697,6 +1700,9 @@ void RunWebSocketTests(Registration &reg, Application &app)
     }, r3, "backend killed");
     Check(backendProcess.pid != 0 && backendProcess.Exited(),
           "backend killed: the backend process had exited");
+    Check(r3.wsTcpClosed == 1 && r1.wsTcpClosed == 0 && r2.wsTcpClosed == 0,
+          "backend killed: the module closed the client's TCP connection (CloseTcpConnection), "
+          "and only then");
 
     // 4. An IIS without the WebSocket Protocol feature: the 101 cannot be served, the
     // connection is closed rather than left open with nothing behind it.

@@ -184,7 +184,9 @@ fn parse_head(b: &[u8]) -> Result<Option<Head>, ProtocolError> {
         return Ok(None);
     }
     if b[0] & 0x70 != 0 {
-        return Err(ProtocolError("reserved bits set (no extension was negotiated)"));
+        return Err(ProtocolError(
+            "reserved bits set (no extension was negotiated)",
+        ));
     }
     let fin = b[0] & 0x80 != 0;
     let opcode = b[0] & 0x0F;
@@ -297,7 +299,14 @@ impl Encoder {
     }
 
     /// Appends the frame for one data fragment of a text (`utf8`) or binary message.
-    pub fn data(&mut self, out: &mut BytesMut, payload: &[u8], utf8: bool, fin: bool, mask: [u8; 4]) {
+    pub fn data(
+        &mut self,
+        out: &mut BytesMut,
+        payload: &[u8],
+        utf8: bool,
+        fin: bool,
+        mask: [u8; 4],
+    ) {
         let opcode = match (self.in_message, utf8) {
             (true, _) => OP_CONTINUATION,
             (false, true) => OP_TEXT,

@@ -143,7 +143,8 @@ async fn next_fragment(shared: &Arc<Shared>) -> Result<Option<Supplied>, Outcome
 /// Pumps fragments between the host and the backend's upgraded connection until the backend
 /// closes it. The backend's close frame reaches the host as a close fragment; the host's close
 /// goes to the backend as a close frame; a client gone without a close half-closes the backend
-/// connection.
+/// connection. Ends with `Ok` when the backend closed after a close frame, with
+/// `UpgradeFailed` when its connection ended or failed without one.
 pub(super) async fn tunnel(
     shared: &Arc<Shared>,
     upgraded: hyper::upgrade::Upgraded,
@@ -163,6 +164,7 @@ pub(super) async fn tunnel(
     };
     let down = async {
         let mut decoder = Decoder::new();
+        let mut saw_close = false;
         loop {
             while let Some(event) = decoder.next_event().map_err(failed)? {
                 match event {
@@ -176,6 +178,7 @@ pub(super) async fn tunnel(
                     }
                     Event::Pong => {}
                     Event::Close { status, reason } => {
+                        saw_close = true;
                         deliver(shared, callback, reason, false, true, Some(status)).await?
                     }
                 }
@@ -189,7 +192,15 @@ pub(super) async fn tunnel(
             })
             .await?;
             if n == 0 {
-                return Ok(());
+                // Without a close frame the session broke (the backend died): the host must
+                // abort the client's connection rather than end it as if closed cleanly.
+                return if saw_close {
+                    Ok(())
+                } else {
+                    Err(failed(
+                        "the backend ended the WebSocket connection without a close frame",
+                    ))
+                };
             }
         }
     };
