@@ -183,6 +183,8 @@ pub(super) async fn tunnel(
                     }
                 }
             }
+            // Room for a real read: an empty BytesMut would take the bytes 64 at a time.
+            decoder.buffer_mut().reserve(16 * 1024);
             let mut read = pin!(from_backend.read_buf(decoder.buffer_mut()));
             let n = poll_fn(|cx| {
                 if shared.poll_cancelled(cx) {
