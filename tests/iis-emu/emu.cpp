@@ -11,9 +11,12 @@
 // OnExecuteRequestHandler on a "request thread", RQ_NOTIFICATION_PENDING honoured by
 // delivering every completion (asynchronous ReadEntityBody, WriteEntityChunks, Flush, and
 // PostCompletion) as OnAsyncCompletion on another thread, one at a time and only after the
-// previous notification returned PENDING, Dispose at the end. The HTTP side has no sockets:
-// requests are HTTP_REQUEST structures (raw URL, known and unknown headers, TLS client
-// certificate) with server variables, and responses are recorded. The backend side is real:
+// previous notification returned PENDING, Dispose at the end. The HTTP side has no sockets
+// except for WebSockets: requests are HTTP_REQUEST structures (raw URL, known and unknown
+// headers, TLS client certificate) with server variables, and responses are recorded; a
+// WebSocket request comes from a real client socket, and IIS's WebSocket module is played on it
+// (websocket_emu.h: IHttpServer2 → IHttpContext3 → named context → IWebSocketContext). The
+// backend side is real:
 // the engine starts backend.exe (tests/iis-emu/backend.cpp) as a Windows process under Wine.
 //
 // Every declared interface method is implemented: either with sensible behaviour or, for what

@@ -140,6 +140,11 @@ pub fn run() -> Result {
         "ok: startup failure gives 502.5",
         "ok: app_offline.htm gives 503",
         "ok: GL_APPLICATION_STOP stopped the backend process",
+        "ok: 200 text echoes through the DLL, intact (200)",
+        "ok: a 200 KiB binary message in 3 fragments came back intact (204800 bytes)",
+        "ok: client-initiated close: the backend's close (1000 \"done\") reached the client",
+        "ok: backend-initiated close: its close (4001 \"server bye\") reached the client",
+        "ok: backend killed mid-stream: the client's connection ended (no hang)",
     ] {
         if !stdout.contains(needle) {
             failures.push(format!("missing {needle:?} in the output"));
