@@ -714,6 +714,25 @@ static int frag_close_source(test_req *t, ancm_ws_fragment *f, uint8_t *buf, siz
     return -1;
 }
 
+/* Fragment mode, the client vanishes without a close after one echo: end_body. */
+static int frag_vanish_source(test_req *t, ancm_ws_fragment *f, uint8_t *buf, size_t cap) {
+    (void)cap;
+    pthread_mutex_lock(&t->mu);
+    size_t have = t->body_len;
+    pthread_mutex_unlock(&t->mu);
+    if (t->ws_stage == 0) {
+        t->ws_stage = 1;
+        buf[0] = 'v';
+        *f = (ancm_ws_fragment){.data = {buf, 1}, .utf8 = true, .final_fragment = true};
+        return 1;
+    }
+    if (t->ws_stage == 1 && have >= 1) {
+        t->ws_stage = 2;
+        return 0;
+    }
+    return -1;
+}
+
 static void test_websocket_fragments(const char *config) {
     bool ok = true;
     ancm_app *app = new_app(config);
@@ -748,10 +767,19 @@ static void test_websocket_fragments(const char *config) {
               "server close %d %u '%s'", t.got_close, t.close_status, t.close_reason);
         CHECK(t.violations == 0, "%d protocol violations", t.violations);
         finish_request(&t);
+
+        memset(&t, 0, sizeof t);
+        t.frag_source = frag_vanish_source;
+        CHECK(run_request(app, &t, "GET", "/echo", h, 5, 0, 60), "did not finish");
+        CHECK(t.result == ANCM_RESULT_UPGRADE_FAILED, "client gone without a close: result %u: %s", t.result,
+              t.message);
+        CHECK(t.body_len == 1 && !t.got_close, "one echo, no close");
+        CHECK(t.violations == 0, "%d protocol violations", t.violations);
+        finish_request(&t);
         CHECK(ancm_app_stop(app) == ANCM_RESULT_OK, "stop");
         ancm_app_free(app);
     }
-    report("WebSocket upgrade as fragments: fragmented text, 100 KiB binary, both closes", ok);
+    report("WebSocket upgrade as fragments: fragmented text, 100 KiB binary, both closes, a vanished client", ok);
 }
 
 static atomic_int log_count;

@@ -1480,6 +1480,11 @@ bool SocketPair(SOCKET &client, SOCKET &server)
     }
     server = accept(ls, nullptr, nullptr);
     closesocket(ls);
+    // Not inheritable: the engine starts backends with inherited handles (their output pipes),
+    // and a backend holding a copy would keep the connection open after the emulator closed it
+    // (IIS's client connections live in HTTP.sys, never in the worker process's handle table).
+    SetHandleInformation(reinterpret_cast<HANDLE>(client), HANDLE_FLAG_INHERIT, 0);
+    SetHandleInformation(reinterpret_cast<HANDLE>(server), HANDLE_FLAG_INHERIT, 0);
     // A hang guard for the test, not a timing assertion: a stuck read fails instead of hanging.
     DWORD guard = 30000;
     setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, reinterpret_cast<const char *>(&guard), sizeof guard);
@@ -1706,6 +1711,23 @@ void RunWebSocketTests(Registration &reg, Application &app)
     Check(r3.wsTcpClosed == 1 && r1.wsTcpClosed == 0 && r2.wsTcpClosed == 0,
           "backend killed: the module closed the client's TCP connection (CloseTcpConnection), "
           "and only then");
+
+    // 3b. The client vanishes without a close: IIS fails the module's read, the module ends the
+    // client's side towards the backend, the backend closes, and the request ends.
+    Result r3b;
+    RunWebSocket(reg, app, true, [](wsemu::WsClient &c) {
+        if (!WsHandshakeOk(c, "client vanished")) {
+            return;
+        }
+        unsigned op = 0;
+        std::string back;
+        Check(c.Send(0x1, true, "last words") && c.ReadMessage(op, back) == 0 && back == "last words",
+              "client vanished: an echo before");
+        closesocket(c.s); // no close frame
+        c.s = INVALID_SOCKET;
+    }, r3b, "client vanished");
+    Check(r3b.status == RQ_NOTIFICATION_FINISH_REQUEST,
+          "client vanished without a close: the backend's connection was ended and the request too");
 
     // 4. An IIS without the WebSocket Protocol feature: the 101 cannot be served, the
     // connection is closed rather than left open with nothing behind it.
