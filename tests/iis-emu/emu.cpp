@@ -1278,6 +1278,7 @@ struct Result {
     DWORD elapsedMs = 0;
     int wsOutstandingAtEnd = 0; // WebSocket operations still pending when the module ended
     long wsTcpClosed = 0;       // IWebSocketContext::CloseTcpConnection calls
+    long wsDuplex = 0;          // operations started while one of the other direction was pending
 };
 
 // One request through the module, as IIS's pipeline would run RQ_EXECUTE_REQUEST_HANDLER, on
@@ -1612,6 +1613,7 @@ void RunWebSocket(Registration &reg, Application &app, bool installed,
                     session->closesSent, session->duplexSeen, session->cancels, session->tcpClosed);
         std::fflush(stdout);
         out.wsTcpClosed = session->tcpClosed;
+        out.wsDuplex = session->duplexSeen;
         delete session;
     }
     if (t != nullptr) {
@@ -1675,6 +1677,9 @@ void RunWebSocketTests(Registration &reg, Application &app)
               "client-initiated close: the backend's close (1000 \"done\") reached the client");
         Check(c.Ends(), "client-initiated close: then the connection ended");
     }, r1, "WebSocket echo");
+    // Every echo is written while the module's next read is already outstanding.
+    Check(r1.wsDuplex > 0, "full duplex: writes went out while a read was outstanding (" +
+                               std::to_string(r1.wsDuplex) + " times)");
     Check(r1.response.status == 101 && Header(r1.response, "X-Backend-Saw-Extensions") == "no",
           "the backend got the upgrade without Sec-WebSocket-Extensions (no compression)");
 
