@@ -4,6 +4,7 @@
 
 mod reload;
 mod server;
+mod sniff;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
