@@ -11,6 +11,11 @@
 //   complete       → IHttpContext::PostCompletion(0); the OnAsyncCompletion that follows ends
 //                    the request (CONTINUE; FINISH_REQUEST when cancelled; reset when aborted)
 //
+// A 101 (WebSocket) switches the request to fragments: the head callback asks the engine for
+// them (ancm_request_websocket_fragments) and flushes the 101; from then on body_wanted and the
+// engine's fragments go to the WebSocket pump (websocket.cpp), whose operations IIS completes
+// through its own completion routine, not OnAsyncCompletion.
+//
 // Threads. Engine callbacks run on the engine's core threads; IIS completions arrive on IIS
 // threads in OnAsyncCompletion; a client disconnect arrives on an IIS thread through the
 // connection's stored context. All three touch the request's state and call IIS, so each does
