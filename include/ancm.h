@@ -621,6 +621,42 @@ typedef struct ancm_callbacks {
     ancm_complete_callback complete;
 } ancm_callbacks;
 
+/**
+ * One WebSocket message fragment crossing the C ABI, in either direction. Everything it
+ * points at is borrowed: from the engine until `ancm_request_ack_write`, from the host for the
+ * duration of `ancm_request_supply_ws_fragment`.
+ */
+typedef struct ancm_ws_fragment {
+    /**
+     * The payload bytes; for a close, the reason (UTF-8, may be empty).
+     */
+    struct ancm_slice data;
+    /**
+     * The message is text (UTF-8) rather than binary; the same on every fragment of it.
+     */
+    bool utf8;
+    /**
+     * This fragment ends its message.
+     */
+    bool final_fragment;
+    /**
+     * This is a close (not data): `close_status` and the reason in `data`.
+     */
+    bool close;
+    /**
+     * The close status (e.g. 1000); 1005 or 0 when the close carried none. Only for a close.
+     */
+    uint16_t close_status;
+} ancm_ws_fragment;
+
+/**
+ * A WebSocket fragment from the backend for the client: write it (`WriteFragment`, or for a
+ * close `SendConnectionClose`), then call `ancm_request_ack_write`; the next fragment comes
+ * only after that. `fragment` is valid during the call, the bytes it points at until the
+ * acknowledgement (or `ancm_request_free`). Runs on a core thread; must not block.
+ */
+typedef void (*ancm_ws_fragment_callback)(void *userdata, const struct ancm_ws_fragment *fragment);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -903,6 +939,32 @@ ancm_result ancm_request_cancel(const struct ancm_request *request);
  * runs during it.
  */
 void ancm_request_free(struct ancm_request *request);
+
+/**
+ * Asks for an upgraded WebSocket as message fragments instead of a byte stream. Call it from
+ * inside the `response_head` callback of a 101 (`head->upgraded`); from then on
+ * `body_wanted` asks for the client's next fragment (answer with
+ * `ancm_request_supply_ws_fragment`, or `ancm_request_end_body` when the client's connection
+ * ended without a close), and `callback` (instead of `response_body`) carries the backend's
+ * fragments, each acknowledged with `ancm_request_ack_write`. Reads and writes are independent
+ * after an upgrade (one of each may be outstanding), whatever `serialize_io` said.
+ *
+ * Returns `ANCM_RESULT_INVALID_ARGUMENT` outside that callback, `ANCM_RESULT_MISSING_CALLBACK`
+ * for a NULL `callback`. Callable from the `response_head` callback's thread; no callback runs
+ * during it.
+ */
+ancm_result ancm_request_websocket_fragments(const struct ancm_request *request, ancm_ws_fragment_callback callback);
+
+/**
+ * Answers a `body_wanted` callback of an upgraded WebSocket in fragment mode with the client's
+ * next fragment (data, or a close with its status and reason), copied before the call
+ * returns. Nothing is read after a close.
+ *
+ * Returns `ANCM_RESULT_BODY_NOT_WANTED` when no `body_wanted` is outstanding. After the
+ * request was cancelled or has completed the fragment is ignored and the result is OK.
+ * Callable from any thread, also from inside a callback; no callback runs during it.
+ */
+ancm_result ancm_request_supply_ws_fragment(const struct ancm_request *request, const struct ancm_ws_fragment *fragment);
 
 /**
  * Describes a result code in English (one line, no trailing period).

@@ -196,6 +196,15 @@ public:
     [[nodiscard]] Status end_body() const { return Status(ancm_request_end_body(p_)); }
     [[nodiscard]] Status ack_write() const { return Status(ancm_request_ack_write(p_)); }
     [[nodiscard]] Status cancel() const { return Status(ancm_request_cancel(p_)); }
+    /// Inside the `response_head` callback of a 101: exchange WebSocket message fragments
+    /// instead of bytes (see ancm_request_websocket_fragments).
+    [[nodiscard]] Status websocket_fragments(ancm_ws_fragment_callback callback) const {
+        return Status(ancm_request_websocket_fragments(p_, callback));
+    }
+    /// Answers `body_wanted` in fragment mode with the client's next fragment (copied).
+    [[nodiscard]] Status supply_ws_fragment(const ancm_ws_fragment &fragment) const {
+        return Status(ancm_request_supply_ws_fragment(p_, &fragment));
+    }
     [[nodiscard]] const ancm_request *get() const noexcept { return p_; }
     /// Frees the request (cancelling it if it has not completed; `complete` still follows).
     void reset() noexcept {

@@ -48,6 +48,8 @@ static void sleep_us(long us) {
 typedef struct test_req test_req;
 /* Fills buf with the next body bytes: returns n > 0, 0 for end of body, -1 for "not yet". */
 typedef long (*body_source)(test_req *t, uint8_t *buf, size_t cap);
+/* WebSocket fragment mode: fills *f (payload in buf); 1 supply, 0 end, -1 not yet. */
+typedef int (*fragment_source)(test_req *t, ancm_ws_fragment *f, uint8_t *buf, size_t cap);
 
 struct test_req {
     pthread_mutex_t mu;
@@ -76,7 +78,27 @@ struct test_req {
     size_t cancel_after; /* cancel once this many response bytes arrived (0 = never) */
     bool cancel_sent;
     int ws_stage;
+    /* WebSocket fragment mode (ancm_request_websocket_fragments) */
+    fragment_source frag_source;
+    ancm_ws_fragment wfrag; /* the fragment being written */
+    int frags_in, frags_text, frags_final;
+    bool got_close;
+    uint16_t close_status;
+    char close_reason[64];
 };
+
+static void on_ws_fragment(void *ud, const ancm_ws_fragment *f) {
+    test_req *t = ud;
+    pthread_mutex_lock(&t->mu);
+    if (!t->upgraded || t->write_outstanding || t->got_close) t->violations++;
+    t->write_outstanding = true;
+    t->want_write = true;
+    t->wfrag = *f;
+    t->wdata = f->data.ptr;
+    t->wlen = f->close ? 0 : f->data.len;
+    pthread_cond_broadcast(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+}
 
 static void on_body_wanted(void *ud) {
     test_req *t = ud;
@@ -96,6 +118,9 @@ static void on_head(void *ud, const ancm_response_head *head) {
     t->status = head->status;
     t->substatus = head->substatus;
     t->upgraded = head->upgraded;
+    if (t->frag_source && head->upgraded &&
+        ancm_request_websocket_fragments(t->req, on_ws_fragment) != ANCM_RESULT_OK)
+        t->violations++;
     for (size_t i = 0; i < head->header_count; i++) {
         const ancm_header *h = &head->headers[i];
         if (h->name.len == 12 && memcmp(h->name.ptr, "content-type", 12) == 0 &&
@@ -152,8 +177,22 @@ static void *worker_main(void *p) {
                 t->body_cap = (t->body_len + len) * 2;
                 t->body = realloc(t->body, t->body_cap);
             }
-            memcpy(t->body + t->body_len, data, len);
+            if (len) memcpy(t->body + t->body_len, data, len);
             pthread_mutex_lock(&t->mu);
+            if (t->frag_source) {
+                /* Still valid: the fragment's bytes live until the acknowledgement. */
+                t->frags_in++;
+                t->frags_text += t->wfrag.utf8;
+                t->frags_final += t->wfrag.final_fragment && !t->wfrag.close;
+                if (t->wfrag.close) {
+                    t->got_close = true;
+                    t->close_status = t->wfrag.close_status;
+                    size_t n = t->wfrag.data.len < sizeof t->close_reason - 1 ? t->wfrag.data.len
+                                                                              : sizeof t->close_reason - 1;
+                    memcpy(t->close_reason, t->wfrag.data.ptr, n);
+                    t->close_reason[n] = 0;
+                }
+            }
             t->body_len += len;
             t->chunks++;
             bool cancel = t->cancel_after && t->body_len >= t->cancel_after && !t->cancel_sent;
@@ -167,6 +206,26 @@ static void *worker_main(void *p) {
         }
         if (t->want_read) {
             t->want_read = false;
+            if (t->frag_source && t->upgraded) {
+                pthread_mutex_unlock(&t->mu);
+                ancm_ws_fragment f;
+                memset(&f, 0, sizeof f);
+                int k = t->frag_source(t, &f, buf, sizeof buf);
+                pthread_mutex_lock(&t->mu);
+                if (k < 0) {
+                    pthread_mutex_unlock(&t->mu);
+                    sleep_us(1000);
+                    pthread_mutex_lock(&t->mu);
+                    t->want_read = true;
+                    continue;
+                }
+                t->read_outstanding = false;
+                pthread_mutex_unlock(&t->mu);
+                ancm_result r = k > 0 ? ancm_request_supply_ws_fragment(t->req, &f) : ancm_request_end_body(t->req);
+                pthread_mutex_lock(&t->mu);
+                if (r != ANCM_RESULT_OK) t->violations++;
+                continue;
+            }
             pthread_mutex_unlock(&t->mu);
             long n = t->source ? t->source(t, buf, sizeof buf) : 0;
             pthread_mutex_lock(&t->mu);
@@ -674,6 +733,133 @@ static void test_websocket(const char *config) {
     report("WebSocket upgrade: echo over the bidirectional byte stream", ok);
 }
 
+/* Fragment mode: a text message in two fragments, then 100 KiB of binary in two, then a close. */
+#define WS_BIG (100 * 1024)
+static int frag_echo_source(test_req *t, ancm_ws_fragment *f, uint8_t *buf, size_t cap) {
+    (void)cap;
+    pthread_mutex_lock(&t->mu);
+    size_t have = t->body_len;
+    pthread_mutex_unlock(&t->mu);
+    switch (t->ws_stage) {
+    case 0:
+        t->ws_stage = 1;
+        memcpy(buf, "hello ", 6);
+        *f = (ancm_ws_fragment){.data = {buf, 6}, .utf8 = true, .final_fragment = false};
+        return 1;
+    case 1:
+        t->ws_stage = 2;
+        memcpy(buf, "fragments", 9);
+        *f = (ancm_ws_fragment){.data = {buf, 9}, .utf8 = true, .final_fragment = true};
+        return 1;
+    case 2:
+    case 3: { /* the binary message in two fragments of half each (buf holds 64 KiB) */
+        if (have < 15) return -1;
+        size_t from = t->ws_stage == 2 ? 0 : WS_BIG / 2;
+        for (size_t i = 0; i < WS_BIG / 2; i++) buf[i] = (uint8_t)((from + i) * 7 + ((from + i) >> 8));
+        *f = (ancm_ws_fragment){.data = {buf, WS_BIG / 2}, .final_fragment = t->ws_stage == 3};
+        t->ws_stage++;
+        return 1;
+    }
+    case 4:
+        if (have < 15 + WS_BIG) return -1;
+        t->ws_stage = 5;
+        memcpy(buf, "bye", 3);
+        *f = (ancm_ws_fragment){.data = {buf, 3}, .close = true, .close_status = 1000};
+        return 1;
+    default:
+        return -1; /* nothing after a close; the backend ends the connection */
+    }
+}
+
+/* Fragment mode, the backend closes first: answer its close with the same status. */
+static int frag_close_source(test_req *t, ancm_ws_fragment *f, uint8_t *buf, size_t cap) {
+    (void)cap;
+    pthread_mutex_lock(&t->mu);
+    bool closed = t->got_close;
+    uint16_t status = t->close_status;
+    pthread_mutex_unlock(&t->mu);
+    if (t->ws_stage == 0) {
+        t->ws_stage = 1;
+        buf[0] = 'x';
+        *f = (ancm_ws_fragment){.data = {buf, 1}, .utf8 = true, .final_fragment = true};
+        return 1;
+    }
+    if (t->ws_stage == 1 && closed) {
+        t->ws_stage = 2;
+        *f = (ancm_ws_fragment){.close = true, .close_status = status};
+        return 1;
+    }
+    return -1;
+}
+
+/* Fragment mode, the client vanishes without a close after one echo: end_body. */
+static int frag_vanish_source(test_req *t, ancm_ws_fragment *f, uint8_t *buf, size_t cap) {
+    (void)cap;
+    pthread_mutex_lock(&t->mu);
+    size_t have = t->body_len;
+    pthread_mutex_unlock(&t->mu);
+    if (t->ws_stage == 0) {
+        t->ws_stage = 1;
+        buf[0] = 'v';
+        *f = (ancm_ws_fragment){.data = {buf, 1}, .utf8 = true, .final_fragment = true};
+        return 1;
+    }
+    if (t->ws_stage == 1 && have >= 1) {
+        t->ws_stage = 2;
+        return 0;
+    }
+    return -1;
+}
+
+static void test_websocket_fragments(const char *config) {
+    bool ok = true;
+    ancm_app *app = new_app(config);
+    CHECK(app != NULL, "no app");
+    if (app) {
+        header_kv h[] = {{"Host", "example.test"},
+                         {"Connection", "Upgrade"},
+                         {"Upgrade", "websocket"},
+                         {"Sec-WebSocket-Version", "13"},
+                         {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="}};
+        test_req t;
+        memset(&t, 0, sizeof t);
+        t.frag_source = frag_echo_source;
+        t.serialize = true;   /* ignored after the upgrade: both directions run at once */
+        CHECK(run_request(app, &t, "GET", "/echo", h, 5, 0, 60), "did not finish");
+        CHECK(t.status == 101 && t.upgraded, "status %d upgraded %d", t.status, t.upgraded);
+        CHECK(t.result == ANCM_RESULT_OK, "result %u: %s", t.result, t.message);
+        bool big_ok = t.body_len == 15 + WS_BIG && memcmp(t.body, "hello fragments", 15) == 0;
+        for (size_t i = 0; big_ok && i < WS_BIG; i++) big_ok = t.body[15 + i] == (uint8_t)(i * 7 + (i >> 8));
+        CHECK(big_ok, "echoed %zu bytes, not the text and the 100 KiB", t.body_len);
+        CHECK(t.frags_text >= 1 && t.frags_final == 2, "text fragments %d, final %d", t.frags_text, t.frags_final);
+        CHECK(t.got_close && t.close_status == 1000, "close %d status %u", t.got_close, t.close_status);
+        CHECK(t.violations == 0, "%d protocol violations", t.violations);
+        finish_request(&t);
+
+        memset(&t, 0, sizeof t);
+        t.frag_source = frag_close_source;
+        CHECK(run_request(app, &t, "GET", "/close-after", h, 5, 0, 60), "did not finish");
+        CHECK(t.result == ANCM_RESULT_OK, "result %u: %s", t.result, t.message);
+        CHECK(t.body_len == 1 && t.body[0] == 'x', "echo of the one message");
+        CHECK(t.got_close && t.close_status == 4001 && strcmp(t.close_reason, "server-bye") == 0,
+              "server close %d %u '%s'", t.got_close, t.close_status, t.close_reason);
+        CHECK(t.violations == 0, "%d protocol violations", t.violations);
+        finish_request(&t);
+
+        memset(&t, 0, sizeof t);
+        t.frag_source = frag_vanish_source;
+        CHECK(run_request(app, &t, "GET", "/echo", h, 5, 0, 60), "did not finish");
+        CHECK(t.result == ANCM_RESULT_UPGRADE_FAILED, "client gone without a close: result %u: %s", t.result,
+              t.message);
+        CHECK(t.body_len == 1 && !t.got_close, "one echo, no close");
+        CHECK(t.violations == 0, "%d protocol violations", t.violations);
+        finish_request(&t);
+        CHECK(ancm_app_stop(app) == ANCM_RESULT_OK, "stop");
+        ancm_app_free(app);
+    }
+    report("WebSocket upgrade as fragments: fragmented text, 100 KiB binary, both closes, a vanished client", ok);
+}
+
 static atomic_int log_count;
 /* Event Log ids seen with their message: a start (1001) and a start failure (1020). */
 static atomic_int started_events, failed_events;
@@ -709,6 +895,7 @@ int main(int argc, char **argv) {
     if (ws_only) {
         make_site("ws", "tests/backends/ws_echo.py", "", config, sizeof config);
         test_websocket(config);
+        test_websocket_fragments(config);
         return failures;
     }
     test_config_errors();
@@ -739,6 +926,7 @@ int main(int argc, char **argv) {
     if (ws) {
         make_site("ws", "tests/backends/ws_echo.py", "", config, sizeof config);
         test_websocket(config);
+        test_websocket_fragments(config);
     }
     report("log callback received the engine's messages", atomic_load(&log_count) > 0);
     report("a process start came with Event Log id 1001, a start failure with 1020",

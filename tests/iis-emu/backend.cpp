@@ -10,6 +10,11 @@
 //   POST /early     → 256 KiB answered before the request body is read (then drained)
 //   GET /truncate?n=N → Content-Length N, N/2 bytes, then the connection is closed
 //   GET /exit-soon  → 200, then the process exits with code 5 (a crash after answering)
+//   GET /ws with Upgrade: websocket → 101, then a WebSocket echo (RFC 6455): every data frame
+//                     comes back as it came (opcode, FIN, payload), a close is answered with
+//                     the same close; text "close-me" makes it close first (4001 "server
+//                     bye"), "ping-me" makes it ping and report the pong, "die" ends the
+//                     process at once (a backend killed mid-stream)
 //   anything else   → text/plain echo: method, target, headers, body length and FNV-1a hash,
 //                     pid, the EMU_* / ASPNETCORE_* environment, and for a
 //                     MS-ASPNETCORE-WINAUTHTOKEN what the handle is in this process (then it
@@ -182,6 +187,175 @@ std::string WinAuthToken(const std::vector<std::pair<std::string, std::string>> 
     return out;
 }
 
+// ---- WebSocket echo (/ws) ----
+
+std::string Base64(const unsigned char *p, size_t n)
+{
+    static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    std::string out;
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = p[i] << 16;
+        if (i + 1 < n) v |= p[i + 1] << 8;
+        if (i + 2 < n) v |= p[i + 2];
+        out += t[(v >> 18) & 63];
+        out += t[(v >> 12) & 63];
+        out += i + 1 < n ? t[(v >> 6) & 63] : '=';
+        out += i + 2 < n ? t[v & 63] : '=';
+    }
+    return out;
+}
+
+// Sec-WebSocket-Accept for a key: base64(SHA-1(key + the RFC 6455 GUID)), through CryptoAPI.
+std::string AcceptKey(const std::string &key)
+{
+    const std::string in = key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    HCRYPTPROV prov = 0;
+    HCRYPTHASH hash = 0;
+    unsigned char digest[20];
+    DWORD len = sizeof digest;
+    std::string out;
+    if (CryptAcquireContextW(&prov, nullptr, nullptr, PROV_RSA_FULL, CRYPT_VERIFYCONTEXT) &&
+        CryptCreateHash(prov, CALG_SHA1, 0, 0, &hash) &&
+        CryptHashData(hash, reinterpret_cast<const BYTE *>(in.data()), static_cast<DWORD>(in.size()), 0) &&
+        CryptGetHashParam(hash, HP_HASHVAL, digest, &len, 0) && len == sizeof digest) {
+        out = Base64(digest, sizeof digest);
+    }
+    if (hash != 0) CryptDestroyHash(hash);
+    if (prov != 0) CryptReleaseContext(prov, 0);
+    return out;
+}
+
+struct WsFrame {
+    bool fin = false;
+    unsigned opcode = 0;
+    bool masked = false;
+    std::string payload; // unmasked
+};
+
+bool Need(Conn &c, size_t n)
+{
+    while (c.buf.size() < n) {
+        if (!Fill(c)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool ReadFrame(Conn &c, WsFrame &f)
+{
+    if (!Need(c, 2)) return false;
+    const unsigned char b0 = static_cast<unsigned char>(c.buf[0]);
+    const unsigned char b1 = static_cast<unsigned char>(c.buf[1]);
+    f.fin = (b0 & 0x80) != 0;
+    f.opcode = b0 & 0x0F;
+    f.masked = (b1 & 0x80) != 0;
+    unsigned long long len = b1 & 0x7F;
+    size_t at = 2;
+    if (len == 126) {
+        if (!Need(c, 4)) return false;
+        len = (static_cast<unsigned char>(c.buf[2]) << 8) | static_cast<unsigned char>(c.buf[3]);
+        at = 4;
+    } else if (len == 127) {
+        if (!Need(c, 10)) return false;
+        len = 0;
+        for (int i = 0; i < 8; ++i) len = (len << 8) | static_cast<unsigned char>(c.buf[2 + i]);
+        at = 10;
+    }
+    unsigned char key[4] = {0, 0, 0, 0};
+    if (f.masked) {
+        if (!Need(c, at + 4)) return false;
+        std::memcpy(key, c.buf.data() + at, 4);
+        at += 4;
+    }
+    if (len > (64ULL << 20) || !Need(c, at + static_cast<size_t>(len))) return false;
+    f.payload = c.buf.substr(at, static_cast<size_t>(len));
+    c.buf.erase(0, at + static_cast<size_t>(len));
+    for (size_t i = 0; i < f.payload.size(); ++i) f.payload[i] ^= static_cast<char>(key[i % 4]);
+    return true;
+}
+
+// A server frame: never masked.
+bool SendFrame(SOCKET s, unsigned opcode, bool fin, const std::string &payload)
+{
+    std::string h;
+    h += static_cast<char>((fin ? 0x80 : 0) | opcode);
+    const size_t n = payload.size();
+    if (n < 126) {
+        h += static_cast<char>(n);
+    } else if (n <= 0xFFFF) {
+        h += static_cast<char>(126);
+        h += static_cast<char>(n >> 8);
+        h += static_cast<char>(n & 0xFF);
+    } else {
+        h += static_cast<char>(127);
+        for (int i = 7; i >= 0; --i) h += static_cast<char>((static_cast<unsigned long long>(n) >> (8 * i)) & 0xFF);
+    }
+    return SendAll(s, h.data(), h.size()) && SendAll(s, payload.data(), payload.size());
+}
+
+std::string ClosePayload(unsigned status, const std::string &reason)
+{
+    std::string p;
+    p += static_cast<char>(status >> 8);
+    p += static_cast<char>(status & 0xFF);
+    return p + reason;
+}
+
+void ServeWebSocket(Conn &c, const std::string &key, bool extensionsOffered)
+{
+    std::string head = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                       "Connection: Upgrade\r\nSec-WebSocket-Accept: " + AcceptKey(key) +
+                       "\r\nX-Backend-Saw-Extensions: " + (extensionsOffered ? "yes" : "no") +
+                       "\r\n\r\n";
+    if (!SendAll(c.s, head.data(), head.size())) {
+        return;
+    }
+    WsFrame f;
+    while (ReadFrame(c, f)) {
+        if (!f.masked) {
+            SendFrame(c.s, 0x8, true, ClosePayload(1002, "unmasked client frame"));
+            return;
+        }
+        if (f.opcode == 0x8) {
+            SendFrame(c.s, 0x8, true, f.payload); // answer the close, then end
+            return;
+        }
+        if (f.opcode == 0x9) {
+            SendFrame(c.s, 0xA, true, f.payload);
+            continue;
+        }
+        if (f.opcode == 0xA) {
+            continue;
+        }
+        if (f.opcode == 0x1 && f.fin && f.payload == "die") {
+            ExitProcess(7); // killed mid-stream: no close frame, the connection just ends
+        }
+        if (f.opcode == 0x1 && f.fin && f.payload == "close-me") {
+            SendFrame(c.s, 0x8, true, ClosePayload(4001, "server bye"));
+            while (ReadFrame(c, f) && f.opcode != 0x8) {
+            }
+            return; // the client's close arrived (or the connection ended)
+        }
+        if (f.opcode == 0x1 && f.fin && f.payload == "ping-me") {
+            const std::string p = "p-" + std::to_string(GetCurrentProcessId());
+            SendFrame(c.s, 0x9, true, p);
+            std::string got = "no pong";
+            while (ReadFrame(c, f)) {
+                if (f.opcode == 0xA) {
+                    got = f.payload == p ? "pong ok" : "pong mismatch: " + f.payload;
+                    break;
+                }
+            }
+            SendFrame(c.s, 0x1, true, got);
+            continue;
+        }
+        if (!SendFrame(c.s, f.opcode, f.fin, f.payload)) {
+            return;
+        }
+    }
+}
+
 // One request; false ends the connection.
 bool Serve(Conn &c)
 {
@@ -198,7 +372,8 @@ bool Serve(Conn &c)
     std::vector<std::pair<std::string, std::string>> headers;
     unsigned long long contentLength = 0;
     bool chunked = false, close = false;
-    std::string token, event;
+    std::string token, event, wsKey;
+    bool upgradeWebSocket = false, wsExtensions = false;
     for (;;) {
         if (!ReadLine(c, line)) {
             return false;
@@ -225,6 +400,12 @@ bool Serve(Conn &c)
             token = value;
         } else if (IEquals(name, "MS-ASPNETCORE-EVENT")) {
             event = value;
+        } else if (IEquals(name, "Upgrade") && IEquals(value, "websocket")) {
+            upgradeWebSocket = true;
+        } else if (IEquals(name, "Sec-WebSocket-Key")) {
+            wsKey = value;
+        } else if (IEquals(name, "Sec-WebSocket-Extensions")) {
+            wsExtensions = true;
         }
         headers.emplace_back(name, value);
     }
@@ -277,6 +458,10 @@ bool Serve(Conn &c)
         shutdown(c.s, SD_SEND);
         Sleep(100);
         ExitProcess(0); // the graceful stop the engine asked for
+    }
+    if (path == "/ws" && upgradeWebSocket && !wsKey.empty()) {
+        ServeWebSocket(c, wsKey, wsExtensions);
+        return false; // the connection ends with the WebSocket
     }
     if (path == "/bytes" || path.compare(0, 6, "/bytes") == 0) {
         return SendPattern(c.s, QueryN(target), false) && !close;

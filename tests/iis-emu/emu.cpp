@@ -11,9 +11,12 @@
 // OnExecuteRequestHandler on a "request thread", RQ_NOTIFICATION_PENDING honoured by
 // delivering every completion (asynchronous ReadEntityBody, WriteEntityChunks, Flush, and
 // PostCompletion) as OnAsyncCompletion on another thread, one at a time and only after the
-// previous notification returned PENDING, Dispose at the end. The HTTP side has no sockets:
-// requests are HTTP_REQUEST structures (raw URL, known and unknown headers, TLS client
-// certificate) with server variables, and responses are recorded. The backend side is real:
+// previous notification returned PENDING, Dispose at the end. The HTTP side has no sockets
+// except for WebSockets: requests are HTTP_REQUEST structures (raw URL, known and unknown
+// headers, TLS client certificate) with server variables, and responses are recorded; a
+// WebSocket request comes from a real client socket, and IIS's WebSocket module is played on it
+// (websocket_emu.h: IHttpServer2 → IHttpContext3 → named context → IWebSocketContext). The
+// backend side is real:
 // the engine starts backend.exe (tests/iis-emu/backend.cpp) as a Windows process under Wine.
 //
 // Every declared interface method is implemented: either with sensible behaviour or, for what
@@ -32,6 +35,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <list>
 #include <map>
 #include <memory>
@@ -146,6 +150,12 @@ std::string EchoField(const std::string &body, const std::string &key)
     p += key.size() + 2;
     return body.substr(p, body.find('\n', p) - p);
 }
+
+} // namespace
+
+#include "websocket_emu.h"
+
+namespace {
 
 // ---- Configuration: typed values, elements, collections (IAppHostAdminManager & co) ----
 
@@ -505,7 +515,7 @@ public:
 
 // ---- The server and module registration ----
 
-class Server final : public IHttpServer {
+class Server final : public IHttpServer2 {
 public:
     AdminManager admin;
 
@@ -557,12 +567,27 @@ public:
     {
         UNEXPECTED();
     }
-    // IHttpServer2 is not emulated yet: say so, as an old IIS would.
-    HRESULT GetExtendedInterface(HTTP_SERVER_INTERFACE_VERSION, PVOID *pp) override
+    // IIS 8+: HTTP_SERVER_INTERFACE_V2 is this server's IHttpServer2.
+    HRESULT GetExtendedInterface(HTTP_SERVER_INTERFACE_VERSION version, PVOID *pp) override
     {
         *pp = nullptr;
-        return E_NOINTERFACE;
+        if (version != HTTP_SERVER_INTERFACE_V2) {
+            return E_NOINTERFACE;
+        }
+        *pp = static_cast<IHttpServer2 *>(this);
+        return S_OK;
     }
+    HRESULT GetToken(PCWSTR, PCWSTR, DWORD, IHttpTokenEntry **, PCWSTR, PSOCKADDR,
+                     IHttpTraceContext *) override
+    {
+        UNEXPECTED();
+    }
+    PCWSTR GetAppPoolConfigFile(DWORD *) const override { UNEXPECTED(); }
+    // (IID_IHttpContext, ctx) → (IID_IHttpContext3, ctx3); defined after Context.
+    HRESULT GetExtendedInterfaceByGuid(const GUID &from, PVOID input, const GUID &to,
+                                       PVOID *out) override;
+    HRESULT GetMetadata(PCWSTR, PCWSTR, IReferencedMetadataInfo **) override { UNEXPECTED(); }
+    HRESULT GetWorkerProcessFramework(IWorkerProcessFramework **) override { UNEXPECTED(); }
 };
 
 int g_moduleIdTag = 0; // its address is the module id
@@ -733,6 +758,7 @@ struct Spec {
     bool https = false;
     std::string cert; // DER bytes of a client certificate (https only)
     size_t disconnectAfter = 0; // simulate a client disconnect after this many response bytes
+    wsemu::WsSession *ws = nullptr; // a WebSocket handshake on a real client socket
     // IHttpUser::GetAuthenticationType of the request's user: empty for anonymous (IIS then
     // still has a user, IUSR, with a token), "Negotiate", "NTLM", "Basic" …
     std::wstring authType;
@@ -985,7 +1011,7 @@ private:
 // The request context. Completion plumbing: PostCompletion and every asynchronous operation
 // queue a completion; the completion thread delivers them one at a time as OnAsyncCompletion
 // once the current notification has returned PENDING, until a call returns something else.
-class Context final : public IHttpContext {
+class Context final : public IHttpContext3, public INamedContextContainer {
 public:
     Context(Application *app, Connection *conn, Request *req, Response *resp)
         : app_(app), conn_(conn), req_(req), resp_(resp)
@@ -1154,6 +1180,27 @@ public:
         return E_NOINTERFACE;
     }
 
+    // ---- IHttpContext2/3 and the named contexts (WebSockets) ----
+    wsemu::WsSession *ws = nullptr; // the request's client socket, for an upgrade
+    int fullDuplexCalls = 0;
+    IHttpUser *GetOriginalUser() const override { UNEXPECTED(); }
+    INamedContextContainer *GetNamedContextContainer() override { return this; }
+    VOID EnableFullDuplex() override { ++fullDuplexCalls; }
+    HRESULT InheritServerVariable(PCSTR, BOOL) override { UNEXPECTED(); }
+    HRESULT PostCompletionWithCallback(DWORD, LPOVERLAPPED_COMPLETION_ROUTINE, void *) override
+    {
+        UNEXPECTED();
+    }
+    // IIS's WebSocket module offers its context once the 101 has been flushed.
+    IHttpStoredContext *GetNamedContext(LPCWSTR name) override
+    {
+        if (name == nullptr || std::wcscmp(name, L"websockets") != 0 || ws == nullptr) {
+            return nullptr;
+        }
+        return ws->Named();
+    }
+    HRESULT SetNamedContext(IHttpStoredContext *, LPCWSTR) override { UNEXPECTED(); }
+
 private:
     struct Posted {
         DWORD bytes;
@@ -1281,8 +1328,24 @@ HRESULT Response::WriteEntityChunks(HTTP_DATA_CHUNK *chunks, DWORD n, BOOL fAsyn
     return S_OK;
 }
 
+HRESULT Server::GetExtendedInterfaceByGuid(const GUID &from, PVOID input, const GUID &to,
+                                           PVOID *out)
+{
+    *out = nullptr;
+    if (!IsEqualGUID(from, IID_IHttpContext) || !IsEqualGUID(to, IID_IHttpContext3) ||
+        input == nullptr) {
+        return E_NOINTERFACE;
+    }
+    Context *ctx = static_cast<Context *>(static_cast<IHttpContext *>(input));
+    *out = static_cast<IHttpContext3 *>(ctx);
+    return S_OK;
+}
+
 HRESULT Response::Flush(BOOL fAsync, BOOL, DWORD *sent, BOOL *completionExpected)
 {
+    if (ctx->ws != nullptr && !headersSent) {
+        ctx->ws->OnFlush(status, reason, headers); // a 101 goes to the client's socket
+    }
     headersSent = true;
     *sent = 0;
     *completionExpected = FALSE;
@@ -1303,6 +1366,9 @@ struct Result {
     bool strayAtEnd = false;
     int disconnectNotified = 0;
     DWORD elapsedMs = 0;
+    int wsOutstandingAtEnd = 0; // WebSocket operations still pending when the module ended
+    long wsTcpClosed = 0;       // IWebSocketContext::CloseTcpConnection calls
+    long wsDuplex = 0;          // operations started while one of the other direction was pending
 };
 
 // One request through the module, as IIS's pipeline would run RQ_EXECUTE_REQUEST_HANDLER, on
@@ -1329,7 +1395,11 @@ void RunRequest(Registration &reg, Application &app, const Spec &spec, Result &o
     out.response.conn = &conn;
     out.response.disconnectAfter = spec.disconnectAfter;
     ctx.module = module;
+    ctx.ws = spec.ws;
     out.status = ctx.Run(timeoutMs);
+    if (spec.ws != nullptr) {
+        out.wsOutstandingAtEnd = spec.ws->Outstanding();
+    }
     out.otherThread = ctx.completionThread != 0 && ctx.completionThread != ctx.requestThread;
     out.completions = ctx.completionsDelivered;
     out.overlappingIo = ctx.overlappingIo;
@@ -1624,6 +1694,294 @@ void RunUserTokenAndHttpsPortTests(Registration &reg, Server &server, const std:
     Check(allExited, "GL_APPLICATION_STOP stopped the token and https-port test backends");
 }
 
+// ---- WebSockets through the DLL: a real client socket, IIS's WebSocket module emulated ----
+
+// A connected loopback pair: the browser's end and IIS's end.
+bool SocketPair(SOCKET &client, SOCKET &server)
+{
+    client = server = INVALID_SOCKET;
+    SOCKET ls = socket(AF_INET, SOCK_STREAM, IPPROTO_TCP);
+    sockaddr_in a;
+    std::memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int len = sizeof a;
+    if (ls == INVALID_SOCKET || bind(ls, reinterpret_cast<sockaddr *>(&a), sizeof a) != 0 ||
+        listen(ls, 1) != 0 || getsockname(ls, reinterpret_cast<sockaddr *>(&a), &len) != 0) {
+        closesocket(ls);
+        return false;
+    }
+    client = socket(AF_INET, SOCK_STREAM, IPPROTO_TCP);
+    if (client == INVALID_SOCKET || connect(client, reinterpret_cast<sockaddr *>(&a), sizeof a) != 0) {
+        closesocket(ls);
+        return false;
+    }
+    server = accept(ls, nullptr, nullptr);
+    closesocket(ls);
+    // Not inheritable: the engine starts backends with inherited handles (their output pipes),
+    // and a backend holding a copy would keep the connection open after the emulator closed it
+    // (IIS's client connections live in HTTP.sys, never in the worker process's handle table).
+    SetHandleInformation(reinterpret_cast<HANDLE>(client), HANDLE_FLAG_INHERIT, 0);
+    SetHandleInformation(reinterpret_cast<HANDLE>(server), HANDLE_FLAG_INHERIT, 0);
+    // A hang guard for the test, not a timing assertion: a stuck read fails instead of hanging.
+    DWORD guard = 30000;
+    setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, reinterpret_cast<const char *>(&guard), sizeof guard);
+    setsockopt(server, SOL_SOCKET, SO_RCVTIMEO, reinterpret_cast<const char *>(&guard), sizeof guard);
+    return server != INVALID_SOCKET;
+}
+
+const char kWsKey[] = "dGhlIHNhbXBsZSBub25jZQ==";
+
+// The browser's handshake; returns the response head (lower-cased), empty on failure.
+std::string WsHandshake(wsemu::WsClient &c)
+{
+    const std::string req = std::string("GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+                                        "Connection: Upgrade\r\nSec-WebSocket-Key: ") +
+                            kWsKey +
+                            "\r\nSec-WebSocket-Version: 13\r\n"
+                            "Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n";
+    if (!wsemu::SendAll(c.s, req.data(), req.size())) {
+        return std::string();
+    }
+    size_t end;
+    while ((end = c.buf.find("\r\n\r\n")) == std::string::npos) {
+        if (c.Fill() < 0) {
+            return std::string();
+        }
+    }
+    std::string head = c.buf.substr(0, end + 4);
+    c.buf.erase(0, end + 4);
+    for (char &ch : head) {
+        ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    }
+    return head;
+}
+
+bool WsHandshakeOk(wsemu::WsClient &c, const char *what)
+{
+    std::string head = WsHandshake(c);
+    std::string accept = Base64(wsemu::Sha1(std::string(kWsKey) + wsemu::kGuid));
+    for (char &ch : accept) {
+        ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    }
+    const bool ok = head.compare(0, 13, "http/1.1 101 ") == 0 &&
+                    Contains(head, "\r\nsec-websocket-accept: " + accept + "\r\n") &&
+                    Contains(head, "\r\nupgrade: websocket\r\n");
+    Check(ok, std::string(what) + ": 101 with the backend's Sec-WebSocket-Accept reached the client");
+    return ok;
+}
+
+struct WsRun {
+    std::function<void(wsemu::WsClient &)> script;
+    wsemu::WsClient client;
+};
+
+DWORD WINAPI WsClientThread(LPVOID p)
+{
+    WsRun *run = static_cast<WsRun *>(p);
+    run->script(run->client);
+    return 0;
+}
+
+// One WebSocket request: the browser runs `script` on its thread; IIS's side reads the
+// request head from the socket and runs it through the module. `installed` false plays an
+// IIS without the WebSocket Protocol feature.
+void RunWebSocket(Registration &reg, Application &app, bool installed,
+                  std::function<void(wsemu::WsClient &)> script, Result &out, const std::string &what)
+{
+    WsRun run;
+    run.script = std::move(script);
+    SOCKET server = INVALID_SOCKET;
+    if (!SocketPair(run.client.s, server)) {
+        Check(false, what + ": loopback socket pair");
+        return;
+    }
+    HANDLE t = CreateThread(nullptr, 0, &WsClientThread, &run, 0, nullptr);
+    // IIS's side: the request head as HTTP.sys would parse it.
+    std::string buf;
+    size_t end;
+    char tmp[4096];
+    while ((end = buf.find("\r\n\r\n")) == std::string::npos) {
+        int k = recv(server, tmp, sizeof tmp, 0);
+        if (k <= 0) {
+            break;
+        }
+        buf.append(tmp, static_cast<size_t>(k));
+    }
+    if (end == std::string::npos) {
+        Check(false, what + ": the client's request head");
+        closesocket(server);
+    } else {
+        Spec spec;
+        const std::string head = buf.substr(0, end + 2);
+        size_t lineEnd = head.find("\r\n");
+        const std::string line = head.substr(0, lineEnd);
+        size_t sp1 = line.find(' '), sp2 = line.rfind(' ');
+        spec.method = line.substr(0, sp1);
+        spec.url = line.substr(sp1 + 1, sp2 - sp1 - 1);
+        for (size_t at = lineEnd + 2; at < head.size();) {
+            size_t e = head.find("\r\n", at);
+            std::string h = head.substr(at, e - at);
+            at = e + 2;
+            size_t colon = h.find(':');
+            if (colon != std::string::npos) {
+                size_t v = h.find_first_not_of(' ', colon + 1);
+                spec.headers.emplace_back(h.substr(0, colon),
+                                          v == std::string::npos ? std::string() : h.substr(v));
+            }
+        }
+        wsemu::WsSession *session = new wsemu::WsSession(server, buf.substr(end + 4), installed);
+        spec.ws = session;
+        RunRequest(reg, app, spec, out);
+        // The request is over: IIS closes the client's connection.
+        session->EndConnection();
+        if (WaitForSingleObject(t, 60000) != WAIT_OBJECT_0) {
+            Check(false, what + ": the client's script ended");
+        }
+        Check(out.status == RQ_NOTIFICATION_FINISH_REQUEST && !out.strayAtEnd &&
+                  out.wsOutstandingAtEnd == 0,
+              what + ": the request ended (FINISH_REQUEST) with no WebSocket operation outstanding");
+        Check(session->doubleRead == 0 && session->doubleWrite == 0 && session->syncCalls == 0 &&
+                  session->unmaskedFrame == 0,
+              what + ": at most one read and one write outstanding, all asynchronous");
+        std::printf("    (%s: %ld fragments read, %ld written, %ld closes sent, duplex %ld, "
+                    "cancels %ld, tcp closes %ld)\n",
+                    what.c_str(), session->fragmentsRead, session->fragmentsWritten,
+                    session->closesSent, session->duplexSeen, session->cancels, session->tcpClosed);
+        std::fflush(stdout);
+        out.wsTcpClosed = session->tcpClosed;
+        out.wsDuplex = session->duplexSeen;
+        delete session;
+    }
+    if (t != nullptr) {
+        WaitForSingleObject(t, 60000);
+        CloseHandle(t);
+    }
+}
+
+void RunWebSocketTests(Registration &reg, Application &app)
+{
+    WSADATA wsa;
+    if (WSAStartup(MAKEWORD(2, 2), &wsa) != 0) {
+        Check(false, "WSAStartup");
+        return;
+    }
+    // The app learns that WebSockets are available (IIS 8+: IHttpServer2 / IHttpContext3).
+    Spec plain;
+    plain.url = "/ws-app/echo";
+    plain.headers = {{"Host", "localhost"}};
+    Result r0;
+    RunRequest(reg, app, plain, r0);
+    Check(r0.response.status == 200 &&
+              Contains(r0.response.body, "env: ASPNETCORE_IIS_WEBSOCKETS_SUPPORTED=true\n"),
+          "the app was told ASPNETCORE_IIS_WEBSOCKETS_SUPPORTED=true");
+    Process backendProcess(PidOf(r0));
+
+    // 1. Echoes, a large fragmented message, the backend's ping, a client-initiated close.
+    Result r1;
+    RunWebSocket(reg, app, true, [](wsemu::WsClient &c) {
+        if (!WsHandshakeOk(c, "WebSocket echo")) {
+            return;
+        }
+        int good = 0;
+        for (int i = 0; i < 200; ++i) {
+            const std::string m = "message " + std::to_string(i) + " caf\xc3\xa9";
+            unsigned op = 0;
+            std::string back;
+            if (c.Send(0x1, true, m) && c.ReadMessage(op, back) == 0 && op == 0x1 && back == m) {
+                ++good;
+            }
+        }
+        Check(good == 200, "200 text echoes through the DLL, intact (" + std::to_string(good) + ")");
+        // 200 KiB binary in three frames (a fragmented message): IIS hands the module pieces of
+        // at most its buffer, the engine reframes them, the backend echoes frame by frame.
+        std::string big = PatternBody(200 * 1024);
+        unsigned op = 0;
+        std::string back;
+        const bool sent = c.Send(0x2, false, big.substr(0, 100 * 1024)) &&
+                          c.Send(0x0, false, big.substr(100 * 1024, 60 * 1024)) &&
+                          c.Send(0x0, true, big.substr(160 * 1024));
+        // (Each result first: the order in which a call's arguments are evaluated is unspecified.)
+        bool ok = sent && c.ReadMessage(op, back) == 0 && op == 0x2 && back.size() == big.size() &&
+                  Fnv(back) == Fnv(big);
+        Check(ok, "a 200 KiB binary message in 3 fragments came back intact (" +
+                      std::to_string(back.size()) + " bytes)");
+        ok = c.Send(0x1, true, "ping-me") && c.ReadMessage(op, back) == 0 && op == 0x1 &&
+             back == "pong ok";
+        Check(ok, "the backend's ping was answered with its payload (by the engine): " + back);
+        Check(c.Send(0x8, true, wsemu::ClosePayload(1000, "done")) && c.ReadMessage(op, back) == 0 &&
+                  op == 0x8 && back == wsemu::ClosePayload(1000, "done"),
+              "client-initiated close: the backend's close (1000 \"done\") reached the client");
+        Check(c.Ends(), "client-initiated close: then the connection ended");
+    }, r1, "WebSocket echo");
+    // Every echo is written while the module's next read is already outstanding.
+    Check(r1.wsDuplex > 0, "full duplex: writes went out while a read was outstanding (" +
+                               std::to_string(r1.wsDuplex) + " times)");
+    Check(r1.response.status == 101 && Header(r1.response, "X-Backend-Saw-Extensions") == "no",
+          "the backend got the upgrade without Sec-WebSocket-Extensions (no compression)");
+
+    // 2. The backend closes first.
+    Result r2;
+    RunWebSocket(reg, app, true, [](wsemu::WsClient &c) {
+        if (!WsHandshakeOk(c, "backend-initiated close")) {
+            return;
+        }
+        unsigned op = 0;
+        std::string back;
+        Check(c.Send(0x1, true, "close-me") && c.ReadMessage(op, back) == 0 && op == 0x8 &&
+                  back == wsemu::ClosePayload(4001, "server bye"),
+              "backend-initiated close: its close (4001 \"server bye\") reached the client");
+        Check(c.Send(0x8, true, wsemu::ClosePayload(4001, "server bye")) && c.Ends(),
+              "backend-initiated close: the client answered and the connection ended");
+    }, r2, "backend-initiated close");
+
+    // 3. The backend dies mid-stream: the client's connection ends, nothing hangs.
+    Result r3;
+    RunWebSocket(reg, app, true, [](wsemu::WsClient &c) {
+        if (!WsHandshakeOk(c, "backend killed")) {
+            return;
+        }
+        unsigned op = 0;
+        std::string back;
+        Check(c.Send(0x1, true, "before") && c.ReadMessage(op, back) == 0 && back == "before",
+              "backend killed: an echo before");
+        Check(c.Send(0x1, true, "die") && c.Ends(),
+              "backend killed mid-stream: the client's connection ended (no hang)");
+    }, r3, "backend killed");
+    Check(backendProcess.pid != 0 && backendProcess.Exited(),
+          "backend killed: the backend process had exited");
+    Check(r3.wsTcpClosed == 1 && r1.wsTcpClosed == 0 && r2.wsTcpClosed == 0,
+          "backend killed: the module closed the client's TCP connection (CloseTcpConnection), "
+          "and only then");
+
+    // 3b. The client vanishes without a close: IIS fails the module's read, the module ends the
+    // client's side towards the backend, the backend closes, and the request ends.
+    Result r3b;
+    RunWebSocket(reg, app, true, [](wsemu::WsClient &c) {
+        if (!WsHandshakeOk(c, "client vanished")) {
+            return;
+        }
+        unsigned op = 0;
+        std::string back;
+        Check(c.Send(0x1, true, "last words") && c.ReadMessage(op, back) == 0 && back == "last words",
+              "client vanished: an echo before");
+        closesocket(c.s); // no close frame
+        c.s = INVALID_SOCKET;
+    }, r3b, "client vanished");
+    Check(r3b.status == RQ_NOTIFICATION_FINISH_REQUEST,
+          "client vanished without a close: the backend's connection was ended and the request too");
+
+    // 4. An IIS without the WebSocket Protocol feature: the 101 cannot be served, the
+    // connection is closed rather than left open with nothing behind it.
+    Result r4;
+    RunWebSocket(reg, app, false, [](wsemu::WsClient &c) {
+        WsHandshake(c);
+        Check(c.Ends(), "no WebSocket feature: the client's connection ended");
+    }, r4, "no WebSocket feature");
+    Check(r4.response.reset, "no WebSocket feature: the module reset the connection");
+    WSACleanup();
+}
+
 int Main(int argc, char **argv)
 {
     if (argc != 3) {
@@ -1634,8 +1992,9 @@ int Main(int argc, char **argv)
     const std::string backend = argv[2];
 
     // The test site's applications.
-    Application mainApp, brokenApp, offlineApp, badApp, badHandlerApp, busyApp;
+    Application mainApp, brokenApp, offlineApp, badApp, badHandlerApp, busyApp, wsApp;
     if (!MakeApp(mainApp, "app", backend) || !MakeApp(brokenApp, "broken", backend) ||
+        !MakeApp(wsApp, "ws-app", backend) ||
         !MakeApp(busyApp, "busy", backend) ||
         !MakeApp(offlineApp, "offline", backend) || !MakeApp(badApp, "badconfig", backend) ||
         !MakeApp(badHandlerApp, "badhandler", backend)) {
@@ -1650,6 +2009,8 @@ int Main(int argc, char **argv)
         {{L"EMU_GREETING", L"hello from IIS"}, {L"EMU_UNICODE", L"caf\u00e9"}}, handlers);
     SetUpSites(server);
     server.admin.sections[busyApp.configPath] =
+        AspNetCoreSection({{L"processPath", Str(L".\\backend.exe")}}, Pairs(), Pairs());
+    server.admin.sections[wsApp.configPath] =
         AspNetCoreSection({{L"processPath", Str(L".\\backend.exe")}}, Pairs(), Pairs());
     server.admin.sections[brokenApp.configPath] = AspNetCoreSection(
         {{L"processPath", Str(L".\\backend.exe")}, {L"arguments", Str(L"--fail-at-start")}},
@@ -1890,6 +2251,9 @@ int Main(int argc, char **argv)
         Check(onePid, "they shared one app and one process (pid " + std::to_string(pid) + ")");
         busyPid = pid;
     }
+
+    // 6d. WebSockets (its own application: one case kills the backend).
+    RunWebSocketTests(reg, wsApp);
 
     // 7. Startup failure: the engine's 502.5 page.
     Result r7;

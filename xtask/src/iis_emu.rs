@@ -41,7 +41,7 @@ pub fn run() -> Result {
             .arg(emu_src.join("emu.cpp"))
             .arg("-o")
             .arg(&exe)
-            .args(["-loleaut32", "-luuid", "-ladvapi32"]),
+            .args(["-loleaut32", "-luuid", "-lws2_32", "-ladvapi32"]),
     )?;
     // The backend the engine starts (a test fixture, not a product).
     let backend = out.join("backend.exe");
@@ -146,6 +146,11 @@ pub fn run() -> Result {
         "ok: no MS-ASPNETCORE-WINAUTHTOKEN with forwardWindowsAuthToken=false",
         "ok: ASPNETCORE_ANCM_HTTPS_PORT=44300",
         "ok: no ASPNETCORE_ANCM_HTTPS_PORT for a site without an https binding",
+        "ok: 200 text echoes through the DLL, intact (200)",
+        "ok: a 200 KiB binary message in 3 fragments came back intact (204800 bytes)",
+        "ok: client-initiated close: the backend's close (1000 \"done\") reached the client",
+        "ok: backend-initiated close: its close (4001 \"server bye\") reached the client",
+        "ok: backend killed mid-stream: the client's connection ended (no hang)",
     ] {
         if !stdout.contains(needle) {
             failures.push(format!("missing {needle:?} in the output"));

@@ -7,6 +7,7 @@
 // attribute except the two collection element names.
 
 #include "glue.h"
+#include "websocket.h"
 
 #include <cstdio>
 #include <cstring>
@@ -460,7 +461,7 @@ std::shared_ptr<AppEntry> CreateApp(IHttpApplication *application)
     host.app_path = ancm::slice(appPath);
     host.http_auth = ancm::slice(httpAuth);
     host.https_port = ReadHttpsPort(entry->configPath.c_str()); // 0: none
-    host.websockets_supported = false; // pending: IHttpContext3 / IWebSocketContext
+    host.websockets_supported = WebSocketsAvailable();
     ancm_app *app = nullptr;
     ancm_result r = ancm_app_new(config.get(), &host, &app);
     if (r == ANCM_RESULT_OK) {

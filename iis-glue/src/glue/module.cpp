@@ -11,6 +11,11 @@
 //   complete       → IHttpContext::PostCompletion(0); the OnAsyncCompletion that follows ends
 //                    the request (CONTINUE; FINISH_REQUEST when cancelled; reset when aborted)
 //
+// A 101 (WebSocket) switches the request to fragments: the head callback asks the engine for
+// them (ancm_request_websocket_fragments) and flushes the 101; from then on body_wanted and the
+// engine's fragments go to the WebSocket pump (websocket.cpp), whose operations IIS completes
+// through its own completion routine, not OnAsyncCompletion.
+//
 // Threads. Engine callbacks run on the engine's core threads; IIS completions arrive on IIS
 // threads in OnAsyncCompletion; a client disconnect arrives on an IIS thread through the
 // connection's stored context. All three touch the request's state and call IIS, so each does
@@ -31,6 +36,7 @@
 // OnAsyncCompletion), after which the object is not touched.
 
 #include "glue.h"
+#include "websocket.h"
 
 #include <cstring>
 #include <new>
@@ -157,6 +163,9 @@ public:
         case Io::Flush:
             FlushDoneLocked(hr);
             break;
+        case Io::Upgrade:
+            UpgradeFlushedLocked(hr);
+            break;
         case Io::None:
             break; // nothing outstanding and not done: nothing to do
         }
@@ -178,7 +187,8 @@ public:
     static void operator delete(void *) {}
 
 private:
-    enum class Io { None, Read, Write, Flush };
+    // Upgrade: the flush of a 101, after which IIS's WebSocket context exists.
+    enum class Io { None, Read, Write, Flush, Upgrade };
 
     ~RequestModule()
     {
@@ -186,6 +196,7 @@ private:
         // in the glue's state machine, and freeing here at least cancels it.
         ancm_request_free(req_);
         Detach();
+        delete ws_;
         DeleteCriticalSection(&lock_);
     }
 
@@ -388,8 +399,44 @@ private:
     {
         RequestModule *self = static_cast<RequestModule *>(userdata);
         EnterCriticalSection(&self->lock_);
-        self->StartReadLocked();
+        if (self->ws_ != nullptr) {
+            self->ws_->WantReadLocked(); // after a 101: the client's next WebSocket fragment
+        } else {
+            self->StartReadLocked();
+        }
         LeaveCriticalSection(&self->lock_);
+    }
+
+    // After a 101: a WebSocket fragment from the backend (see websocket.cpp).
+    static void WsFragment(void *userdata, const ancm_ws_fragment *fragment)
+    {
+        RequestModule *self = static_cast<RequestModule *>(userdata);
+        EnterCriticalSection(&self->lock_);
+        if (self->ws_ != nullptr) {
+            self->ws_->WriteLocked(fragment);
+        }
+        LeaveCriticalSection(&self->lock_);
+    }
+
+    // The pump's last outstanding operation completed after the engine had completed: end
+    // the request now (IIS thread, outside the lock).
+    static void WsDrained(void *owner)
+    {
+        RequestModule *self = static_cast<RequestModule *>(owner);
+        EnterCriticalSection(&self->lock_);
+        const bool post = self->io_ == Io::None;
+        if (post) {
+            ancm_request_free(self->req_);
+            self->req_ = nullptr;
+        }
+        IHttpContext *ctx = self->ctx_;
+        LeaveCriticalSection(&self->lock_);
+        if (post) {
+            self->Detach();
+            if (FAILED(ctx->PostCompletion(0))) {
+                Trace(L"PostCompletion failed; the request cannot be ended");
+            }
+        }
     }
 
     static void ResponseHead(void *userdata, const ancm_response_head *head)
@@ -422,8 +469,12 @@ private:
         self->done_ = true;
         self->result_ = result;
         // With an IIS operation outstanding, its completion ends the request (and frees the
-        // engine's handle, whose chunk bytes IIS may still be sending); otherwise post.
-        const bool post = self->io_ == Io::None;
+        // engine's handle, whose chunk bytes IIS may still be sending); otherwise post. After
+        // an upgrade the WebSocket pump's operations count too (WsDrained posts once they end).
+        bool post = self->io_ == Io::None;
+        if (self->ws_ != nullptr && !self->ws_->EndLocked(result != ANCM_RESULT_OK)) {
+            post = false;
+        }
         if (post) {
             ancm_request_free(self->req_);
             self->req_ = nullptr;
@@ -517,6 +568,54 @@ private:
         }
         // Stream as the backend writes (SSE, long polls): IIS would otherwise buffer.
         response->DisableBuffering();
+        if (head->upgraded) {
+            BeginUpgradeLocked();
+        }
+    }
+
+    // A 101 from the backend (a WebSocket): ask the engine for fragments, then flush the 101,
+    // after which IIS's WebSocket module has its context (UpgradeFlushedLocked).
+    void BeginUpgradeLocked()
+    {
+        ws_ = new (std::nothrow) WebSocketPump(ctx_, &lock_, this, &WsDrained);
+        if (ws_ == nullptr) {
+            CancelLocked();
+            return;
+        }
+        ws_->SetRequest(req_);
+        if (ancm_request_websocket_fragments(req_, &WsFragment) != ANCM_RESULT_OK) {
+            CancelLocked();
+            return;
+        }
+        upgraded_ = true;
+        DWORD sent = 0;
+        BOOL expected = FALSE;
+        io_ = Io::Upgrade;
+        HRESULT hr = ctx_->GetResponse()->Flush(TRUE, TRUE, &sent, &expected);
+        if (SUCCEEDED(hr) && expected) {
+            return;
+        }
+        io_ = Io::None;
+        UpgradeFlushedLocked(hr);
+    }
+
+    void UpgradeFlushedLocked(HRESULT hr)
+    {
+        if (req_ == nullptr || done_) {
+            return;
+        }
+        if (FAILED(hr)) {
+            CancelLocked();
+            return;
+        }
+        if (!ws_->AttachLocked()) {
+            // The client has its 101 but IIS offers no WebSocket context (the WebSocket
+            // Protocol feature is not installed): nothing can flow, so close the connection.
+            Trace(L"WebSocket upgrade: IIS has no WebSocket context (is the WebSocket Protocol "
+                  L"feature installed?); closing the connection");
+            noWebSocket_ = true;
+            CancelLocked();
+        }
     }
 
     void StartWriteLocked(const uint8_t *data, size_t len, bool flush)
@@ -600,6 +699,16 @@ private:
         ancm_request_free(req_);
         req_ = nullptr;
         IHttpResponse *response = ctx_->GetResponse();
+        if (noWebSocket_) {
+            response->SetNeedDisconnect();
+            response->ResetConnection();
+            return RQ_NOTIFICATION_FINISH_REQUEST;
+        }
+        if (upgraded_) {
+            // The WebSocket session is over (the pump closed the TCP connection if it broke):
+            // nothing more is sent on this request.
+            return RQ_NOTIFICATION_FINISH_REQUEST;
+        }
         switch (result_) {
         case ANCM_RESULT_OK:
             return RQ_NOTIFICATION_CONTINUE;
@@ -666,6 +775,9 @@ private:
     std::vector<char> readBuffer_;
     std::string page_;
     ConnectionContext *conn_ = nullptr;
+    WebSocketPump *ws_ = nullptr; // after a 101
+    bool upgraded_ = false;       // a 101 was handed to IIS
+    bool noWebSocket_ = false;    // ... but IIS had no WebSocket context for it
 };
 
 VOID ConnectionContext::NotifyDisconnect()

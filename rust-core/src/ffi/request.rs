@@ -30,6 +30,12 @@ use super::runtime::runtime;
 use crate::forward::{BackendUpgrade, BoxError};
 use crate::{App, ClientInfo, EngineStatus, RequestBody, ResponseBody};
 
+mod websocket;
+pub use websocket::{
+    ancm_request_supply_ws_fragment, ancm_request_websocket_fragments, ancm_ws_fragment,
+    ancm_ws_fragment_callback,
+};
+
 /// One request in flight. Created by `ancm_request_start`; the host drops its reference with
 /// `ancm_request_free` (the core keeps its own until the request completes). Thread-safe: the
 /// `ancm_request_*` calls may be made from any thread, concurrently.
@@ -201,6 +207,10 @@ struct State {
     cancelled: bool,
     /// `complete` has been (or is being) delivered.
     finished: bool,
+    /// After an upgrade: both directions run at once, whatever `serialize`.
+    duplex: bool,
+    /// The host's choice of message fragments for an upgraded WebSocket (see `websocket`).
+    ws: websocket::HostMode,
 }
 
 /// What an `ancm_request` handle points at, shared by the host and the core task.
@@ -333,7 +343,7 @@ impl Body for HostBody {
             }
             Read::Idle => {
                 store_waker(&mut st.body_waker, cx);
-                if shared.serialize && st.write.is_some() {
+                if shared.serialize && !st.duplex && st.write.is_some() {
                     return Poll::Pending;
                 }
                 st.read = Read::Asked;
@@ -475,8 +485,11 @@ fn deliver_head(shared: &Shared, resp: &Response<ResponseBody>, upgraded: bool) 
         header_count: headers.len(),
         upgraded,
     };
+    // Only during a 101's head may the host choose WebSocket fragments.
+    shared.state().ws.in_head = upgraded;
     // SAFETY: the host's callback; `head` and what it points at outlive the call.
     shared.call(|t, ud| unsafe { (t.response_head)(ud, &head) });
+    shared.state().ws.in_head = false;
 }
 
 type BodyFrame = Option<Result<Frame<Bytes>, crate::forward::BodyError>>;
@@ -522,6 +535,20 @@ async fn pump(shared: &Arc<Shared>, body: ResponseBody) -> Result<(), Outcome> {
 
 /// Delivers one chunk and waits for its acknowledgement.
 async fn write(shared: &Arc<Shared>, data: Bytes, flush: bool) -> Result<(), Outcome> {
+    // SAFETY: the host's callback; the bytes stay alive in `state.write` until acknowledged.
+    write_with(shared, data, |t, ud, ptr, len| unsafe {
+        (t.response_body)(ud, ptr, len, flush)
+    })
+    .await
+}
+
+/// Hands `data` to the host through `deliver` (a callback call) and waits for the host's
+/// acknowledgement; the bytes stay alive in `state.write` until then.
+async fn write_with(
+    shared: &Arc<Shared>,
+    data: Bytes,
+    deliver: impl FnOnce(&Table, *mut c_void, *const u8, usize),
+) -> Result<(), Outcome> {
     // An address, not a pointer, so the future stays Send; the bytes do not move (Bytes).
     let (addr, len) = (data.as_ptr() as usize, data.len());
     let mut data = Some(data);
@@ -530,7 +557,7 @@ async fn write(shared: &Arc<Shared>, data: Bytes, flush: bool) -> Result<(), Out
         if st.cancelled {
             return Poll::Ready(Err(Outcome::cancelled()));
         }
-        if shared.serialize && st.read == Read::Asked {
+        if shared.serialize && !st.duplex && st.read == Read::Asked {
             store_waker(&mut st.driver_waker, cx);
             return Poll::Pending;
         }
@@ -538,8 +565,7 @@ async fn write(shared: &Arc<Shared>, data: Bytes, flush: bool) -> Result<(), Out
         Poll::Ready(Ok(()))
     })
     .await?;
-    // SAFETY: the host's callback; the bytes stay alive in `state.write` until acknowledged.
-    shared.call(|t, ud| unsafe { (t.response_body)(ud, addr as *const u8, len, flush) });
+    shared.call(|t, ud| deliver(t, ud, addr as *const u8, len));
     poll_fn(|cx| {
         let mut st = shared.state();
         if st.cancelled {
@@ -568,11 +594,18 @@ async fn tunnel(shared: &Arc<Shared>, on: hyper::upgrade::OnUpgrade) -> Result<(
         })
     })
     .await?;
-    {
+    let fragments = {
         let mut st = shared.state();
         if st.read == Read::Ended {
             st.read = Read::Idle;
         }
+        // An upgraded stream flows both ways at once; a host tunnelling upgrades allows that
+        // (IIS: IWebSocketContext reads and writes are independent).
+        st.duplex = true;
+        st.ws.fix()
+    };
+    if let Some(callback) = fragments {
+        return websocket::tunnel(shared, upgraded, callback).await;
     }
     let (mut from_backend, mut to_backend) = tokio::io::split(TokioIo::new(upgraded));
     let failed = |e: std::io::Error| Outcome(ancm_result::UpgradeFailed, e.to_string());
@@ -822,6 +855,8 @@ pub unsafe extern "C" fn ancm_request_start(
                 awaiting_ack: false,
                 cancelled: false,
                 finished: false,
+                duplex: false,
+                ws: websocket::HostMode::default(),
             }),
             calling: Mutex::new(false),
         });

@@ -8,6 +8,7 @@ pub mod pages;
 pub mod pool;
 mod progress;
 pub mod upgrade;
+pub mod websocket;
 
 use std::time::Duration;
 

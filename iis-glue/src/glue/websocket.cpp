@@ -1,0 +1,274 @@
+// The WebSocket pump: after a 101, IIS's WebSocket module owns the client's side and speaks in
+// fragments (IWebSocketContext::ReadFragment / WriteFragment / SendConnectionClose), and so
+// does the engine (ancm_request_websocket_fragments): this file only moves fragments between
+// the two, as ANCM's out-of-process handler does between IIS and WinHTTP's WebSocket API.
+//
+//   body_wanted          → ReadFragment (async); its completion → ancm_request_supply_ws_fragment
+//                          (a close: GetCloseStatus → a close fragment; a failure → end_body)
+//   ws_fragment callback → WriteFragment (async), or SendConnectionClose for a close;
+//                          its completion → ancm_request_ack_write
+//
+// Completions arrive through PFN_WEBSOCKET_COMPLETION on IIS threads and take the request's
+// lock. A read and a write may be outstanding at once (the engine runs both directions after
+// an upgrade); never two of either.
+
+#include "websocket.h"
+
+#include <new>
+
+namespace iisglue {
+
+namespace {
+
+const DWORD kFragmentBufferSize = 64 * 1024;
+
+// The close status to send when the backend's close carried none (1005 may not go on the
+// wire, RFC 6455 §7.4.1): a normal closure.
+const USHORT kNormalClosure = 1000;
+
+std::wstring FromUtf8(const uint8_t *p, size_t n)
+{
+    if (n == 0 || n > 0x7FFFFFFF) {
+        return std::wstring();
+    }
+    const char *s = reinterpret_cast<const char *>(p);
+    int len = MultiByteToWideChar(CP_UTF8, 0, s, static_cast<int>(n), nullptr, 0);
+    std::wstring out(len > 0 ? static_cast<size_t>(len) : 0, L'\0');
+    if (len > 0) {
+        MultiByteToWideChar(CP_UTF8, 0, s, static_cast<int>(n), &out[0], len);
+    }
+    return out;
+}
+
+} // namespace
+
+bool WebSocketsAvailable() noexcept
+{
+    void *server2 = nullptr;
+    return g_server != nullptr &&
+           SUCCEEDED(g_server->GetExtendedInterface(HTTP_SERVER_INTERFACE_V2, &server2)) &&
+           server2 != nullptr;
+}
+
+WebSocketPump::WebSocketPump(IHttpContext *ctx, CRITICAL_SECTION *lock, void *owner,
+                             DrainedFn drained)
+    : ctx_(ctx), lock_(lock), owner_(owner), drained_(drained)
+{
+    ZeroMemory(&write_, sizeof write_);
+}
+
+bool WebSocketPump::AttachLocked()
+{
+    void *p = nullptr;
+    if (g_server == nullptr || FAILED(g_server->GetExtendedInterface(HTTP_SERVER_INTERFACE_V2, &p)) ||
+        p == nullptr) {
+        return false;
+    }
+    IHttpServer2 *server2 = static_cast<IHttpServer2 *>(p);
+    void *c3 = nullptr;
+    if (FAILED(server2->GetExtendedInterfaceByGuid(IID_IHttpContext, ctx_, IID_IHttpContext3, &c3)) ||
+        c3 == nullptr) {
+        return false;
+    }
+    INamedContextContainer *named = static_cast<IHttpContext3 *>(c3)->GetNamedContextContainer();
+    IHttpStoredContext *stored = named != nullptr ? named->GetNamedContext(IIS_WEBSOCKET) : nullptr;
+    if (stored == nullptr) {
+        return false; // IIS's WebSocket module did not take the request
+    }
+    ws_ = static_cast<IWebSocketContext *>(stored);
+    try {
+        readBuffer_.resize(kFragmentBufferSize);
+    } catch (...) {
+        ws_ = nullptr;
+        return false;
+    }
+    if (wantRead_) {
+        wantRead_ = false;
+        StartReadLocked();
+    }
+    if (writeQueued_) {
+        writeQueued_ = false;
+        StartWriteLocked();
+    }
+    return true;
+}
+
+void WebSocketPump::WantReadLocked()
+{
+    if (ended_) {
+        return;
+    }
+    if (ws_ == nullptr) {
+        wantRead_ = true; // the 101 is still being flushed
+        return;
+    }
+    StartReadLocked();
+}
+
+void WebSocketPump::WriteLocked(const ancm_ws_fragment *f)
+{
+    if (ended_) {
+        return;
+    }
+    write_ = *f;
+    if (ws_ == nullptr) {
+        writeQueued_ = true;
+        return;
+    }
+    StartWriteLocked();
+}
+
+void WebSocketPump::StartReadLocked()
+{
+    DWORD cb = kFragmentBufferSize;
+    BOOL utf8 = FALSE, final = FALSE, close = FALSE, expected = FALSE;
+    reading_ = true;
+    HRESULT hr = ws_->ReadFragment(readBuffer_.data(), &cb, TRUE, &utf8, &final, &close,
+                                   &WebSocketPump::ReadDone, this, &expected);
+    if (SUCCEEDED(hr) && expected) {
+        return; // ReadDone brings the fragment
+    }
+    reading_ = false;
+    ReadDoneLocked(hr, cb, utf8, final, close);
+}
+
+void WebSocketPump::ReadDoneLocked(HRESULT hr, DWORD cb, BOOL utf8, BOOL final, BOOL close)
+{
+    if (ended_ || req_ == nullptr) {
+        return;
+    }
+    ancm_ws_fragment f;
+    ZeroMemory(&f, sizeof f);
+    ancm_result r;
+    if (FAILED(hr)) {
+        // The client's connection ended without a close: half-close towards the backend.
+        r = ancm_request_end_body(req_);
+    } else if (close) {
+        USHORT status = 0;
+        LPCWSTR reason = nullptr;
+        USHORT reasonLen = 0;
+        std::string utf8Reason;
+        if (SUCCEEDED(ws_->GetCloseStatus(&status, &reason, &reasonLen)) && reason != nullptr) {
+            try {
+                utf8Reason = ToUtf8(reason, reasonLen);
+            } catch (...) {
+                utf8Reason.clear();
+            }
+        }
+        f.close = true;
+        f.final_fragment = true;
+        f.close_status = status;
+        f.data.ptr = reinterpret_cast<const uint8_t *>(utf8Reason.data());
+        f.data.len = utf8Reason.size();
+        r = ancm_request_supply_ws_fragment(req_, &f);
+    } else {
+        f.data.ptr = reinterpret_cast<const uint8_t *>(readBuffer_.data());
+        f.data.len = cb;
+        f.utf8 = utf8 != FALSE;
+        f.final_fragment = final != FALSE;
+        r = ancm_request_supply_ws_fragment(req_, &f);
+    }
+    if (r != ANCM_RESULT_OK) {
+        FailLocked();
+    }
+}
+
+void WebSocketPump::StartWriteLocked()
+{
+    BOOL expected = FALSE;
+    HRESULT hr;
+    writing_ = true;
+    if (write_.close) {
+        closeReason_ = FromUtf8(write_.data.ptr, write_.data.len);
+        USHORT status = write_.close_status;
+        if (status == 0 || status == 1005) {
+            status = kNormalClosure;
+        }
+        hr = ws_->SendConnectionClose(TRUE, status, closeReason_.c_str(), &WebSocketPump::WriteDone,
+                                      this, &expected);
+    } else {
+        // The engine's fragments are far below 4 GiB (they come from 16 KiB-ish reads).
+        DWORD cb = static_cast<DWORD>(write_.data.len);
+        hr = ws_->WriteFragment(const_cast<uint8_t *>(write_.data.ptr), &cb, TRUE,
+                                write_.utf8 ? TRUE : FALSE, write_.final_fragment ? TRUE : FALSE,
+                                &WebSocketPump::WriteDone, this, &expected);
+    }
+    if (SUCCEEDED(hr) && expected) {
+        return; // WriteDone acknowledges
+    }
+    writing_ = false;
+    WriteDoneLocked(hr);
+}
+
+void WebSocketPump::WriteDoneLocked(HRESULT hr)
+{
+    if (ended_ || req_ == nullptr) {
+        return;
+    }
+    if (FAILED(hr) || ancm_request_ack_write(req_) != ANCM_RESULT_OK) {
+        FailLocked(); // the client is gone
+    }
+}
+
+void WebSocketPump::FailLocked()
+{
+    if (!ended_ && req_ != nullptr) {
+        ancm_request_cancel(req_);
+    }
+}
+
+bool WebSocketPump::EndLocked(bool abort)
+{
+    ended_ = true;
+    wantRead_ = false;
+    writeQueued_ = false;
+    if (ws_ != nullptr) {
+        if (abort) {
+            ws_->CloseTcpConnection();
+        }
+        if (reading_ || writing_) {
+            ws_->CancelOutstandingIO();
+        }
+    }
+    drainPending_ = reading_ || writing_;
+    return !drainPending_;
+}
+
+VOID WINAPI WebSocketPump::ReadDone(HRESULT hr, VOID *context, DWORD cb, BOOL utf8, BOOL final,
+                                    BOOL close)
+{
+    WebSocketPump *self = static_cast<WebSocketPump *>(context);
+    EnterCriticalSection(self->lock_);
+    self->reading_ = false;
+    self->ReadDoneLocked(hr, cb, utf8, final, close);
+    const bool drained = self->drainPending_ && !self->reading_ && !self->writing_;
+    if (drained) {
+        self->drainPending_ = false;
+    }
+    LeaveCriticalSection(self->lock_);
+    self->AfterCompletion(drained);
+}
+
+VOID WINAPI WebSocketPump::WriteDone(HRESULT hr, VOID *context, DWORD, BOOL, BOOL, BOOL)
+{
+    WebSocketPump *self = static_cast<WebSocketPump *>(context);
+    EnterCriticalSection(self->lock_);
+    self->writing_ = false;
+    self->WriteDoneLocked(hr);
+    const bool drained = self->drainPending_ && !self->reading_ && !self->writing_;
+    if (drained) {
+        self->drainPending_ = false;
+    }
+    LeaveCriticalSection(self->lock_);
+    self->AfterCompletion(drained);
+}
+
+void WebSocketPump::AfterCompletion(bool drainedNow)
+{
+    if (drainedNow) {
+        // The last touch of the pump: the owner may end the request, and IIS dispose it.
+        drained_(owner_);
+    }
+}
+
+} // namespace iisglue

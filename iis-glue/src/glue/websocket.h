@@ -1,0 +1,80 @@
+// The glue's WebSocket pump: IIS's IWebSocketContext on one side, the engine's fragment calls
+// (ancm_request_websocket_fragments) on the other. Translation only: IIS's WebSocket module
+// frames the client's side, the engine frames the backend's; this moves fragments between them.
+#pragma once
+
+#include "glue.h"
+
+#include <string>
+#include <vector>
+
+namespace iisglue {
+
+// Whether IIS offers what WebSockets need (IHttpServer2, so IHttpContext3 and its named
+// contexts: IIS 8+). Whether the WebSocket Protocol feature is installed shows only when a
+// 101 has been flushed (its named context is there or not). Never throws.
+bool WebSocketsAvailable() noexcept;
+
+// One upgraded request's pump. Created by the request in the response_head callback of a 101,
+// owned by the request, used under the request's lock (`lock`), which the pump's completion
+// routines (IIS threads) take too. Reads and writes are independent: one ReadFragment and one
+// WriteFragment/SendConnectionClose may be outstanding at once.
+class WebSocketPump {
+public:
+    // Called when the pump has ended (EndLocked) and its last outstanding operation
+    // completed, outside the lock: the request may now end (PostCompletion).
+    using DrainedFn = void (*)(void *owner);
+
+    WebSocketPump(IHttpContext *ctx, CRITICAL_SECTION *lock, void *owner, DrainedFn drained);
+    WebSocketPump(const WebSocketPump &) = delete;
+    WebSocketPump &operator=(const WebSocketPump &) = delete;
+
+    // The engine's handle; set before any other call, valid until EndLocked.
+    void SetRequest(ancm_request *req) { req_ = req; }
+
+    // After the 101 was flushed: finds IIS's WebSocket context and starts what the engine
+    // asked for meanwhile. False when IIS has none (no WebSocket Protocol feature).
+    bool AttachLocked();
+
+    // body_wanted: the engine wants the client's next fragment.
+    void WantReadLocked();
+    // The engine's fragment for the client (its bytes valid until ancm_request_ack_write).
+    void WriteLocked(const ancm_ws_fragment *f);
+
+    // The engine completed the request: cancel what is outstanding; `abort` closes the client's
+    // TCP connection (the backend went away without a close handshake). Returns true when
+    // nothing is outstanding (the caller ends the request now), false when `drained` will be
+    // called once it is.
+    bool EndLocked(bool abort);
+
+private:
+    static VOID WINAPI ReadDone(HRESULT hr, VOID *context, DWORD cb, BOOL utf8, BOOL final,
+                                BOOL close);
+    static VOID WINAPI WriteDone(HRESULT hr, VOID *context, DWORD cb, BOOL utf8, BOOL final,
+                                 BOOL close);
+    void StartReadLocked();
+    void ReadDoneLocked(HRESULT hr, DWORD cb, BOOL utf8, BOOL final, BOOL close);
+    void StartWriteLocked();
+    void WriteDoneLocked(HRESULT hr);
+    void FailLocked();
+    // After a completion, outside the lock: tells the owner when the pump has drained.
+    void AfterCompletion(bool drainedNow);
+
+    IHttpContext *ctx_;
+    CRITICAL_SECTION *lock_;
+    void *owner_;
+    DrainedFn drained_;
+    ancm_request *req_ = nullptr;
+    IWebSocketContext *ws_ = nullptr;
+    bool ended_ = false;       // EndLocked ran: no more engine calls
+    bool drainPending_ = false; // EndLocked found operations outstanding
+    bool wantRead_ = false;    // the engine asked before the context was attached
+    bool reading_ = false;     // a ReadFragment is outstanding
+    bool writing_ = false;     // a WriteFragment / SendConnectionClose is outstanding
+    bool writeQueued_ = false; // a fragment arrived before the context was attached
+    ancm_ws_fragment write_;   // the fragment being (or to be) written
+    std::wstring closeReason_; // SendConnectionClose's reason, alive until its completion
+    std::vector<char> readBuffer_;
+};
+
+} // namespace iisglue
