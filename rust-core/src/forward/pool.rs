@@ -6,6 +6,11 @@
 //! which cost about a fifth of ancm-serve's instructions per request. A backend's own stack is
 //! one short mutex hold per checkout and return, and requests go out in origin form as
 //! received.
+//!
+//! When the host runs one runtime per worker thread ([`crate::worker`]), each worker has its own
+//! stack: a connection's I/O is driven by the runtime that opened it, so it is only ever reused
+//! from that worker (a request never waits on another thread), and workers never touch each
+//! other's lock. Other threads share one more stack.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -25,17 +30,41 @@ const MAX_IDLE: usize = 256;
 /// set many cookies).
 const MAX_RESPONSE_HEADERS: usize = 1024;
 
-/// The idle connections to one backend, most recently used on top (warm in cache, and the
-/// ones at the bottom are left to time out at the backend).
-#[derive(Debug, Default)]
+/// The idle connections to one backend, one stack per worker plus one shared by other
+/// threads; most recently used on top (warm in cache, and the ones at the bottom are left to
+/// time out at the backend).
+#[derive(Debug)]
 pub struct Pool {
-    idle: Mutex<Vec<Sender>>,
+    stacks: Box<[Stack]>,
+}
+
+/// One thread's stack, on its own cache line so that workers do not share one.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Stack(Mutex<Vec<Sender>>);
+
+impl Default for Pool {
+    /// A pool with a stack per worker declared so far ([`crate::worker::configure`]).
+    fn default() -> Self {
+        Pool {
+            stacks: (0..=crate::worker::count())
+                .map(|_| Stack::default())
+                .collect(),
+        }
+    }
 }
 
 impl Pool {
+    /// The calling thread's stack: its worker's, else the shared one (the last).
+    fn stack(&self) -> &Mutex<Vec<Sender>> {
+        let last = self.stacks.len() - 1;
+        let i = crate::worker::current().map_or(last, |w| w.min(last));
+        &self.stacks[i].0
+    }
+
     /// An idle connection that is still open, if there is one.
     fn take(&self) -> Option<Sender> {
-        let mut idle = self.idle.lock().ok()?;
+        let mut idle = self.stack().lock().ok()?;
         while let Some(s) = idle.pop() {
             if !s.is_closed() {
                 return Some(s);
@@ -49,16 +78,19 @@ impl Pool {
         if s.is_closed() {
             return;
         }
-        if let Ok(mut idle) = self.idle.lock() {
+        if let Ok(mut idle) = self.stack().lock() {
             if idle.len() < MAX_IDLE {
                 idle.push(s);
             }
         }
     }
 
-    /// Idle connections held now (for tests and diagnostics).
+    /// Idle connections held now, over all workers (for tests and diagnostics).
     pub fn idle_count(&self) -> usize {
-        self.idle.lock().map(|v| v.len()).unwrap_or(0)
+        self.stacks
+            .iter()
+            .map(|s| s.0.lock().map(|v| v.len()).unwrap_or(0))
+            .sum()
     }
 }
 
