@@ -149,3 +149,48 @@ pub async fn send(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection put back by worker 0 is found by worker 0 only: other workers open their
+    /// own, and threads that are not workers use the shared stack.
+    #[tokio::test]
+    async fn idle_connections_stay_with_the_worker_that_returned_them() {
+        crate::worker::configure(2);
+        assert_eq!(crate::worker::count(), 2);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let pool = Pool::default();
+        let first = connect(port, Duration::from_secs(5)).await.unwrap();
+        let second = connect(port, Duration::from_secs(5)).await.unwrap();
+
+        crate::worker::enter(0);
+        pool.put(first);
+        assert_eq!(pool.idle_count(), 1);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                crate::worker::enter(1);
+                assert!(pool.take().is_none(), "worker 1 took worker 0's connection");
+            });
+            s.spawn(|| {
+                assert!(
+                    pool.take().is_none(),
+                    "a non-worker took worker 0's connection"
+                );
+                pool.put(second);
+            });
+        });
+        assert_eq!(pool.idle_count(), 2);
+        assert!(pool.take().is_some());
+        assert!(
+            pool.take().is_none(),
+            "worker 0 took the shared stack's connection"
+        );
+        std::thread::scope(|s| {
+            s.spawn(|| assert!(pool.take().is_some()));
+        });
+        assert_eq!(pool.idle_count(), 0);
+    }
+}
