@@ -13,13 +13,11 @@ use std::net::{SocketAddr, TcpListener};
 /// The listening sockets, as the chosen layout uses them.
 pub enum Layout {
     /// `[worker][address]`: one listener per worker and address (`SO_REUSEPORT`).
+    #[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
     PerWorker(Vec<Vec<TcpListener>>),
     /// One listener per address, for one multi-thread runtime.
     Shared(Vec<TcpListener>),
 }
-
-/// How many connections may wait to be accepted, per listener (tokio's default).
-const BACKLOG: i32 = 1024;
 
 /// Binds every address of `addrs` for `workers` workers and logs where it listens. Fails, like a
 /// plain bind, if an address is taken (by anyone, including another ancm-serve).
@@ -50,6 +48,9 @@ pub fn bind(addrs: &[SocketAddr], workers: usize) -> Result<Layout, String> {
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn per_worker(plain: Vec<TcpListener>, workers: usize) -> Result<Layout, String> {
     use socket2::{Domain, Protocol, Socket, Type};
+
+    /// How many connections may wait to be accepted, per listener (tokio's default).
+    const BACKLOG: i32 = 1024;
 
     fn reuseport(addr: SocketAddr) -> std::io::Result<TcpListener> {
         // socket2 creates it close-on-exec: the app's processes must not inherit it.
