@@ -22,18 +22,7 @@ pub enum Layout {
 /// Binds every address of `addrs` for `workers` workers and logs where it listens. Fails, like a
 /// plain bind, if an address is taken (by anyone, including another ancm-serve).
 pub fn bind(addrs: &[SocketAddr], workers: usize) -> Result<Layout, String> {
-    // A plain bind first, for its error and for the port a `:0` address gets. `SO_REUSEPORT`
-    // would let a second ancm-serve join our port silently; the plain bind refuses while
-    // anybody listens there.
-    let mut plain = Vec::with_capacity(addrs.len());
-    for addr in addrs {
-        let l = TcpListener::bind(addr)
-            .map_err(|e| format!("ancm-serve: cannot listen on {addr}: {e}"))?;
-        l.set_nonblocking(true)
-            .map_err(|e| format!("ancm-serve: cannot listen on {addr}: {e}"))?;
-        plain.push(l);
-    }
-    let layout = per_worker(plain, workers)?;
+    let layout = layout(addrs, workers)?;
     let first = match &layout {
         Layout::PerWorker(per) => &per[0],
         Layout::Shared(ls) => ls,
@@ -44,18 +33,38 @@ pub fn bind(addrs: &[SocketAddr], workers: usize) -> Result<Layout, String> {
     Ok(layout)
 }
 
-/// Replaces the plain listeners by `SO_REUSEPORT` ones on the same addresses, `workers` of each.
+fn cannot_listen(addr: &SocketAddr) -> impl Fn(std::io::Error) -> String + '_ {
+    move |e| format!("ancm-serve: cannot listen on {addr}: {e}")
+}
+
+/// One plain listener per address.
+fn shared(addrs: &[SocketAddr]) -> Result<Layout, String> {
+    let mut listeners = Vec::with_capacity(addrs.len());
+    for addr in addrs {
+        let l = TcpListener::bind(addr).map_err(cannot_listen(addr))?;
+        l.set_nonblocking(true).map_err(cannot_listen(addr))?;
+        listeners.push(l);
+    }
+    Ok(Layout::Shared(listeners))
+}
+
+/// `workers` `SO_REUSEPORT` listeners per address.
 #[cfg(any(target_os = "linux", target_os = "android"))]
-fn per_worker(plain: Vec<TcpListener>, workers: usize) -> Result<Layout, String> {
+fn layout(addrs: &[SocketAddr], workers: usize) -> Result<Layout, String> {
     use socket2::{Domain, Protocol, Socket, Type};
 
     /// How many connections may wait to be accepted, per listener (tokio's default).
     const BACKLOG: i32 = 1024;
 
-    fn reuseport(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    fn socket(addr: SocketAddr) -> std::io::Result<Socket> {
         // socket2 creates it close-on-exec: the app's processes must not inherit it.
         let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         s.set_reuse_address(true)?;
+        Ok(s)
+    }
+
+    fn reuseport(addr: SocketAddr) -> std::io::Result<TcpListener> {
+        let s = socket(addr)?;
         s.set_reuse_port(true)?;
         s.bind(&addr.into())?;
         s.listen(BACKLOG)?;
@@ -68,22 +77,34 @@ fn per_worker(plain: Vec<TcpListener>, workers: usize) -> Result<Layout, String>
         .and_then(|s| s.set_reuse_port(true))
         .is_ok();
     if !supported {
-        return Ok(Layout::Shared(plain));
+        return shared(addrs);
     }
-    let bound = plain
-        .iter()
-        .map(|l| l.local_addr().map_err(|e| format!("ancm-serve: {e}")))
-        .collect::<Result<Vec<SocketAddr>, String>>()?;
-    // The plain listeners go before the port is bound again: a socket without SO_REUSEPORT
-    // on the port would refuse the others.
-    drop(plain);
+    // A plain bind first (no listen, so no connection can land on it), for its error and for the
+    // port a `:0` address gets: `SO_REUSEPORT` would let a second ancm-serve join our port
+    // silently, while a plain bind is refused as long as anybody listens there.
+    let mut bound = Vec::with_capacity(addrs.len());
+    let mut probes = Vec::with_capacity(addrs.len());
+    for (i, addr) in addrs.iter().enumerate() {
+        // Probes that never listen do not refuse each other, so repeats are caught here.
+        if addr.port() != 0 && addrs[..i].contains(addr) {
+            return Err(format!("ancm-serve: cannot listen on {addr}: given twice"));
+        }
+        let probe = socket(*addr).map_err(cannot_listen(addr))?;
+        probe.bind(&(*addr).into()).map_err(cannot_listen(addr))?;
+        let local = probe
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .unwrap_or(*addr);
+        bound.push(local);
+        probes.push(probe);
+    }
+    drop(probes);
     let per = (0..workers.max(1))
         .map(|_| {
             bound
                 .iter()
-                .map(|a| {
-                    reuseport(*a).map_err(|e| format!("ancm-serve: cannot listen on {a}: {e}"))
-                })
+                .map(|a| reuseport(*a).map_err(cannot_listen(a)))
                 .collect()
         })
         .collect::<Result<_, String>>()?;
@@ -91,6 +112,6 @@ fn per_worker(plain: Vec<TcpListener>, workers: usize) -> Result<Layout, String>
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn per_worker(plain: Vec<TcpListener>, _workers: usize) -> Result<Layout, String> {
-    Ok(Layout::Shared(plain))
+fn layout(addrs: &[SocketAddr], _workers: usize) -> Result<Layout, String> {
+    shared(addrs)
 }
