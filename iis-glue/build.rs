@@ -66,4 +66,6 @@ fn main() {
     }
     // BSTR and VARIANT helpers for the configuration (IAppHostAdminManager) calls.
     println!("cargo:rustc-link-lib=oleaut32");
+    // RegisterEventSourceW / ReportEventW (the Event Log, eventlog.cpp).
+    println!("cargo:rustc-link-lib=advapi32");
 }

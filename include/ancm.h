@@ -77,6 +77,10 @@ enum ancm_result
      */
     ANCM_RESULT_WRONG_THREAD = 1009,
     /**
+     * The request's Windows token handle could not be duplicated (not an open handle).
+     */
+    ANCM_RESULT_INVALID_WINDOWS_TOKEN = 1010,
+    /**
      * The configuration is invalid; the `ancm_error` out-parameter carries the message.
      */
     ANCM_RESULT_CONFIG_INVALID = 2000,
@@ -96,6 +100,11 @@ enum ancm_result
      * Another `log` logger is already installed in this process.
      */
     ANCM_RESULT_LOGGER_ALREADY_SET = 4001,
+    /**
+     * The call asks for something this platform does not have (a Windows token outside
+     * Windows).
+     */
+    ANCM_RESULT_UNSUPPORTED = 4002,
     /**
      * Request outcome: the host cancelled the request (client disconnect, or freed early).
      */
@@ -255,6 +264,71 @@ typedef uint32_t ancm_dialect;
 #endif // __cplusplus
 
 /**
+ * An Event Log event id (C: `ancm_event`). Passed to C as `uint32_t`.
+ */
+enum ancm_event
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * Not an Event Log event: an ordinary log message.
+     */
+    ANCM_EVENT_NONE = 0,
+    /**
+     * One attempt to start the app's process failed; another may follow (warning).
+     */
+    ANCM_EVENT_PROCESS_START_ERROR = 1000,
+    /**
+     * The app's process started and listens on its port (information).
+     */
+    ANCM_EVENT_PROCESS_START_SUCCESS = 1001,
+    /**
+     * The app's processes crashed more than rapidFailsPerMinute times within a minute;
+     * requests get 502.5 until the minute is over (error).
+     */
+    ANCM_EVENT_RAPID_FAIL_COUNT_EXCEEDED = 1003,
+    /**
+     * The stdout log file could not be created; the app runs without it (warning; ANCM files
+     * this under its configuration-error id, 1004).
+     */
+    ANCM_EVENT_STDOUT_LOG_UNAVAILABLE = 1004,
+    /**
+     * A process did not stop within shutdownTimeLimit and was killed (warning).
+     */
+    ANCM_EVENT_GRACEFUL_SHUTDOWN_FAILURE = 1005,
+    /**
+     * The shutdown event was sent to a process (information).
+     */
+    ANCM_EVENT_SENT_SHUTDOWN_REQUEST = 1006,
+    /**
+     * app_offline.htm appeared: the app's processes are being stopped (information).
+     */
+    ANCM_EVENT_RECYCLE_APP_OFFLINE = 1012,
+    /**
+     * The app could not be started, after every attempt; the message carries the cause and
+     * the process's first output (error).
+     */
+    ANCM_EVENT_PROCESS_START_FAILURE = 1020,
+    /**
+     * A process exited without being asked to (warning).
+     */
+    ANCM_EVENT_PROCESS_EXITED = 1030,
+    /**
+     * The app's configuration is invalid; the message names the attribute (error). Raised by
+     * hosts, which see configuration errors first.
+     */
+    ANCM_EVENT_CONFIGURATION_LOAD_ERROR = 1034,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum ancm_event ancm_event;
+#else
+typedef uint32_t ancm_event;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * A served application: its processes are started by its first request. Created by
  * `ancm_app_new`, freed with `ancm_app_free`. Thread-safe: requests may be started on it from
  * any number of threads at once.
@@ -367,11 +441,13 @@ typedef struct ancm_process_info {
 
 /**
  * Receives one log message: `message` is `len` bytes of UTF-8, NUL-terminated as well for
- * convenience, valid only during the call. Called from any thread (core threads, and host
+ * convenience, valid only during the call. `event` is an `ancm_event`: the Windows Event Log
+ * event id when the message reports one of the events listed there (a process started, a
+ * start failed …), else 0 (`ANCM_EVENT_NONE`). Called from any thread (core threads, and host
  * threads inside `ancm_*` calls), possibly from several at once; must not block and must not
  * call `ancm_log_set_callback`.
  */
-typedef void (*ancm_log_callback)(void *userdata, ancm_log_level level, const uint8_t *message, size_t len);
+typedef void (*ancm_log_callback)(void *userdata, ancm_log_level level, uint32_t event, const uint8_t *message, size_t len);
 
 /**
  * One header: a name and a value, as bytes (no NUL terminators).
@@ -430,10 +506,24 @@ typedef struct ancm_request_head {
      */
     struct ancm_slice client_cert_der;
     /**
-     * The Windows user token already duplicated into the backend process, as hex; empty when
-     * none (forwardWindowsAuthToken off, or not IIS).
+     * How the user authenticated, as IIS names it (`IHttpUser::GetAuthenticationType`:
+     * `Negotiate`, `NTLM`, `Basic` …), UTF-8; empty when anonymous or unknown. Only
+     * `Negotiate` and `NTLM` logons have their token forwarded (as ANCM).
      */
-    struct ancm_slice windows_token_hex;
+    struct ancm_slice auth_type;
+    /**
+     * The user's Windows token (a `HANDLE`; IIS: `IHttpUser::GetPrimaryToken`), or NULL.
+     * Borrowed for the duration of `ancm_request_start` only: the caller keeps its handle and
+     * may close it afterwards. When the app's `forwardWindowsAuthToken` is true and
+     * `auth_type` is Negotiate or NTLM, the engine takes its own duplicate during the call and
+     * duplicates it into the backend process that gets the request (per attempt, so a retry on
+     * another process works), sending that process's handle value in hex in
+     * `MS-ASPNETCORE-WINAUTHTOKEN`; the backend owns and closes it. A duplicate whose request
+     * never reached its process is closed there again. Otherwise the token is ignored. On
+     * other platforms than Windows a non-NULL token makes `ancm_request_start` fail with
+     * `ANCM_RESULT_UNSUPPORTED`.
+     */
+    void *windows_token;
     /**
      * Serialize the host's I/O: when true the core never asks for body bytes while a response
      * write is unacknowledged, nor delivers a response chunk while a body read is outstanding

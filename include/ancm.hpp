@@ -182,7 +182,9 @@ public:
     }
     /// Starts a request. `out` is filled before any callback runs (the C ABI writes the handle
     /// straight into it), so callbacks may use it through `userdata`. `out` must not hold a
-    /// request already.
+    /// request already. `head` and everything it points at, including a Windows token handle
+    /// (`head.windows_token`), are only borrowed for the call: the engine duplicates the token
+    /// if it forwards it (docs/c-api.md, "The Windows user").
     [[nodiscard]] static Status start(const App &app, const ancm_request_head &head, const ancm_callbacks &callbacks,
                                       void *userdata, Request &out) {
         out.reset();

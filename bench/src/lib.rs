@@ -9,6 +9,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
+/// The body of bench-backend's `/small` (13 bytes); the case (h) drivers check it.
+pub const SMALL_BODY: &[u8] = b"Hello, World!";
+
 /// The chunk size of [`Zeros`].
 pub const CHUNK: usize = 64 * 1024;
 static ZERO_CHUNK: [u8; CHUNK] = [0u8; CHUNK];

@@ -12,6 +12,7 @@ use http::{Request, Response};
 use tokio::runtime::Handle;
 
 use crate::config::Config;
+use crate::event::Event;
 use crate::forward::{self, pages, ClientInfo, RequestBody, ResponseBody};
 use crate::host::HostInfo;
 use crate::process::{self, Backend, ExitHook, Slot, StartFailure, StartResult};
@@ -318,11 +319,25 @@ impl Inner {
         });
         let started = process::start(&self.config, &self.host, &self.rt, hook).await;
         match &started {
-            Ok(b) => log::info!("process {} is listening on port {}", b.child.pid(), b.port),
-            Err(f) => log::error!(
+            Ok(b) => log::info!(
+                event = Event::ProcessStartSuccess as u32;
+                "{}: process {} started and is listening on port {}",
+                self.config.source,
+                b.child.pid(),
+                b.port
+            ),
+            Err(f) if f.output.is_empty() => log::error!(
+                event = Event::ProcessStartFailure as u32;
                 "{}: could not start the application: {}",
                 self.config.source,
                 f.cause
+            ),
+            Err(f) => log::error!(
+                event = Event::ProcessStartFailure as u32;
+                "{}: could not start the application: {}\nIts first output:\n{}",
+                self.config.source,
+                f.cause,
+                f.output
             ),
         }
         started
@@ -410,6 +425,16 @@ impl Inner {
                 rapid.count = 0;
             }
             rapid.count += 1;
+            if rapid.count == self.config.rapid_fails_per_minute.saturating_add(1) {
+                log::error!(
+                    event = Event::RapidFailCountExceeded as u32;
+                    "{}: the application's processes exited {} times within a minute, more than \
+                     rapidFailsPerMinute ({}); requests get 502.5 until the minute is over",
+                    self.config.source,
+                    rapid.count,
+                    self.config.rapid_fails_per_minute
+                );
+            }
             rapid.consecutive = if info.lifetime >= CRASH_LOOP_RESET {
                 1
             } else {
@@ -419,7 +444,12 @@ impl Inner {
             consecutive = rapid.consecutive;
             backoff = crash_backoff(consecutive);
         }
-        log::warn!("process {pid} {}", info.description);
+        log::warn!(
+            event = Event::ProcessExited as u32;
+            "{}: process {pid} {}",
+            self.config.source,
+            info.description
+        );
         if !backoff.is_zero() {
             log::info!(
                 "the application crashed {consecutive} times in a row: restart back-off {} ms",
@@ -545,6 +575,7 @@ async fn watch_offline(weak: Weak<Inner>) {
         inner.offline.store(page.map(Arc::new));
         if now_offline && !was_offline {
             log::info!(
+                event = Event::RecycleAppOffline as u32;
                 "{} appeared: stopping the application's processes",
                 path.display()
             );

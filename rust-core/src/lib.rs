@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod config;
+pub mod event;
 pub mod ffi;
 pub mod forward;
 pub mod host;

@@ -5,6 +5,7 @@
 mod listen;
 mod reload;
 mod server;
+mod sniff;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -13,6 +13,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::reload::CurrentApp;
+use crate::sniff::Sniffed;
 
 /// The header that carries IIS's status.substatus (e.g. `502.5`) on responses the engine
 /// made, since plain HTTP has no substatus.
@@ -47,7 +48,7 @@ pub async fn accept_loop(listener: TcpListener, app: CurrentApp) {
                 .timer(TokioTimer::new())
                 .keep_alive(true)
                 .preserve_header_case(true)
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection(TokioIo::new(Sniffed::new(stream)), service)
                 .with_upgrades();
             if let Err(e) = conn.await {
                 log::debug!("connection from {peer}: {e}");

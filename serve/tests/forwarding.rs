@@ -50,6 +50,11 @@ impl Raw {
     }
 }
 
+/// Connections the raw backend has accepted so far.
+fn accepted(raw: &Raw) -> usize {
+    read_lines(&raw.dir.join("connections.log")).len()
+}
+
 fn read_lines(p: &Path) -> Vec<String> {
     std::fs::read_to_string(p)
         .unwrap_or_default()
@@ -96,30 +101,117 @@ fn request_smuggling_shapes_are_refused_and_never_forwarded() {
     assert_eq!(got[before..].len(), cases.len());
 }
 
-/// hyper's server parser resolves Content-Length + Transfer-Encoding itself before the engine
-/// sees the request (RFC 9112 §6.3: the chunked framing wins, Content-Length is removed, and the
-/// connection is closed after the response). So through ancm-serve such a request is forwarded
-/// once, unambiguously chunked, and nothing that followed it on the connection is read.
+/// Content-Length together with Transfer-Encoding, in either order and any case, is refused with
+/// 400 and nothing of it reaches the backend: on its own connection, pipelined after a valid
+/// request (which is still answered, in order), and written one byte at a time so the head
+/// arrives over many reads. The connection closes after the 400, so what followed is never read.
 #[test]
-fn content_length_with_transfer_encoding_is_forwarded_once_as_chunked_and_the_connection_closed() {
+fn content_length_with_transfer_encoding_is_refused_with_400() {
     let raw = Raw::start("clte", "");
-    for (name, bytes) in [
-        ("CL+TE", &b"POST /clte HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n"[..]),
-        ("TE+CL", &b"POST /clte HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n"[..]),
-    ] {
-        let mut c = Conn::open(raw.serve.addr);
-        c.stream().write_all(bytes).unwrap();
-        let r = c.read_response(false);
-        assert!(r.status == 200 || r.status == 400, "{name}: {}", r.status);
-        let mut rest = Vec::new();
-        let _ = c.reader.read_to_end(&mut rest);
-        assert!(rest.is_empty(), "{name}: a second response came on the connection");
+    let before = raw.received().len();
+    let shapes: [&[u8]; 3] = [
+        b"POST /clte HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"POST /clte HTTP/1.1\r\nHost: t\r\ntransfer-encoding: chunked\r\nCONTENT-LENGTH: 5\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"POST /clte HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nX-A: b\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nGET /\r\n0\r\n\r\n",
+    ];
+    let valid: &[u8] = b"POST /first HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nbody";
+    for (i, shape) in shapes.iter().enumerate() {
+        for mode in ["alone", "pipelined", "byte by byte"] {
+            let mut c = Conn::open(raw.serve.addr);
+            let mut bytes = Vec::new();
+            if mode == "pipelined" {
+                bytes.extend_from_slice(valid);
+            }
+            bytes.extend_from_slice(shape);
+            if mode == "byte by byte" {
+                c.stream().set_nodelay(true).unwrap();
+                // The server closes after its 400, so the bytes after the refused head may
+                // not be taken.
+                for b in &bytes {
+                    if c.stream().write_all(std::slice::from_ref(b)).is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            } else {
+                c.stream().write_all(&bytes).unwrap();
+            }
+            if mode == "pipelined" {
+                let first = c.read_response(false);
+                assert_eq!(
+                    first.status, 200,
+                    "shape {i}, {mode}: the valid request before it"
+                );
+            }
+            let r = c.read_response(false);
+            assert_eq!(r.status, 400, "shape {i}, {mode}");
+            let mut rest = Vec::new();
+            let _ = c.reader.read_to_end(&mut rest);
+            assert!(
+                rest.is_empty(),
+                "shape {i}, {mode}: more came after the 400: {:?}",
+                String::from_utf8_lossy(&rest)
+            );
+            raw.assert_healthy();
+        }
     }
     let got = raw.received();
-    assert!(!got.iter().any(|l| l.contains("smuggled")), "{got:?}");
-    assert!(
-        got.iter().filter(|l| l.contains("/clte")).count() <= 2,
-        "{got:?}"
+    let forwarded: Vec<&String> = got[before..]
+        .iter()
+        .filter(|l| !l.ends_with("/after") && !l.ends_with("/first"))
+        .collect();
+    assert!(forwarded.is_empty(), "reached the backend: {forwarded:?}");
+    let firsts = got[before..]
+        .iter()
+        .filter(|l| l.ends_with("/first"))
+        .count();
+    assert_eq!(firsts, shapes.len(), "{got:?}");
+}
+
+/// The tracker that finds those heads follows message boundaries exactly: bodies that contain
+/// header-like bytes (Content-Length and chunked, pipelined, written in small pieces) arrive intact
+/// and are answered in order.
+#[test]
+fn bodies_that_look_like_heads_pass_intact() {
+    let raw = Raw::start("lookalike", "");
+    let body = b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(
+        format!(
+            "POST /one HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    bytes.extend_from_slice(body);
+    bytes.extend_from_slice(
+        format!(
+            "POST /two HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    bytes.extend_from_slice(body);
+    bytes.extend_from_slice(b"\r\n0\r\n\r\nGET /three HTTP/1.1\r\nHost: t\r\n\r\n");
+    let mut c = Conn::open(raw.serve.addr);
+    c.stream().set_nodelay(true).unwrap();
+    for piece in bytes.chunks(7) {
+        c.stream().write_all(piece).unwrap();
+        std::thread::sleep(Duration::from_micros(300));
+    }
+    for _ in 0..3 {
+        assert_eq!(c.read_response(false).status, 200);
+    }
+    let got = raw.received();
+    for p in ["/one", "/two", "/three"] {
+        assert!(got.iter().any(|l| l.ends_with(p)), "{p} missing: {got:?}");
+    }
+    let bodies = read_lines(&raw.dir.join("bodies.log"));
+    let want = sha256_hex(body);
+    assert_eq!(
+        bodies,
+        vec![format!("/one {want}"), format!("/two {want}")],
+        "bodies changed on the way"
     );
 }
 
@@ -171,6 +263,84 @@ fn a_body_shorter_than_its_content_length_aborts_the_client_connection() {
         "the client got a complete body from a truncated response"
     );
     raw.assert_healthy();
+}
+
+/// A backend that sends bytes after the end of its response (a body longer than its
+/// Content-Length, or anything after the last chunk) has framed it wrongly: the status line is
+/// already out, so the client connection is aborted before the response completes, the extra
+/// bytes never reach any client, and the connection that carried them is not reused.
+#[test]
+fn bytes_after_the_response_abort_the_client_connection() {
+    let raw = Raw::start("long", "");
+    raw.case(
+        "long",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED",
+        false,
+    );
+    raw.case(
+        "longchunked",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED",
+        false,
+    );
+    for i in 0..10 {
+        for (case, complete) in [("long", &b"ok"[..]), ("longchunked", b"0\r\n\r\n")] {
+            let mut c = Conn::open(raw.serve.addr);
+            c.send("GET", &format!("/raw/{case}"), &[], b"");
+            // Whether the head got out before the abort depends on hyper's write buffering;
+            // the response must not complete either way.
+            let mut got = Vec::new();
+            let _ = c.reader.read_to_end(&mut got);
+            assert!(
+                got.is_empty() || got.starts_with(b"HTTP/1.1 200 OK\r\n"),
+                "{case}, round {i}: {:?}",
+                String::from_utf8_lossy(&got)
+            );
+            let got = match got.windows(4).position(|w| w == b"\r\n\r\n") {
+                Some(p) => got[p + 4..].to_vec(),
+                None => Vec::new(),
+            };
+            assert!(
+                !got.windows(complete.len()).any(|w| w == complete),
+                "{case}, round {i}: the response completed: {:?}",
+                String::from_utf8_lossy(&got)
+            );
+            assert!(
+                !got.windows(8).any(|w| w == b"SMUGGLED"),
+                "{case}, round {i}"
+            );
+            raw.assert_healthy();
+        }
+    }
+}
+
+/// Responses that end exactly where they say keep their connection: the same backend
+/// connection serves the next request (no needless reconnects from the end-of-response check).
+#[test]
+fn well_framed_responses_keep_their_backend_connection() {
+    let raw = Raw::start("exact", "");
+    raw.case(
+        "exact",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nexact",
+        false,
+    );
+    raw.case(
+        "exactchunked",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nexact\r\n0\r\n\r\n",
+        false,
+    );
+    let conns_before = accepted(&raw);
+    let mut c = Conn::open(raw.serve.addr);
+    for i in 0..50 {
+        let case = if i % 2 == 0 { "exact" } else { "exactchunked" };
+        c.send("GET", &format!("/raw/{case}"), &[], b"");
+        let r = c.read_response(false);
+        assert_eq!((r.status, r.text().as_str()), (200, "exact"), "round {i}");
+    }
+    assert_eq!(
+        accepted(&raw) - conns_before,
+        0,
+        "the backend connection was not reused"
+    );
 }
 
 #[test]

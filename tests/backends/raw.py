@@ -7,10 +7,13 @@ Listens on 127.0.0.1:ASPNETCORE_PORT. RAW_DIR (environment) is a folder shared w
   connection if RAW_DIR/<name>.close exists (else keeps it open for the next request);
 - /stall reads the request and never answers; when the proxy closes the connection it logs
   "CLOSED <target>" (so a test sees that a client's disconnect reached the backend);
+- every non-empty request body is logged as "<target> <sha256 hex>" to RAW_DIR/bodies.log;
+- every accepted connection adds a line to RAW_DIR/connections.log;
 - anything else: 200 with body "ok".
 No token check: this backend tests the proxy's handling of bad responses, not the pairing.
 """
 
+import hashlib
 import os
 import socket
 import sys
@@ -32,31 +35,34 @@ def read_until(conn, buf, marker):
 
 
 def read_body(conn, head, rest):
+    """Returns (body, what follows it), or (None, None) if the connection ended first."""
     lower = head.lower()
+    body = b""
     if b"transfer-encoding: chunked" in lower:
         while True:
             line, rest = read_until(conn, rest, b"\r\n")
             if line is None:
-                return None
+                return None, None
             size = int(line.strip().split(b";")[0], 16)
             while len(rest) < size + 2:
                 data = conn.recv(65536)
                 if not data:
-                    return None
+                    return None, None
                 rest += data
+            body += rest[:size]
             rest = rest[size + 2:]
             if size == 0:
-                return rest
+                return body, rest
     for line in lower.split(b"\r\n"):
         if line.startswith(b"content-length:"):
             n = int(line.split(b":", 1)[1])
             while len(rest) < n:
                 data = conn.recv(65536)
                 if not data:
-                    return None
+                    return None, None
                 rest += data
-            return rest[n:]
-    return rest
+            return rest[:n], rest[n:]
+    return body, rest
 
 
 def serve(conn):
@@ -66,12 +72,15 @@ def serve(conn):
             head, buf = read_until(conn, buf, b"\r\n\r\n")
             if head is None:
                 return
-            buf = read_body(conn, head, buf)
+            body, buf = read_body(conn, head, buf)
             if buf is None:
                 return
             method, target = head.split(b"\r\n", 1)[0].split(b" ")[:2]
             with LOCK, open(os.path.join(DIR, "received.log"), "ab") as f:
                 f.write(method + b" " + target + b"\n")
+            if body:
+                with LOCK, open(os.path.join(DIR, "bodies.log"), "ab") as f:
+                    f.write(target + b" " + hashlib.sha256(body).hexdigest().encode() + b"\n")
             path = target.decode("latin-1").split("?")[0]
             if path == "/stall":
                 while conn.recv(65536):
@@ -98,6 +107,8 @@ def main():
     sys.stderr.flush()
     while True:
         conn, _ = s.accept()
+        with LOCK, open(os.path.join(DIR, "connections.log"), "ab") as f:
+            f.write(b"accepted\n")
         threading.Thread(target=serve, args=(conn,), daemon=True).start()
 
 

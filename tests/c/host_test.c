@@ -436,6 +436,84 @@ static void test_serialized_echo(ancm_app *app) {
     report("serialize_io: backend answering during the upload (echo), reads and writes never overlap", ok);
 }
 
+/* ---- many requests in flight at once: more than the core keeps idle driver tasks for (256),
+ * in two waves, so drivers are spawned, reused for the second wave and the surplus retired; every
+ * request must complete with 200. ---- */
+
+#define MANY 300
+
+struct many_req {
+    ancm_request *req;
+    int status;
+    bool done;
+};
+
+static struct many_req many[MANY];
+static int many_done, many_ok;
+static pthread_mutex_t many_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t many_cv = PTHREAD_COND_INITIALIZER;
+
+static void many_body_wanted(void *ud) { ancm_request_end_body(((struct many_req *)ud)->req); }
+static void many_head(void *ud, const ancm_response_head *head) { ((struct many_req *)ud)->status = head->status; }
+static void many_body(void *ud, const uint8_t *data, size_t len, bool flush) {
+    (void)data, (void)len, (void)flush;
+    ancm_request_ack_write(((struct many_req *)ud)->req);
+}
+static void many_complete(void *ud, ancm_result result, const uint8_t *msg, size_t len) {
+    struct many_req *m = ud;
+    (void)msg, (void)len;
+    pthread_mutex_lock(&many_mu);
+    ancm_request_free(m->req);
+    m->done = true;
+    many_done++;
+    if (result == ANCM_RESULT_OK && m->status == 200) many_ok++;
+    pthread_cond_signal(&many_cv);
+    pthread_mutex_unlock(&many_mu);
+}
+static const ancm_callbacks MANY_CALLBACKS = {many_body_wanted, many_head, many_body, many_complete};
+
+static void test_many_in_flight(ancm_app *app) {
+    bool ok = true;
+    ancm_header h[] = {{str("Host"), str("example.test")}};
+    ancm_request_head head;
+    memset(&head, 0, sizeof head);
+    head.method = str("GET");
+    head.target = str("/json");
+    head.headers = h;
+    head.header_count = 1;
+    head.client_address = str("203.0.113.7");
+    head.client_port = 50124;
+    for (int wave = 0; wave < 2; wave++) {
+        memset(many, 0, sizeof many);
+        many_done = many_ok = 0;
+        int started = 0;
+        for (int i = 0; i < MANY; i++) {
+            pthread_mutex_lock(&many_mu); /* many[i].req is written before any callback runs */
+            ancm_result r = ancm_request_start(app, &head, &MANY_CALLBACKS, &many[i], &many[i].req);
+            if (r == ANCM_RESULT_OK) started++;
+            else many[i].done = true;
+            pthread_mutex_unlock(&many_mu);
+        }
+        CHECK(started == MANY, "wave %d: %d of %d started", wave + 1, started, MANY);
+        struct timespec deadline;
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += 120;
+        bool timed_out = false;
+        pthread_mutex_lock(&many_mu);
+        while (many_done < started && !timed_out)
+            timed_out = pthread_cond_timedwait(&many_cv, &many_mu, &deadline) == ETIMEDOUT;
+        if (timed_out) { /* complete still comes for every cancelled request */
+            for (int i = 0; i < MANY; i++)
+                if (!many[i].done) ancm_request_cancel(many[i].req);
+            while (many_done < started) pthread_cond_wait(&many_cv, &many_mu);
+        }
+        pthread_mutex_unlock(&many_mu);
+        CHECK(!timed_out, "wave %d timed out", wave + 1);
+        CHECK(many_ok == started, "wave %d: %d of %d answered 200", wave + 1, many_ok, started);
+    }
+    report("300 requests in flight at once, twice (driver tasks spawned, reused, retired)", ok);
+}
+
 static void test_startup_failure(void) {
     bool ok = true;
     char config[512];
@@ -597,9 +675,17 @@ static void test_websocket(const char *config) {
 }
 
 static atomic_int log_count;
-static void on_log(void *ud, ancm_log_level level, const uint8_t *msg, size_t len) {
+/* Event Log ids seen with their message: a start (1001) and a start failure (1020). */
+static atomic_int started_events, failed_events;
+
+static void on_log(void *ud, ancm_log_level level, uint32_t event, const uint8_t *msg, size_t len) {
     (void)ud;
     atomic_fetch_add(&log_count, 1);
+    if (event == ANCM_EVENT_PROCESS_START_SUCCESS && level == ANCM_LOG_LEVEL_INFO &&
+        strstr((const char *)msg, "listening on port") != NULL) /* msg is NUL-terminated too */
+        atomic_fetch_add(&started_events, 1);
+    if (event == ANCM_EVENT_PROCESS_START_FAILURE && level == ANCM_LOG_LEVEL_ERROR)
+        atomic_fetch_add(&failed_events, 1);
     if (level <= ANCM_LOG_LEVEL_WARN) fprintf(stderr, "    [ancm %u] %.*s\n", level, (int)len, (const char *)msg);
 }
 
@@ -638,6 +724,7 @@ int main(int argc, char **argv) {
         test_download(app, quick ? (1u << 20) : (8u << 20));
         test_cancel(app);
         test_serialized_echo(app);
+        test_many_in_flight(app);
         ancm_app_status st;
         bool ok = ancm_app_get_status(app, &st) == ANCM_RESULT_OK && st.process_count == 1 && !st.shutting_down;
         ancm_process_info procs[4];
@@ -654,6 +741,8 @@ int main(int argc, char **argv) {
         test_websocket(config);
     }
     report("log callback received the engine's messages", atomic_load(&log_count) > 0);
+    report("a process start came with Event Log id 1001, a start failure with 1020",
+           atomic_load(&started_events) > 0 && atomic_load(&failed_events) > 0);
     ancm_log_set_callback(NULL, NULL, ANCM_LOG_LEVEL_OFF);
     printf("host_test: %d failure(s)\n", failures);
     return failures > 100 ? 100 : failures;

@@ -9,13 +9,17 @@
 //   GET /slow?n=N   → N bytes of Pattern() in 16 KiB pieces, 20 ms apart
 //   POST /early     → 256 KiB answered before the request body is read (then drained)
 //   GET /truncate?n=N → Content-Length N, N/2 bytes, then the connection is closed
+//   GET /exit-soon  → 200, then the process exits with code 5 (a crash after answering)
 //   anything else   → text/plain echo: method, target, headers, body length and FNV-1a hash,
-//                     pid, and the EMU_* / ASPNETCORE_* environment
+//                     pid, the EMU_* / ASPNETCORE_* environment, and for a
+//                     MS-ASPNETCORE-WINAUTHTOKEN what the handle is in this process (then it
+//                     is closed, as ASP.NET Core's IIS integration does)
 // Argument --fail-at-start: exit with code 3 before listening (a startup failure).
 
 #include <winsock2.h>
 #include <ws2tcpip.h>
 #include <windows.h>
+#include <sddl.h>
 
 #include <cctype>
 #include <cstdio>
@@ -147,6 +151,37 @@ unsigned long long QueryN(const std::string &target)
     return p == std::string::npos ? 0 : std::strtoull(target.c_str() + p + 2, nullptr, 10);
 }
 
+// ---- The Windows user token (MS-ASPNETCORE-WINAUTHTOKEN) ----
+
+// For a token header: "winauth-handle: <hex>" and "winauth-sid: <the token user's SID>" (or
+// "winauth-error: …" when the value is not a token handle in this process); then the
+// handle is closed, since the backend owns it.
+std::string WinAuthToken(const std::vector<std::pair<std::string, std::string>> &headers)
+{
+    std::string out;
+    for (const auto &h : headers) {
+        if (!IEquals(h.first, "MS-ASPNETCORE-WINAUTHTOKEN")) {
+            continue;
+        }
+        out += "winauth-handle: " + h.second + "\n";
+        HANDLE token = reinterpret_cast<HANDLE>(
+            static_cast<uintptr_t>(std::strtoull(h.second.c_str(), nullptr, 16)));
+        DWORD size = 0;
+        GetTokenInformation(token, TokenUser, nullptr, 0, &size);
+        std::vector<char> buf(size > 0 ? size : 1);
+        LPSTR sid = nullptr;
+        if (size > 0 && GetTokenInformation(token, TokenUser, buf.data(), size, &size) &&
+            ConvertSidToStringSidA(reinterpret_cast<TOKEN_USER *>(buf.data())->User.Sid, &sid)) {
+            out += std::string("winauth-sid: ") + sid + "\n";
+            LocalFree(sid);
+        } else {
+            out += "winauth-error: " + std::to_string(GetLastError()) + "\n";
+        }
+        CloseHandle(token);
+    }
+    return out;
+}
+
 // One request; false ends the connection.
 bool Serve(Conn &c)
 {
@@ -255,6 +290,12 @@ bool Serve(Conn &c)
         SendAll(c.s, head.data(), head.size());
         return false;
     }
+    if (path.size() >= 10 && path.compare(path.size() - 10, 10, "/exit-soon") == 0) {
+        Respond(c.s, 200, "OK", "text/plain", "exiting\n");
+        shutdown(c.s, SD_SEND);
+        Sleep(100);
+        ExitProcess(5);
+    }
     if (path.compare(0, 5, "/slow") == 0) {
         return SendPattern(c.s, QueryN(target), true) && !close;
     }
@@ -285,6 +326,7 @@ bool Serve(Conn &c)
         }
     }
     FreeEnvironmentStringsW(env);
+    body += WinAuthToken(headers);
     return Respond(c.s, 200, "OK", "text/plain; charset=utf-8", body) && !close;
 }
 

@@ -27,6 +27,8 @@
 
 #include "iis/httpserv_min.h"
 
+#include <sddl.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -420,10 +422,30 @@ std::shared_ptr<ElementData> EnabledSection(bool enabled)
 
 const wchar_t kSitePath[] = L"MACHINE/WEBROOT/APPHOST/Default Web Site";
 
+// One <site> of system.applicationHost/sites as IIS returns it: name, id, and the <bindings>
+// collection of <binding protocol bindingInformation="ip:port:host"/>.
+std::shared_ptr<ElementData> Site(const std::wstring &name, unsigned long id, const Pairs &bindings)
+{
+    auto site = std::make_shared<ElementData>();
+    site->props.emplace_back(L"name", Str(name));
+    site->props.emplace_back(L"id", Uint(id));
+    auto list = std::make_shared<ElementData>();
+    for (const auto &b : bindings) {
+        auto binding = std::make_shared<ElementData>();
+        binding->props.emplace_back(L"protocol", Str(b.first));
+        binding->props.emplace_back(L"bindingInformation", Str(b.second));
+        list->items.push_back(binding);
+    }
+    site->children[L"bindings"] = list;
+    return site;
+}
+
 class AdminManager final : public IAppHostAdminManager {
 public:
     std::map<std::wstring, std::shared_ptr<ElementData>> sections; // by config path
     int sectionReads = 0;
+    // system.applicationHost/sites: lives at the server level only (MACHINE/WEBROOT/APPHOST).
+    std::shared_ptr<ElementData> sites = std::make_shared<ElementData>();
 
     HRESULT STDMETHODCALLTYPE QueryInterface(REFIID riid, void **ppv) override
     {
@@ -446,6 +468,14 @@ public:
         }
         std::wstring s(section, SysStringLen(section));
         std::wstring p(path, SysStringLen(path));
+        if (s == L"system.applicationHost/sites") {
+            if (p != L"MACHINE/WEBROOT/APPHOST") {
+                Check(false, "the sites section read at " + Narrow(p) + ", not at the server");
+                return HRESULT_FROM_WIN32(ERROR_INVALID_DATA);
+            }
+            *pp = new Element(sites);
+            return S_OK;
+        }
         auto it = sections.find(p);
         if (it == sections.end()) {
             Check(false, "GetAdminSection at an unexpected path: " + Narrow(p));
@@ -703,6 +733,65 @@ struct Spec {
     bool https = false;
     std::string cert; // DER bytes of a client certificate (https only)
     size_t disconnectAfter = 0; // simulate a client disconnect after this many response bytes
+    // IHttpUser::GetAuthenticationType of the request's user: empty for anonymous (IIS then
+    // still has a user, IUSR, with a token), "Negotiate", "NTLM", "Basic" …
+    std::wstring authType;
+};
+
+// ---- The request's user (Windows authentication) ----
+
+// The token every emulated user carries: the emulator's own process token, a real token the
+// module must duplicate into the backend (IIS would hand the logged-on user's). Opened once,
+// never closed; the module only borrows it.
+HANDLE UserToken()
+{
+    static HANDLE token = [] {
+        HANDLE h = nullptr;
+        if (!OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY | TOKEN_DUPLICATE | TOKEN_IMPERSONATE,
+                              &h)) {
+            return static_cast<HANDLE>(nullptr);
+        }
+        return h;
+    }();
+    return token;
+}
+
+// The SID of a token's user as text ("S-1-5-…"), or "" if the handle is not a token.
+std::string TokenUserSid(HANDLE token)
+{
+    DWORD size = 0;
+    GetTokenInformation(token, TokenUser, nullptr, 0, &size);
+    if (size == 0) {
+        return std::string();
+    }
+    std::vector<char> buf(size);
+    LPSTR text = nullptr;
+    if (!GetTokenInformation(token, TokenUser, buf.data(), size, &size) ||
+        !ConvertSidToStringSidA(reinterpret_cast<TOKEN_USER *>(buf.data())->User.Sid, &text)) {
+        return std::string();
+    }
+    std::string out(text);
+    LocalFree(text);
+    return out;
+}
+
+class User final : public IHttpUser {
+public:
+    explicit User(const std::wstring &authType) : authType_(authType) {}
+    PCWSTR GetRemoteUserName() override { UNEXPECTED(); }
+    PCWSTR GetUserName() override { UNEXPECTED(); }
+    PCWSTR GetAuthenticationType() override { return authType_.c_str(); }
+    PCWSTR GetPassword() override { UNEXPECTED(); }
+    HANDLE GetImpersonationToken() override { UNEXPECTED(); }
+    HANDLE GetPrimaryToken() override { return UserToken(); }
+    VOID ReferenceUser() override { UNEXPECTED(); }
+    VOID DereferenceUser() override { UNEXPECTED(); }
+    BOOL SupportsIsInRole() override { UNEXPECTED(); }
+    HRESULT IsInRole(PCWSTR, BOOL *) override { UNEXPECTED(); }
+    PVOID GetUserVariable(PCSTR) override { UNEXPECTED(); }
+
+private:
+    std::wstring authType_;
 };
 
 class Context;
@@ -977,7 +1066,8 @@ public:
     IHttpRequest *GetRequest() override { return req_; }
     IHttpResponse *GetResponse() override { return resp_; }
     BOOL GetResponseHeadersSent() const override { return resp_->headersSent; }
-    IHttpUser *GetUser() const override { UNEXPECTED(); }
+    IHttpUser *user = nullptr; // the request's user (IIS always has one, IUSR when anonymous)
+    IHttpUser *GetUser() const override { return user; }
     IHttpModuleContextContainer *GetModuleContextContainer() override { UNEXPECTED(); }
     VOID IndicateCompletion(REQUEST_NOTIFICATION_STATUS) override { UNEXPECTED(); }
     HRESULT PostCompletion(DWORD cbBytes) override
@@ -1231,6 +1321,8 @@ void RunRequest(Registration &reg, Application &app, const Spec &spec, Result &o
     Connection conn;
     Request req(spec);
     Context ctx(&app, &conn, &req, &out.response);
+    User user(spec.authType);
+    ctx.user = &user;
     req.ctx = &ctx;
     req.conn = &conn;
     out.response.ctx = &ctx;
@@ -1387,6 +1479,151 @@ DWORD WINAPI ParallelThread(LPVOID param)
     return 0;
 }
 
+// ---- The Windows user token and the site's https port ----
+
+// The sites IIS knows, with their bindings: the test site has an https binding (twice, on one
+// port, as a site with two host names would), one site has none, one has two https ports.
+void SetUpSites(Server &server)
+{
+    server.admin.sites->items = {
+        Site(L"Default Web Site", 1,
+             {{L"http", L"*:80:"}, {L"https", L"*:44300:"}, {L"https", L"*:44300:www.example.test"}}),
+        Site(L"Plain Site", 2, {{L"http", L"*:8080:"}}),
+        Site(L"Mixed Site", 3, {{L"https", L"*:443:"}, {L"http", L"[::1]:81:"}, {L"https", L"*:8443:"}}),
+    };
+}
+
+// Runs `spec` as `authType` and returns the echo.
+Result AsUser(Registration &reg, Application &app, Spec spec, const std::wstring &authType)
+{
+    spec.authType = authType;
+    Result r;
+    RunRequest(reg, app, spec, r);
+    return r;
+}
+
+void RunUserTokenAndHttpsPortTests(Registration &reg, Server &server, const std::string &backend)
+{
+    Application winauth, noforward, plain, mixed;
+    if (!MakeApp(winauth, "winauth", backend) || !MakeApp(noforward, "noforward", backend) ||
+        !MakeApp(plain, "plain", backend) || !MakeApp(mixed, "mixed", backend)) {
+        return;
+    }
+    plain.configPath = L"MACHINE/WEBROOT/APPHOST/Plain Site/plain";
+    mixed.configPath = L"MACHINE/WEBROOT/APPHOST/Mixed Site/mixed";
+    const auto backendOnly = std::vector<std::pair<std::wstring, Value>>{
+        {L"processPath", Str(L".\\backend.exe")}, {L"shutdownTimeLimit", Uint(5)}};
+    // Two processes: consecutive requests go to different processes (each slot starts in turn).
+    auto two = backendOnly;
+    two.emplace_back(L"processesPerApplication", Uint(2));
+    server.admin.sections[winauth.configPath] = AspNetCoreSection(two, Pairs(), Pairs());
+    auto off = backendOnly;
+    off.emplace_back(L"forwardWindowsAuthToken", Bool(false));
+    server.admin.sections[noforward.configPath] = AspNetCoreSection(off, Pairs(), Pairs());
+    server.admin.sections[plain.configPath] = AspNetCoreSection(backendOnly, Pairs(), Pairs());
+    server.admin.sections[mixed.configPath] = AspNetCoreSection(backendOnly, Pairs(), Pairs());
+
+    const std::string ourSid = TokenUserSid(UserToken());
+    Check(!ourSid.empty(), "the emulated user has a real token (SID " + ourSid + ")");
+    Spec echo;
+    echo.url = "/winauth/echo";
+    echo.headers = {{"Host", "localhost"},
+                    {"MS-ASPNETCORE-WINAUTHTOKEN", "1234"}}; // forged by the client: dropped
+
+    // Negotiate and NTLM: the token arrives as a handle that is a valid token in the backend's
+    // own process, for each of the two processes.
+    Result neg = AsUser(reg, winauth, echo, L"Negotiate");
+    PrintResponse("Negotiate user", neg);
+    const std::string negHex = EchoField(neg.response.body, "winauth-handle");
+    Check(neg.response.status == 200 && !negHex.empty() && negHex != "1234" &&
+              Contains(neg.response.body, "header: ms-aspnetcore-winauthtoken: " + negHex + "\n") &&
+              negHex.find_first_not_of("0123456789abcdef") == std::string::npos,
+          "Negotiate: MS-ASPNETCORE-WINAUTHTOKEN carries a lower-case hex handle (" + negHex +
+              "), the client's forged value dropped");
+    Check(EchoField(neg.response.body, "winauth-sid") == ourSid,
+          "Negotiate: the handle is a token in the backend's process, of the IIS user (" +
+              EchoField(neg.response.body, "winauth-sid") + ")");
+    Result ntlm = AsUser(reg, winauth, echo, L"NTLM");
+    Check(ntlm.response.status == 200 && PidOf(ntlm) != 0 && PidOf(ntlm) != PidOf(neg) &&
+              EchoField(ntlm.response.body, "winauth-sid") == ourSid,
+          "NTLM: the second process (processesPerApplication=2, pid " +
+              std::to_string(PidOf(ntlm)) + ") got its own valid duplicate");
+    Result again = AsUser(reg, winauth, echo, L"negotiate");
+    Check(again.response.status == 200 && EchoField(again.response.body, "winauth-sid") == ourSid,
+          "a later request gets a fresh duplicate (the backend closed the earlier one)");
+
+    // No token: anonymous, Basic, or forwardWindowsAuthToken=false.
+    for (const wchar_t *type : {L"", L"Basic"}) {
+        Result r = AsUser(reg, winauth, echo, type);
+        Check(r.response.status == 200 &&
+                  !Contains(r.response.body, "header: ms-aspnetcore-winauthtoken:") &&
+                  EchoField(r.response.body, "winauth-handle").empty(),
+              std::string("no MS-ASPNETCORE-WINAUTHTOKEN for ") + (*type ? "Basic" : "anonymous") +
+                  " users (forged one dropped)");
+    }
+    echo.url = "/noforward/echo";
+    Result offr = AsUser(reg, noforward, echo, L"Negotiate");
+    Check(offr.response.status == 200 && !Contains(offr.response.body, "header: ms-aspnetcore-winauthtoken:"),
+          "no MS-ASPNETCORE-WINAUTHTOKEN with forwardWindowsAuthToken=false");
+    Check(TokenUserSid(UserToken()) == ourSid, "IIS's own token handle is still open (only borrowed)");
+
+    // ASPNETCORE_ANCM_HTTPS_PORT from the site's https bindings.
+    Check(Contains(neg.response.body, "env: ASPNETCORE_ANCM_HTTPS_PORT=44300\n"),
+          "ASPNETCORE_ANCM_HTTPS_PORT=44300 from the site's https bindings");
+    echo.url = "/plain/echo";
+    Result pr = AsUser(reg, plain, echo, L"");
+    Check(pr.response.status == 200 && !Contains(pr.response.body, "ASPNETCORE_ANCM_HTTPS_PORT"),
+          "no ASPNETCORE_ANCM_HTTPS_PORT for a site without an https binding");
+    echo.url = "/mixed/echo";
+    Result mr = AsUser(reg, mixed, echo, L"");
+    Check(mr.response.status == 200 && !Contains(mr.response.body, "ASPNETCORE_ANCM_HTTPS_PORT"),
+          "no ASPNETCORE_ANCM_HTTPS_PORT when the site's https bindings use different ports");
+
+    // Event Log entries only a crash or a broken stdout log brings (xtask checks them in
+    // Wine's trace): with rapidFailsPerMinute=0 the first crash is over the limit (1030, 1003);
+    // a stdout log under a drive that does not exist cannot be created (1004).
+    Application crashy;
+    if (MakeApp(crashy, "crashy", backend)) {
+        auto once = backendOnly;
+        once.emplace_back(L"rapidFailsPerMinute", Uint(0));
+        once.emplace_back(L"stdoutLogEnabled", Bool(true));
+        once.emplace_back(L"stdoutLogFile", Str(L"Q:\\no\\such\\place\\stdout"));
+        server.admin.sections[crashy.configPath] = AspNetCoreSection(once, Pairs(), Pairs());
+        Spec exitSoon;
+        exitSoon.url = "/crashy/echo";
+        exitSoon.headers = {{"Host", "localhost"}};
+        Result first = AsUser(reg, crashy, exitSoon, L"");
+        Process crashed(PidOf(first));
+        Check(first.response.status == 200 && crashed.Running(),
+              "an app whose stdout log cannot be created still starts");
+        exitSoon.url = "/crashy/exit-soon";
+        Result cr = AsUser(reg, crashy, exitSoon, L"");
+        Check(cr.response.status == 200 && cr.response.body == "exiting\n" && crashed.Exited(10000),
+              "its process exits (code 5) after answering");
+        Sleep(200); // (the engine's reaper sees the same exit)
+        Result after = AsUser(reg, crashy, exitSoon, L"");
+        Check(after.response.status == 502 && after.response.subStatus == 5,
+              "after a crash over rapidFailsPerMinute=0, requests get 502.5");
+        AppStop stop(&crashy);
+        reg.global->OnGlobalApplicationStop(&stop);
+    }
+
+    // Stop what these tests started.
+    std::vector<std::unique_ptr<Process>> procs;
+    for (const Result *r : {&neg, &ntlm, &offr, &pr, &mr}) {
+        procs.emplace_back(new Process(PidOf(*r)));
+    }
+    for (Application *a : {&winauth, &noforward, &plain, &mixed}) {
+        AppStop stop(a);
+        reg.global->OnGlobalApplicationStop(&stop);
+    }
+    bool allExited = true;
+    for (const auto &p : procs) {
+        allExited = allExited && p->pid != 0 && p->Exited();
+    }
+    Check(allExited, "GL_APPLICATION_STOP stopped the token and https-port test backends");
+}
+
 int Main(int argc, char **argv)
 {
     if (argc != 3) {
@@ -1411,6 +1648,7 @@ int Main(int argc, char **argv)
          {L"arguments", Str(L"--name caf\u00e9")},
          {L"shutdownTimeLimit", Uint(5)}},
         {{L"EMU_GREETING", L"hello from IIS"}, {L"EMU_UNICODE", L"caf\u00e9"}}, handlers);
+    SetUpSites(server);
     server.admin.sections[busyApp.configPath] =
         AspNetCoreSection({{L"processPath", Str(L".\\backend.exe")}}, Pairs(), Pairs());
     server.admin.sections[brokenApp.configPath] = AspNetCoreSection(
@@ -1717,6 +1955,8 @@ int Main(int argc, char **argv)
     Process p3(PidOf(r12));
     Check(r12.response.status == 200 && Contains(r12.response.body, "env: EMU_GREETING=changed\n"),
           "after the change the new configuration is read");
+
+    RunUserTokenAndHttpsPortTests(reg, server, backend);
 
     // 12. Stop listening (recycle): every app stops.
     StopListening stopListening;

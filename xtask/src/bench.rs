@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--quick] [--rounds N] [--secs S] [--out FILE] [--only abcdefg] [--serve BIN]
+//! `cargo xtask bench [--quick] [--rounds N] [--secs S] [--out FILE] [--only abcdefgh] [--serve BIN]
 //! [--no-build]`: the benchmark harness of
 //! issue 8. Builds the release binaries, installs wrk and nginx if missing, and measures on
 //! loopback, alternating the contenders within each round (direct, ancm-serve, nginx, …):
@@ -10,7 +10,9 @@
 //! - (e) peak RSS of ancm-serve during one 1 GiB upload and one 1 GiB download;
 //! - (f) WebSocket echo, 64-byte messages, 64 connections;
 //! - (g) user-space instructions per small GET under callgrind, ancm-serve and nginx (repeatable
-//!   on a busy machine).
+//!   on a busy machine);
+//! - (h) the C ABI's cost: CPU and instructions per small GET of a C host through include/ancm.h
+//!   vs the same work through the engine's Rust API ([`abi`]).
 //!
 //! Writes docs/benchmarks.md (keeping the hand-written part below [`KEEP_MARKER`]) and SVG charts
 //! under docs/bench/; `--quick` (one short round) writes under target/bench/ instead. Exits
@@ -25,6 +27,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::sh::{ensure_packages, root, run as sh_run, Result};
+
+mod abi;
 
 /// Everything in docs/benchmarks.md after this line is hand-written and kept across runs.
 const KEEP_MARKER: &str =
@@ -42,7 +46,7 @@ struct Opts {
     build: bool,
     /// Another ancm-serve binary to measure (A/B of an engine change).
     serve: Option<PathBuf>,
-    /// Which cases to run (letters a–f).
+    /// Which cases to run (letters a–h).
     only: String,
 }
 
@@ -56,7 +60,7 @@ fn parse_opts(args: &[String]) -> Result<Opts> {
         out: root().join("docs/benchmarks.md"),
         build: true,
         serve: None,
-        only: "abcdefg".into(),
+        only: "abcdefgh".into(),
     };
     let mut out_given = false;
     let mut it = args.iter();
@@ -105,8 +109,11 @@ fn parse_opts(args: &[String]) -> Result<Opts> {
 pub fn run(args: &[String]) -> Result {
     let opts = parse_opts(args)?;
     ensure_packages(&[("wrk", "wrk"), ("/usr/sbin/nginx", "nginx")])?;
-    if opts.only.contains('g') {
+    if opts.only.contains('g') || opts.only.contains('h') {
         ensure_packages(&[("valgrind", "valgrind"), ("callgrind_control", "valgrind")])?;
+    }
+    if opts.only.contains('h') {
+        ensure_packages(&[("cc", "gcc")])?;
     }
     let root = root();
     if opts.build {
@@ -117,6 +124,8 @@ pub fn run(args: &[String]) -> Result {
             "ancm-serve",
             "-p",
             "ancm-bench",
+            "-p",
+            "ancm-core",
         ]))?;
     }
     let bin = target_dir(&root).join("release");
@@ -124,8 +133,21 @@ pub fn run(args: &[String]) -> Result {
         serve: opts.serve.clone().unwrap_or_else(|| bin.join("ancm-serve")),
         backend: bin.join("bench-backend"),
         load: bin.join("bench-load"),
+        api_rust: bin.join("api-load-rust"),
+        api_c: if opts.only.contains('h') {
+            abi::build_c_driver(&bin)?
+        } else {
+            bin.join("api-load-c")
+        },
     };
-    for b in [&bins.serve, &bins.backend, &bins.load] {
+    let mut needed = vec![&bins.backend];
+    if "abcdefg".chars().any(|c| opts.only.contains(c)) {
+        needed.extend([&bins.serve, &bins.load]);
+    }
+    if opts.only.contains('h') {
+        needed.push(&bins.api_rust);
+    }
+    for b in needed {
         if !b.is_file() {
             return Err(format!(
                 "{} is missing (build with cargo build --release -p ancm-serve -p ancm-bench)",
@@ -167,6 +189,9 @@ struct Bins {
     serve: PathBuf,
     backend: PathBuf,
     load: PathBuf,
+    /// Case (h)'s drivers: through the Rust API, and through the C ABI (compiled by xtask).
+    api_rust: PathBuf,
+    api_c: PathBuf,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -777,6 +802,8 @@ struct Report {
     ws_ratios: Vec<f64>,
     /// Case (g): contender → user-space instructions per request.
     instr: BTreeMap<&'static str, f64>,
+    /// Case (h).
+    abi: abi::AbiReport,
     failures: Vec<String>,
     loads: Vec<String>,
 }
@@ -801,6 +828,26 @@ fn measure_all(opts: &Opts, bins: &Bins, tmp: &Path) -> Result<Report> {
         ));
     }
     r.loads.push(format!("start: {}", loadavg()));
+    if opts.only.contains('h') {
+        let mut failures = Vec::new();
+        r.abi = abi::case_abi(
+            opts,
+            &bins.api_c,
+            &bins.api_rust,
+            &bins.backend,
+            tmp,
+            &mut r.commands,
+            &mut |what, e| failures.push((what.to_owned(), e)),
+        );
+        for (what, e) in failures {
+            r.fail(&what, e);
+        }
+        r.loads.push(format!("after (h): {}", loadavg()));
+    }
+    // Cases (a), (d), (e) and (f) share one ancm-serve and nginx in front of one backend.
+    if !"adef".chars().any(|c| opts.only.contains(c)) {
+        return finish_rest(opts, bins, tmp, r);
+    }
     let s = setup(bins, tmp)?;
     eprintln!(
         "bench: backend :{} (pid {}), ancm-serve :{} (pid {}), nginx :{} / :{} (unbuffered)",
@@ -827,6 +874,11 @@ fn measure_all(opts: &Opts, bins: &Bins, tmp: &Path) -> Result<Report> {
     }
     r.loads.push(format!("after (f): {}", loadavg()));
     drop(s);
+    finish_rest(opts, bins, tmp, r)
+}
+
+/// The cases that start their own processes: (b), (c), (g).
+fn finish_rest(opts: &Opts, bins: &Bins, tmp: &Path, mut r: Report) -> Result<Report> {
     if opts.only.contains('b') {
         case_cold(opts, bins, tmp, &mut r);
     }
@@ -1569,7 +1621,8 @@ fn write_report(opts: &Opts, r: &Report) -> Result {
     if let (Some(a), Some(n)) = (r.instr.get("ancm-serve"), r.instr.get("nginx")) {
         let _ = writeln!(md, "\nancm-serve / nginx: {:.2}×", a / n);
     }
-    let _ = writeln!(md, "\n### C ABI\n\nNot measured yet: it needs a C host that serves HTTP through `include/ancm.h` (the C ABI exists; the host and its case are still to be written).\n");
+    abi::write_section(&mut md, &r.abi);
+    let _ = writeln!(md);
 
     // Bars.
     let _ = writeln!(
@@ -1642,9 +1695,17 @@ fn write_report(opts: &Opts, r: &Report) -> Result {
         &|v| format!("{v:.2} KiB"),
         &|v| v <= 16.0,
     );
-    let _ = writeln!(
-        md,
-        "| C ABI ≤ 1.05× the Rust API | not measured yet (needs a C HTTP host over the ABI) | **open** |"
+    bar(
+        "C ABI ≤ 1.05× the Rust API (CPU per request)",
+        med(Some(&r.abi.ratios)),
+        &|v| format!("{v:.3}×"),
+        &|v| v <= 1.05,
+    );
+    bar(
+        "C ABI ≤ 1.05× the Rust API (instructions per request)",
+        abi::instr_ratio(&r.abi),
+        &|v| format!("{v:.3}×"),
+        &|v| v <= 1.05,
     );
     let _ = writeln!(
         md,

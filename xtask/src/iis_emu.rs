@@ -1,8 +1,9 @@
 //! `cargo xtask iis-emu`: builds aspnetcore_rs.dll (`cargo xtask dll`), the emulated IIS
 //! (tests/iis-emu/emu.cpp), the test backend (tests/iis-emu/backend.cpp, a Windows HTTP server
 //! the engine starts under Wine) and the bcryptprimitives shim with mingw-w64, then runs the
-//! emulator under Wine in a fresh prefix under target/ and checks what it reports. Prints a
-//! loud `SKIPPED:` line and succeeds when the Windows target, mingw-w64 or Wine is missing.
+//! emulator under Wine in a fresh prefix under target/ and checks what it reports; then runs the
+//! engine's Windows-only unit tests under Wine. Prints a loud `SKIPPED:` line and succeeds when
+//! the Windows target, mingw-w64 or Wine is missing.
 
 use crate::sh::{have, root, run as sh_run, Result, WINE};
 use std::path::Path;
@@ -40,7 +41,7 @@ pub fn run() -> Result {
             .arg(emu_src.join("emu.cpp"))
             .arg("-o")
             .arg(&exe)
-            .args(["-loleaut32", "-luuid"]),
+            .args(["-loleaut32", "-luuid", "-ladvapi32"]),
     )?;
     // The backend the engine starts (a test fixture, not a product).
     let backend = out.join("backend.exe");
@@ -57,7 +58,7 @@ pub fn run() -> Result {
             .arg(emu_src.join("backend.cpp"))
             .arg("-o")
             .arg(&backend)
-            .arg("-lws2_32"),
+            .args(["-lws2_32", "-ladvapi32"]),
     )?;
     // Wine 8 has no bcryptprimitives.dll, which Rust's std imports (ProcessPrng): a test-only
     // shim placed next to the executable (see tests/iis-emu/bcryptprimitives.c).
@@ -140,11 +141,18 @@ pub fn run() -> Result {
         "ok: startup failure gives 502.5",
         "ok: app_offline.htm gives 503",
         "ok: GL_APPLICATION_STOP stopped the backend process",
+        "ok: Negotiate: the handle is a token in the backend's process",
+        "ok: NTLM: the second process",
+        "ok: no MS-ASPNETCORE-WINAUTHTOKEN with forwardWindowsAuthToken=false",
+        "ok: ASPNETCORE_ANCM_HTTPS_PORT=44300",
+        "ok: no ASPNETCORE_ANCM_HTTPS_PORT for a site without an https binding",
     ] {
         if !stdout.contains(needle) {
             failures.push(format!("missing {needle:?} in the output"));
         }
     }
+    let stderr = String::from_utf8_lossy(&stderr_bytes);
+    failures.extend(event_log_failures(&stderr));
     let last = stdout.lines().last().unwrap_or("").trim();
     match status {
         None => failures.push(format!(
@@ -156,16 +164,196 @@ pub fn run() -> Result {
         }
         Some(_) => {}
     }
-    if failures.is_empty() {
-        Ok(())
-    } else {
-        eprint!("{}", String::from_utf8_lossy(&stderr_bytes));
-        Err(format!("emulated IIS: {}", failures.join("; ")))
+    if !failures.is_empty() {
+        eprint!("{stderr}");
+        return Err(format!("emulated IIS: {}", failures.join("; ")));
     }
+    engine_windows_tests(&out.join("bcryptprimitives.dll"), &out)
+}
+
+/// The engine's Windows-only unit tests (`#[cfg(all(test, windows))]`: the kill-on-close job,
+/// the Toolhelp resume, the user token's duplicate into a child and its reclaim), cross-built
+/// and run under Wine with the bcryptprimitives shim beside them.
+fn engine_windows_tests(shim: &Path, out: &Path) -> Result {
+    let build = Command::new("cargo")
+        .args([
+            "test",
+            "-p",
+            "ancm-core",
+            "--lib",
+            "--no-run",
+            "--message-format=json",
+        ])
+        .args(["--target", "x86_64-pc-windows-gnu"])
+        .current_dir(root())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !build.status.success() {
+        return Err("building the engine's unit tests for Windows failed".into());
+    }
+    let json = String::from_utf8_lossy(&build.stdout);
+    let exe = json
+        .lines()
+        .filter_map(|l| l.split_once("\"executable\":\"").map(|(_, rest)| rest))
+        .filter_map(|rest| rest.split_once('"').map(|(path, _)| path.to_owned()))
+        .next_back()
+        .ok_or("cargo named no unit-test executable")?;
+    let exe = Path::new(&exe);
+    let dir = exe.parent().ok_or("the test executable has no directory")?;
+    std::fs::copy(shim, dir.join("bcryptprimitives.dll"))
+        .map_err(|e| format!("cannot copy the bcryptprimitives shim: {e}"))?;
+    let prefix = out.join("wineprefix-unit");
+    let _ = std::fs::remove_dir_all(&prefix);
+    let mut child = crate::sh::wine_command(&prefix)
+        .arg(exe)
+        .current_dir(dir)
+        .spawn()
+        .map_err(|e| format!("cannot run {WINE}: {e}"))?;
+    let started = Instant::now();
+    let status = loop {
+        if let Some(st) = child
+            .try_wait()
+            .map_err(|e| format!("waiting for Wine: {e}"))?
+        {
+            break Some(st);
+        }
+        if started.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = Command::new("wineserver")
+        .arg("-k")
+        .env("WINEPREFIX", &prefix)
+        .status();
+    match status {
+        Some(st) if st.success() => Ok(()),
+        Some(st) => Err(format!("the engine's unit tests under Wine: {st}")),
+        None => Err(format!(
+            "the engine's unit tests under Wine did not finish within {} s",
+            DEADLINE.as_secs()
+        )),
+    }
+}
+
+/// One `ReportEventW` call as Wine 8 traces it: its `fixme:advapi` line gives the entry type
+/// and event id, the `eventlog` line that follows on the same thread gives the string.
+#[derive(Debug, PartialEq)]
+struct Reported {
+    kind: u32,
+    id: u32,
+    text: String,
+}
+
+/// The Event Log entries the module wrote, read from Wine's debug output (WINEDEBUG
+/// `+eventlog,fixme+advapi`): Wine has no Event Log that stores them, but its advapi32 traces
+/// every `ReportEventW` with its arguments.
+fn reported_events(stderr: &str) -> Vec<Reported> {
+    let mut pending: std::collections::HashMap<&str, (u32, u32)> = Default::default();
+    let mut out = Vec::new();
+    for line in stderr.lines() {
+        let Some((thread, rest)) = line.split_once(':') else {
+            continue;
+        };
+        if let Some(args) = rest.strip_prefix("fixme:advapi:ReportEventW (") {
+            let f: Vec<&str> = args.split(',').collect();
+            let hex = |s: &str| u32::from_str_radix(s.trim_start_matches("0x"), 16).ok();
+            if let (Some(kind), Some(id)) =
+                (f.get(1).and_then(|s| hex(s)), f.get(3).and_then(|s| hex(s)))
+            {
+                pending.insert(thread, (kind, id));
+            }
+        } else if let Some(pos) = rest.find(":eventlog:ReportEventW L\"") {
+            if let Some((kind, id)) = pending.remove(thread) {
+                let text = &rest[pos + ":eventlog:ReportEventW L\"".len()..];
+                let text = text.strip_suffix('"').unwrap_or(text);
+                out.push(Reported {
+                    kind,
+                    id,
+                    text: text.to_owned(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// What the emulator's run must have written to the Event Log: the event source, a start
+/// (1001), the failed attempts and the start failure of the broken app (1000, 1020), the
+/// configuration error (1034), the shutdown event (1006), a crash (1030) over the rapid-fail
+/// limit (1003) and a stdout log that could not be created (1004), each with its entry type
+/// and text.
+fn event_log_failures(stderr: &str) -> Vec<String> {
+    const INFO: u32 = 4;
+    const WARNING: u32 = 2;
+    const ERROR: u32 = 1;
+    let site = "MACHINE/WEBROOT/APPHOST/Default Web Site";
+    let events = reported_events(stderr);
+    let mut failures = Vec::new();
+    if !stderr.contains("RegisterEventSourceW ((null),L\"AspNetCoreModuleRs\")") {
+        failures.push("the module did not register the event source AspNetCoreModuleRs".into());
+    }
+    let wanted: [(u32, u32, &[&str]); 8] = [
+        (
+            INFO,
+            1001,
+            &[&format!("{site}/app: process "), "listening on port"],
+        ),
+        (
+            WARNING,
+            1000,
+            &[&format!("{site}/broken: start attempt 1/2 failed")],
+        ),
+        (
+            ERROR,
+            1020,
+            &[&format!("{site}/broken: could not start the application")],
+        ),
+        (
+            ERROR,
+            1034,
+            &[&format!("{site}/badconfig"), "startupTimeLimit", "9999"],
+        ),
+        (INFO, 1006, &["sent the shutdown event to process"]),
+        (
+            WARNING,
+            1030,
+            &[&format!("{site}/crashy: process "), "exited with code 5"],
+        ),
+        (
+            ERROR,
+            1003,
+            &[&format!("{site}/crashy: "), "rapidFailsPerMinute (0)"],
+        ),
+        (
+            WARNING,
+            1004,
+            &["could not create the stdout log file", "stdout"],
+        ),
+    ];
+    for (kind, id, parts) in wanted {
+        let found = events
+            .iter()
+            .any(|e| e.kind == kind && e.id == id && parts.iter().all(|p| e.text.contains(p)));
+        if found {
+            println!("ok: Event Log entry {id} (type {kind}) with {parts:?}");
+        } else {
+            failures.push(format!(
+                "no Event Log entry {id} of type {kind} containing {parts:?} (saw {} entries)",
+                events.len()
+            ));
+        }
+    }
+    failures
 }
 
 fn wine(exe: &Path, prefix: &Path) -> Command {
     let mut cmd = crate::sh::wine_command(prefix);
+    // Wine traces ReportEventW (its arguments and its string): the Event Log's observable.
+    cmd.env("WINEDEBUG", "-all,+eventlog,fixme+advapi");
     cmd.arg(exe);
     eprintln!("+ {cmd:?}");
     cmd
@@ -178,4 +366,32 @@ fn skipped(why: &str) -> Result {
     eprintln!("==================================================================");
     eprintln!();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wine_traces_pair_up_by_thread() {
+        let stderr = "0024:fixme:advapi:ReportEventW (00000000CAFE4242,0x0004,0x0000,0x000003e9,0000000000000000,0x0001,0x00000000,000000000021FD28,0000000000000000): stub\n\
+                      0030:fixme:advapi:ReportEventW (00000000CAFE4242,0x0001,0x0000,0x000003fc,0000000000000000,0x0001,0x00000000,000000000021FD28,0000000000000000): stub\n\
+                      0024:trace:eventlog:ReportEventW L\"started \\00e9\"\n\
+                      0030:err:eventlog:ReportEventW L\"failed\"\n";
+        assert_eq!(
+            reported_events(stderr),
+            [
+                Reported {
+                    kind: 4,
+                    id: 1001,
+                    text: "started \\00e9".into()
+                },
+                Reported {
+                    kind: 1,
+                    id: 1020,
+                    text: "failed".into()
+                },
+            ]
+        );
+    }
 }

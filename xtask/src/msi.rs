@@ -15,6 +15,9 @@ use std::process::{Command, Output};
 
 const WIXL: &str = "wixl";
 const MSIINFO: &str = "msiinfo";
+/// The module's Event Log source, under HKLM.
+const EVENT_SOURCE_KEY: &str =
+    r"SYSTEM\CurrentControlSet\Services\EventLog\Application\AspNetCoreModuleRs";
 const MINGW_GCC: &str = "x86_64-w64-mingw32-gcc";
 const WINESERVER: &str = "/usr/lib/wine/wineserver";
 const TARGET: &str = "x86_64-pc-windows-gnu";
@@ -342,6 +345,7 @@ fn inspect(msi: &Path, version: &str) -> Result {
         "CustomAction",
         "InstallExecuteSequence",
         "Upgrade",
+        "Registry",
     ] {
         c.check(
             &format!("table {t} present"),
@@ -362,6 +366,28 @@ fn inspect(msi: &Path, version: &str) -> Result {
     let action = export(msi, "CustomAction")?;
     let sequence = export(msi, "InstallExecuteSequence")?;
     let upgrade = export(msi, "Upgrade")?;
+    let registry = export(msi, "Registry")?;
+    // The Event Log source, written and removed with the DLL's component (HKLM = root 2).
+    let source_value = |name: &str| {
+        registry.rows.iter().find(|r| {
+            r.get("Root").map(String::as_str) == Some("2")
+                && r.get("Key").map(|k| k.trim_end_matches('\\')) == Some(EVENT_SOURCE_KEY)
+                && r.get("Name").map(String::as_str) == Some(name)
+                && r.get("Component_").map(String::as_str) == Some("ModuleDll")
+        })
+    };
+    c.check(
+        "Registry: the Event Log source AspNetCoreModuleRs with .NET's EventLogMessages.dll",
+        source_value("EventMessageFile")
+            .and_then(|r| r.get("Value"))
+            .map(String::as_str)
+            == Some(r"[WindowsFolder]Microsoft.NET\Framework64\v4.0.30319\EventLogMessages.dll")
+            && source_value("TypesSupported")
+                .and_then(|r| r.get("Value"))
+                .map(String::as_str)
+                == Some("#7"),
+        || registry.text.clone(),
+    );
     let property = export(msi, "Property")?;
     for t in [&file, &component, &directory, &action, &upgrade] {
         println!("--- {} ---\n{}", t.name, t.text.trim_end());
@@ -796,6 +822,23 @@ fn msiexec_checks(
             && count(&installed, "AspNetCoreModuleRs") == 2,
         || format!("{}; see {}", out.status, work.join("install.log").display()),
     );
+    let source = wine(
+        prefix,
+        &[
+            "reg",
+            "query",
+            &format!(r"HKLM\{EVENT_SOURCE_KEY}"),
+            "/v",
+            "EventMessageFile",
+        ],
+    )?;
+    c.check(
+        "msiexec /i: Event Log source registered (EventMessageFile under the Windows folder)",
+        source.status.success()
+            && String::from_utf8_lossy(&source.stdout)
+                .contains(r"C:\windows\Microsoft.NET\Framework64\v4.0.30319\EventLogMessages.dll"),
+        || String::from_utf8_lossy(&source.stdout).into_owned(),
+    );
     c.check(
         "msiexec /i: schema installed into inetsrv\\config\\schema",
         schema_dir.join(SCHEMA_NAME).is_file(),
@@ -850,6 +893,15 @@ fn msiexec_checks(
                 work.join("uninstall.log").display()
             )
         },
+    );
+    let source = wine(
+        prefix,
+        &["reg", "query", &format!(r"HKLM\{EVENT_SOURCE_KEY}")],
+    )?;
+    c.check(
+        "msiexec /x: Event Log source removed",
+        !source.status.success(),
+        || String::from_utf8_lossy(&source.stdout).into_owned(),
     );
     c.check(
         "msiexec /x: DLL, helper and schema removed",

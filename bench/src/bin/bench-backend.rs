@@ -16,7 +16,7 @@ use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use ancm_bench::{query_param, wall_ns, Zeros};
+use ancm_bench::{query_param, wall_ns, Zeros, SMALL_BODY};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
@@ -31,8 +31,6 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
 
 type Body = Either<Full<Bytes>, Zeros>;
-
-const SMALL: &[u8] = b"Hello, World!";
 
 fn usage() -> ! {
     eprintln!(
@@ -127,7 +125,7 @@ async fn serve(port: u16) -> std::io::Result<()> {
 async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path();
     let resp = match path {
-        "/small" => full(StatusCode::OK, Bytes::from_static(SMALL)),
+        "/small" => full(StatusCode::OK, Bytes::from_static(SMALL_BODY)),
         "/bytes" => {
             let n = req
                 .uri()

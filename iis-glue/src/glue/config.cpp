@@ -363,6 +363,41 @@ std::string AppPathFromConfigPath(const std::wstring &configPath)
     return ToUtf8(configPath.substr(slash));
 }
 
+// The site's name from an application's configuration path: MACHINE/WEBROOT/APPHOST/<site>/…
+// (IIS names configuration paths after sites). Empty when the path has no site.
+std::wstring SiteNameFromConfigPath(const std::wstring &configPath)
+{
+    static const wchar_t prefix[] = L"MACHINE/WEBROOT/APPHOST/";
+    const size_t n = sizeof prefix / sizeof prefix[0] - 1;
+    if (configPath.size() <= n ||
+        CompareStringOrdinal(configPath.c_str(), static_cast<int>(n), prefix,
+                             static_cast<int>(n), TRUE) != CSTR_EQUAL) {
+        return std::wstring();
+    }
+    return configPath.substr(n, configPath.find(L'/', n) - n);
+}
+
+// The port of a binding's bindingInformation, "<ip>:<port>:<host name>" (IPv6 addresses are
+// bracketed, and host names hold no colon, so the port lies between the first colon after any
+// bracket and the last colon). 0 when it is not a port number.
+unsigned PortOfBinding(const std::wstring &info)
+{
+    const size_t bracket = info.find(L']');
+    const size_t first = info.find(L':', bracket == std::wstring::npos ? 0 : bracket);
+    const size_t last = info.rfind(L':');
+    if (first == std::wstring::npos || last == first || last - first < 2 || last - first > 6) {
+        return 0;
+    }
+    unsigned port = 0;
+    for (size_t i = first + 1; i < last; ++i) {
+        if (info[i] < L'0' || info[i] > L'9') {
+            return 0;
+        }
+        port = port * 10 + static_cast<unsigned>(info[i] - L'0');
+    }
+    return port <= 65535 ? port : 0;
+}
+
 // Whether `path` is `prefix` or lies below it (configuration paths are case-insensitive).
 bool IsAtOrUnder(const std::wstring &path, PCWSTR prefix)
 {
@@ -411,6 +446,9 @@ std::shared_ptr<AppEntry> CreateApp(IHttpApplication *application)
         }
         Trace((L"configuration error for " + entry->configPath).c_str());
         TraceUtf8(entry->error.data(), entry->error.size());
+        // (the engine's message names the configuration path already)
+        WriteEvent(ANCM_LOG_LEVEL_ERROR, ANCM_EVENT_CONFIGURATION_LOAD_ERROR,
+                   entry->error.data(), entry->error.size());
         return entry;
     }
     const std::string siteRoot = ToUtf8(physical != nullptr ? physical : L"",
@@ -421,7 +459,7 @@ std::shared_ptr<AppEntry> CreateApp(IHttpApplication *application)
     host.site_root = ancm::slice(siteRoot);
     host.app_path = ancm::slice(appPath);
     host.http_auth = ancm::slice(httpAuth);
-    host.https_port = 0;               // pending: the site's https binding
+    host.https_port = ReadHttpsPort(entry->configPath.c_str()); // 0: none
     host.websockets_supported = false; // pending: IHttpContext3 / IWebSocketContext
     ancm_app *app = nullptr;
     ancm_result r = ancm_app_new(config.get(), &host, &app);
@@ -508,6 +546,68 @@ std::string ReadHttpAuth(PCWSTR configPath) noexcept
         return out;
     } catch (...) {
         return std::string();
+    }
+}
+
+uint16_t ReadHttpsPort(PCWSTR configPath) noexcept
+{
+    try {
+        const std::wstring site = SiteNameFromConfigPath(configPath != nullptr ? configPath : L"");
+        ComRef<IAppHostElement> sites;
+        ComRef<IAppHostElementCollection> list;
+        DWORD count = 0;
+        if (site.empty() ||
+            FAILED(GetSection(L"system.applicationHost/sites", L"MACHINE/WEBROOT/APPHOST", sites)) ||
+            FAILED(sites.get()->get_Collection(list.put())) || list.get() == nullptr ||
+            FAILED(list.get()->get_Count(&count))) {
+            return 0;
+        }
+        for (DWORD i = 0; i < count; ++i) {
+            VARIANT index;
+            VariantInit(&index);
+            V_VT(&index) = VT_UI4;
+            V_UI4(&index) = i;
+            ComRef<IAppHostElement> entry;
+            std::wstring name;
+            if (FAILED(list.get()->get_Item(index, entry.put())) || entry.get() == nullptr ||
+                FAILED(ReadProperty(entry.get(), L"name", name)) ||
+                CompareStringOrdinal(name.c_str(), -1, site.c_str(), -1, TRUE) != CSTR_EQUAL) {
+                continue;
+            }
+            Bstr bindingsName(L"bindings");
+            ComRef<IAppHostElement> bindings;
+            ComRef<IAppHostElementCollection> items;
+            DWORD n = 0;
+            if (FAILED(entry.get()->GetElementByName(bindingsName.get(), bindings.put())) ||
+                bindings.get() == nullptr ||
+                FAILED(bindings.get()->get_Collection(items.put())) || items.get() == nullptr ||
+                FAILED(items.get()->get_Count(&n))) {
+                return 0;
+            }
+            // ANCM's rule: the https bindings' port when they all agree, else none.
+            unsigned port = 0;
+            for (DWORD j = 0; j < n; ++j) {
+                V_UI4(&index) = j;
+                ComRef<IAppHostElement> binding;
+                std::wstring protocol, info;
+                if (FAILED(items.get()->get_Item(index, binding.put())) ||
+                    binding.get() == nullptr ||
+                    FAILED(ReadProperty(binding.get(), L"protocol", protocol)) ||
+                    CompareStringOrdinal(protocol.c_str(), -1, L"https", -1, TRUE) != CSTR_EQUAL ||
+                    FAILED(ReadProperty(binding.get(), L"bindingInformation", info))) {
+                    continue;
+                }
+                const unsigned p = PortOfBinding(info);
+                if (p == 0 || (port != 0 && p != port)) {
+                    return 0;
+                }
+                port = p;
+            }
+            return static_cast<uint16_t>(port);
+        }
+        return 0;
+    } catch (...) {
+        return 0;
     }
 }
 

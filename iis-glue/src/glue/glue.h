@@ -64,13 +64,33 @@ bool BuildConfig(PCWSTR configPath, ConfigPtr &out, std::string &error) noexcept
 // sections enabled at `configPath` (ANCM's order). Never throws.
 std::string ReadHttpAuth(PCWSTR configPath) noexcept;
 
+// ASPNETCORE_ANCM_HTTPS_PORT: the port of the https bindings of the site that `configPath`
+// belongs to (system.applicationHost/sites), as ANCM picks it: 0 when the site has none, or
+// when its https bindings use different ports. Never throws.
+uint16_t ReadHttpsPort(PCWSTR configPath) noexcept;
+
 // UTF-16 to UTF-8; invalid input becomes U+FFFD. May throw bad_alloc.
 std::string ToUtf8(const wchar_t *s, size_t n);
 inline std::string ToUtf8(const std::wstring &s) { return ToUtf8(s.data(), s.size()); }
 
-// Diagnostics until the Event Log writer exists: OutputDebugString (DebugView, a debugger, or
-// WINEDEBUG=+debugstr under Wine). Never throws.
+// Diagnostics: OutputDebugString (DebugView, a debugger, or WINEDEBUG=+debugstr under Wine).
+// Every engine message and glue error goes there; Event Log events go to the Event Log too.
+// Never throw.
 void Trace(PCWSTR message) noexcept;
 void TraceUtf8(const char *message, size_t len) noexcept;
+
+// ---- Event Log (eventlog.cpp) ----
+
+// The event source the module writes under, in the Application log (docs/iis.md lists the
+// event ids).
+constexpr const wchar_t *kEventSource = L"AspNetCoreModuleRs";
+
+// Registers the event source (RegisterModule calls it once). Never throws.
+void StartEventLog() noexcept;
+
+// Writes one event: `event` is an ancm_event id (ANCM_EVENT_NONE: nothing is written), the
+// entry type follows `level` (error, warning, else information), `message` is UTF-8. Any
+// thread. Never throws.
+void WriteEvent(ancm_log_level level, uint32_t event, const char *message, size_t len) noexcept;
 
 } // namespace iisglue

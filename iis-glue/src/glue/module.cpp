@@ -293,7 +293,20 @@ private:
             head.client_cert_der.ptr = raw->pSslInfo->pClientCertInfo->pCertEncoded;
             head.client_cert_der.len = raw->pSslInfo->pClientCertInfo->CertEncodedSize;
         }
-        // Pending: the Windows user token (forwardWindowsAuthToken) duplicated into the backend.
+        // The Windows user and its token: the engine decides whether to forward it
+        // (forwardWindowsAuthToken, Negotiate/NTLM) and duplicates it into the backend that gets
+        // the request; the token stays IIS's (borrowed during ancm_request_start only).
+        std::string authType;
+        IHttpUser *user = ctx->GetUser();
+        if (user != nullptr) {
+            PCWSTR type = user->GetAuthenticationType();
+            authType = ToUtf8(type, type != nullptr ? wcslen(type) : 0);
+            HANDLE token = user->GetPrimaryToken();
+            if (token != nullptr && token != INVALID_HANDLE_VALUE) {
+                head.windows_token = token;
+            }
+        }
+        head.auth_type = ancm::slice(authType);
         head.serialize_io = true;
 
         // Listen for a client disconnect before the engine can start calling back.
@@ -733,10 +746,12 @@ public:
     }
 };
 
-// The engine's log, to the debugger output until the Event Log writer exists.
-void LogToDebugger(void *, ancm_log_level, const uint8_t *message, size_t len)
+// The engine's log: every message to the debugger output, Event Log events (a non-zero
+// `event`) to the Event Log as well (eventlog.cpp).
+void OnEngineLog(void *, ancm_log_level level, uint32_t event, const uint8_t *message, size_t len)
 {
     TraceUtf8(reinterpret_cast<const char *>(message), len);
+    WriteEvent(level, event, reinterpret_cast<const char *>(message), len);
 }
 
 } // namespace
@@ -755,7 +770,8 @@ extern "C" HRESULT WINAPI ancm_glue_register_module(DWORD serverVersion,
         iisglue::g_moduleId = moduleInfo->GetId();
         iisglue::g_server = server;
         // Another Rust logger in the process (none expected) would keep the engine's messages.
-        (void)ancm_log_set_callback(&iisglue::LogToDebugger, nullptr, ANCM_LOG_LEVEL_INFO);
+        iisglue::StartEventLog();
+        (void)ancm_log_set_callback(&iisglue::OnEngineLog, nullptr, ANCM_LOG_LEVEL_INFO);
 
         iisglue::ModuleFactory *factory = new (std::nothrow) iisglue::ModuleFactory();
         if (factory == nullptr) {

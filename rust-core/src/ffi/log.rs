@@ -25,20 +25,23 @@ pub enum ancm_log_level {
 }
 
 /// Receives one log message: `message` is `len` bytes of UTF-8, NUL-terminated as well for
-/// convenience, valid only during the call. Called from any thread (core threads, and host
+/// convenience, valid only during the call. `event` is an `ancm_event`: the Windows Event Log
+/// event id when the message reports one of the events listed there (a process started, a
+/// start failed …), else 0 (`ANCM_EVENT_NONE`). Called from any thread (core threads, and host
 /// threads inside `ancm_*` calls), possibly from several at once; must not block and must not
 /// call `ancm_log_set_callback`.
 pub type ancm_log_callback = Option<
     unsafe extern "C" fn(
         userdata: *mut c_void,
         level: ancm_log_level,
+        event: u32,
         message: *const u8,
         len: usize,
     ),
 >;
 
 struct Sink {
-    cb: unsafe extern "C" fn(*mut c_void, ancm_log_level, *const u8, usize),
+    cb: unsafe extern "C" fn(*mut c_void, ancm_log_level, u32, *const u8, usize),
     userdata: *mut c_void,
 }
 
@@ -58,7 +61,8 @@ impl ::log::Log for CallbackLogger {
     }
 
     fn log(&self, record: &::log::Record) {
-        let _ = std::panic::catch_unwind(|| {
+        // (a record with key-values is not UnwindSafe; nothing of it is used after a panic)
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let Ok(sink) = SINK.read() else { return };
             let Some(sink) = sink.as_ref() else { return };
             let level = match record.level() {
@@ -68,12 +72,13 @@ impl ::log::Log for CallbackLogger {
                 ::log::Level::Debug => ancm_log_level::Debug,
                 ::log::Level::Trace => ancm_log_level::Trace,
             };
+            let event = crate::event::of(record);
             let mut text = record.args().to_string();
             let len = text.len();
             text.push('\0');
             // SAFETY: the host's callback, with a message valid for the duration of the call.
-            unsafe { (sink.cb)(sink.userdata, level, text.as_ptr(), len) };
-        });
+            unsafe { (sink.cb)(sink.userdata, level, event, text.as_ptr(), len) };
+        }));
     }
 
     fn flush(&self) {}

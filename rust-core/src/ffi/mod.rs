@@ -7,7 +7,8 @@
 //! `(pointer, length)` pairs, with UTF-16 variants where IIS hands UTF-16.
 //!
 //! The engine runs on one process-wide tokio runtime created on first use ([`runtime`]); every
-//! callback runs on one of its threads.
+//! callback runs on one of its threads, in a driver task that runs one request after another
+//! ([`drivers`]).
 //!
 //! # Safety
 //! Every `unsafe extern "C"` function here has one contract: pointer arguments are NULL or
@@ -21,6 +22,7 @@
 
 pub mod app;
 pub mod config;
+mod drivers;
 pub mod handle;
 pub mod log;
 pub mod panic;

@@ -75,9 +75,21 @@ pub struct ancm_request_head {
     pub https: bool,
     /// The client certificate (DER), empty when none.
     pub client_cert_der: ancm_slice,
-    /// The Windows user token already duplicated into the backend process, as hex; empty when
-    /// none (forwardWindowsAuthToken off, or not IIS).
-    pub windows_token_hex: ancm_slice,
+    /// How the user authenticated, as IIS names it (`IHttpUser::GetAuthenticationType`:
+    /// `Negotiate`, `NTLM`, `Basic` …), UTF-8; empty when anonymous or unknown. Only
+    /// `Negotiate` and `NTLM` logons have their token forwarded (as ANCM).
+    pub auth_type: ancm_slice,
+    /// The user's Windows token (a `HANDLE`; IIS: `IHttpUser::GetPrimaryToken`), or NULL.
+    /// Borrowed for the duration of `ancm_request_start` only: the caller keeps its handle and
+    /// may close it afterwards. When the app's `forwardWindowsAuthToken` is true and
+    /// `auth_type` is Negotiate or NTLM, the engine takes its own duplicate during the call and
+    /// duplicates it into the backend process that gets the request (per attempt, so a retry on
+    /// another process works), sending that process's handle value in hex in
+    /// `MS-ASPNETCORE-WINAUTHTOKEN`; the backend owns and closes it. A duplicate whose request
+    /// never reached its process is closed there again. Otherwise the token is ignored. On
+    /// other platforms than Windows a non-NULL token makes `ancm_request_start` fail with
+    /// `ANCM_RESULT_UNSUPPORTED`.
+    pub windows_token: *mut c_void,
     /// Serialize the host's I/O: when true the core never asks for body bytes while a response
     /// write is unacknowledged, nor delivers a response chunk while a body read is outstanding
     /// (IIS without full duplex allows one asynchronous operation per request).
@@ -182,6 +194,10 @@ struct State {
     write: Option<Bytes>,
     /// Waker of the request's driver task.
     driver_waker: Option<Waker>,
+    /// The driver waits for the acknowledgement of `write` (only then does an ack wake it: an
+    /// ack from inside the `response_body` callback finds the driver still running, and waking
+    /// it would cost a spurious poll of the whole request).
+    awaiting_ack: bool,
     cancelled: bool,
     /// `complete` has been (or is being) delivered.
     finished: bool,
@@ -244,14 +260,19 @@ impl Shared {
         }
     }
 
-    /// Delivers `complete` (once); afterwards no callback runs and the body stream fails.
+    /// Delivers `complete` (once); afterwards no callback runs and the body stream fails. Called
+    /// by the request's driver task only.
     fn complete(&self, result: ancm_result, message: &str) {
-        let wakers = {
+        let body_waker = {
             let mut st = self.state();
             st.finished = true;
-            [st.body_waker.take(), st.driver_waker.take()]
+            // The driver is the caller: waking it would only cost it a useless poll.
+            st.driver_waker = None;
+            st.body_waker.take()
         };
-        wake_all(wakers);
+        if let Some(w) = body_waker {
+            w.wake();
+        }
         let mut done = lock(&self.calling);
         if !*done {
             *done = true;
@@ -335,36 +356,50 @@ impl Body for HostBody {
     }
 }
 
-/// Polls a future to completion, turning a panic inside it into `Err`.
-struct CatchUnwind<F>(Pin<Box<F>>);
+/// A started request, waiting for or run by a driver task ([`super::drivers`]).
+pub(crate) struct Job {
+    shared: Arc<Shared>,
+    app: App,
+    req: Request<RequestBody>,
+    client: ClientInfo,
+}
 
-impl<F: Future> Future for CatchUnwind<F> {
-    type Output = Result<F::Output, ()>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let fut = self.0.as_mut();
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.poll(cx))) {
+/// Runs one request on a driver task: forward, deliver, complete. A panic inside is caught,
+/// reported to the host as `ANCM_RESULT_PANIC`, and the driver goes on with its next request.
+/// `finishing` runs just before the `complete` callback (the driver offers itself for the next
+/// request then, so that a request the host starts from inside `complete` continues on this task).
+pub(crate) async fn drive(job: Job, finishing: impl FnOnce()) {
+    let Job {
+        shared,
+        app,
+        req,
+        client,
+    } = job;
+    // Pinned in the driver's own state: drivers are long-lived, so this costs no allocation per
+    // request (boxing it in a task per request did; case (h) of `cargo xtask bench`).
+    let mut work = pin!(run(&shared, app, req, client));
+    let outcome = poll_fn(|cx| {
+        let work = work.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work.poll(cx))) {
             Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
             Ok(Poll::Pending) => Poll::Pending,
             Err(_) => Poll::Ready(Err(())),
         }
-    }
-}
-
-/// The core task of one request: forward, deliver, complete.
-async fn drive(shared: Arc<Shared>, app: App, req: Request<RequestBody>, client: ClientInfo) {
-    let outcome = CatchUnwind(Box::pin(run(&shared, app, req, client))).await;
-    match outcome {
-        Ok(Ok(())) => shared.complete(ancm_result::Ok, ""),
-        Ok(Err(Outcome(code, msg))) => shared.complete(code, &msg),
+    })
+    .await;
+    let Outcome(code, msg) = match outcome {
+        Ok(Ok(())) => Outcome(ancm_result::Ok, String::new()),
+        Ok(Err(o)) => o,
         Err(()) => {
             ::log::error!("ancm-core: a request task panicked");
-            shared.complete(
+            Outcome(
                 ancm_result::Panic,
-                "internal error: the request task panicked",
+                "internal error: the request task panicked".to_owned(),
             )
         }
-    }
+    };
+    finishing();
+    shared.complete(code, &msg);
 }
 
 async fn run(
@@ -401,6 +436,9 @@ async fn run(
     }
 }
 
+/// How many response headers `deliver_head` passes without allocating.
+const INLINE_HEADERS: usize = 16;
+
 fn deliver_head(shared: &Shared, resp: &Response<ResponseBody>, upgraded: bool) {
     let substatus = resp
         .extensions()
@@ -410,14 +448,25 @@ fn deliver_head(shared: &Shared, resp: &Response<ResponseBody>, upgraded: bool) 
         Some(r) => r.as_bytes(),
         None => resp.status().canonical_reason().unwrap_or("").as_bytes(),
     };
-    let headers: Vec<ancm_header> = resp
-        .headers()
-        .iter()
-        .map(|(n, v)| ancm_header {
-            name: ancm_slice::of(n.as_str().as_bytes()),
-            value: ancm_slice::of(v.as_bytes()),
-        })
-        .collect();
+    let view = |(n, v): (&HeaderName, &HeaderValue)| ancm_header {
+        name: ancm_slice::of(n.as_str().as_bytes()),
+        value: ancm_slice::of(v.as_bytes()),
+    };
+    // Most responses have a few headers: those go in an array on the stack, not a heap Vec.
+    let mut inline = [ancm_header {
+        name: ancm_slice::of(&[]),
+        value: ancm_slice::of(&[]),
+    }; INLINE_HEADERS];
+    let spilled: Vec<ancm_header>;
+    let headers: &[ancm_header] = if resp.headers().len() <= INLINE_HEADERS {
+        for (slot, h) in inline.iter_mut().zip(resp.headers()) {
+            *slot = view(h);
+        }
+        &inline[..resp.headers().len()]
+    } else {
+        spilled = resp.headers().iter().map(view).collect();
+        &spilled
+    };
     let head = ancm_response_head {
         status: resp.status().as_u16(),
         substatus,
@@ -500,6 +549,7 @@ async fn write(shared: &Arc<Shared>, data: Bytes, flush: bool) -> Result<(), Out
             return Poll::Ready(Ok(()));
         }
         store_waker(&mut st.driver_waker, cx);
+        st.awaiting_ack = true;
         Poll::Pending
     })
     .await
@@ -598,17 +648,21 @@ pub struct ParsedHead {
     pub uri: Uri,
     /// The headers, in order.
     pub headers: HeaderMap,
-    /// The client's address, scheme, certificate and Windows token.
+    /// The client's address, scheme and certificate (the Windows token is taken by
+    /// `ancm_request_start`, see `windows_token`).
     pub client: ClientInfo,
     /// How the body arrives.
     pub body: BodyKind,
+    /// The host's token handle, when one was given for a Negotiate/NTLM logon (as an address:
+    /// the handle is only borrowed).
+    pub windows_token: Option<usize>,
 }
 
 /// Validates the C head and copies what the engine keeps: the request-head parser of
 /// `ancm_request_start`, with no app, runtime or callbacks involved (the fuzz target
 /// `c_request_head` calls it directly). Checks in this order, returning the first failure:
 /// method, target, header list, each header's name then value, client address, certificate,
-/// Windows token, content length.
+/// authentication type, Windows token, content length.
 ///
 /// # Safety
 /// Every slice in `head` (and `headers`, for `header_count` entries) is NULL with a zero length
@@ -640,12 +694,18 @@ pub unsafe fn parse_head(head: &ancm_request_head) -> Result<ParsedHead, ancm_re
         .parse()
         .map_err(|_| ancm_result::InvalidClientAddress)?;
     let cert = unsafe { head.client_cert_der.bytes()? };
-    let token = unsafe { head.windows_token_hex.str()? };
+    let auth_type = unsafe { head.auth_type.str()? };
+    if !head.windows_token.is_null() && !cfg!(windows) {
+        return Err(ancm_result::Unsupported);
+    }
+    let windows_token = (!head.windows_token.is_null()
+        && crate::process::forwards_token_of(auth_type))
+    .then_some(head.windows_token as usize);
     let client = ClientInfo {
         addr: SocketAddr::new(ip, head.client_port),
         https: head.https,
         client_cert_der: (!cert.is_empty()).then(|| Bytes::copy_from_slice(cert)),
-        windows_auth_token_hex: (!token.is_empty()).then(|| token.to_owned()),
+        windows_token: None,
     };
     let body = match head.content_length {
         0 => BodyKind::Empty,
@@ -659,15 +719,23 @@ pub unsafe fn parse_head(head: &ancm_request_head) -> Result<ParsedHead, ancm_re
         headers,
         client,
         body,
+        windows_token,
     })
 }
 
-/// Builds the engine request from the C head.
+/// Builds the engine request from the C head; takes the engine's own duplicate of the Windows
+/// token when `app` forwards it.
 unsafe fn build_request(
     head: &ancm_request_head,
     shared: &Arc<Shared>,
+    app: &App,
 ) -> Result<(Request<RequestBody>, ClientInfo), ancm_result> {
-    let parsed = unsafe { parse_head(head)? };
+    let mut parsed = unsafe { parse_head(head)? };
+    if let Some(raw) = parsed.windows_token {
+        if app.config().forward_windows_auth_token {
+            parsed.client.windows_token = Some(Arc::new(unsafe { take_token(raw)? }));
+        }
+    }
     let stream = |length| {
         RequestBody::Stream(Box::pin(HostBody {
             shared: shared.clone(),
@@ -685,6 +753,22 @@ unsafe fn build_request(
     *req.version_mut() = Version::HTTP_11;
     *req.headers_mut() = parsed.headers;
     Ok((req, parsed.client))
+}
+
+/// The engine's own duplicate of the host's token handle (the host keeps its handle).
+#[cfg(windows)]
+unsafe fn take_token(raw: usize) -> Result<crate::process::UserToken, ancm_result> {
+    // SAFETY: the host lends an open handle for the duration of ancm_request_start.
+    unsafe { crate::process::UserToken::duplicate_from_host(raw as *mut c_void) }.map_err(|e| {
+        ::log::warn!("the request's Windows token cannot be duplicated: {e}");
+        ancm_result::InvalidWindowsToken
+    })
+}
+
+/// Unreachable: `parse_head` refuses a token outside Windows.
+#[cfg(not(windows))]
+unsafe fn take_token(_raw: usize) -> Result<crate::process::UserToken, ancm_result> {
+    Err(ancm_result::Unsupported)
 }
 
 /// Starts forwarding a request to `app`.
@@ -735,15 +819,22 @@ pub unsafe extern "C" fn ancm_request_start(
                 body_waker: None,
                 write: None,
                 driver_waker: None,
+                awaiting_ack: false,
                 cancelled: false,
                 finished: false,
             }),
             calling: Mutex::new(false),
         });
-        let (req, client) = try_ffi!(unsafe { build_request(head, &shared) });
+        let (req, client) = try_ffi!(unsafe { build_request(head, &shared, app) });
         let rt = try_ffi!(runtime());
         unsafe { write_out(request_out, to_arc::<ancm_request>(shared.clone())) };
-        rt.spawn(drive(shared, app.clone(), req, client));
+        let job = Job {
+            shared,
+            app: app.clone(),
+            req,
+            client,
+        };
+        super::drivers::submit(rt, job);
         ancm_result::Ok
     })
 }
@@ -821,7 +912,12 @@ pub unsafe extern "C" fn ancm_request_ack_write(request: *const ancm_request) ->
             if chunk.is_none() && !(st.cancelled || st.finished) {
                 return ancm_result::NoWritePending;
             }
-            (chunk, [st.body_waker.take(), st.driver_waker.take()])
+            let driver = if std::mem::take(&mut st.awaiting_ack) {
+                st.driver_waker.clone()
+            } else {
+                None
+            };
+            (chunk, [st.body_waker.take(), driver])
         };
         drop(chunk);
         wake_all(wakers);
@@ -884,7 +980,8 @@ mod tests {
             client_port: 5000,
             https: true,
             client_cert_der: s(b""),
-            windows_token_hex: s(b""),
+            auth_type: s(b""),
+            windows_token: std::ptr::null_mut(),
             serialize_io: false,
         }
     }
@@ -908,7 +1005,7 @@ mod tests {
         let mut h = head(&hs);
         h.content_length = -1;
         h.client_cert_der = s(b"\x30\x00");
-        h.windows_token_hex = s(b"ab12");
+        h.auth_type = s(b"Negotiate");
         let p = unsafe { parse_head(&h) }.unwrap();
         assert_eq!(p.method, Method::GET);
         assert_eq!(p.uri, "/a?b=1");
@@ -918,7 +1015,7 @@ mod tests {
         assert_eq!(p.client.addr, "203.0.113.7:5000".parse().unwrap());
         assert!(p.client.https);
         assert_eq!(p.client.client_cert_der.as_deref(), Some(&b"\x30\x00"[..]));
-        assert_eq!(p.client.windows_auth_token_hex.as_deref(), Some("ab12"));
+        assert!(p.client.windows_token.is_none() && p.windows_token.is_none());
         assert_eq!(p.body, BodyKind::Unknown);
         h.content_length = 7;
         assert_eq!(unsafe { parse_head(&h) }.unwrap().body, BodyKind::Length(7));
@@ -959,9 +1056,17 @@ mod tests {
         h.client_address = s(b"\xff");
         check(&h, ancm_result::InvalidClientAddress);
         h.client_address = s(b"::1");
-        h.windows_token_hex = s(b"\xff");
+        h.auth_type = s(b"\xff");
         check(&h, ancm_result::InvalidUtf8);
-        h.windows_token_hex = s(b"");
+        h.auth_type = s(b"NTLM");
+        #[cfg(not(windows))]
+        {
+            // No Windows tokens elsewhere: refused, never silently dropped.
+            let mut handle = 0u8;
+            h.windows_token = (&mut handle as *mut u8).cast();
+            check(&h, ancm_result::Unsupported);
+            h.windows_token = std::ptr::null_mut();
+        }
         check(&h, ancm_result::InvalidArgument);
         h.content_length = i64::MIN;
         check(&h, ancm_result::InvalidArgument);

@@ -35,6 +35,8 @@ pub enum ancm_result {
     MissingCallback = 1008,
     /// A blocking call was made from a core thread (for example from inside a callback).
     WrongThread = 1009,
+    /// The request's Windows token handle could not be duplicated (not an open handle).
+    InvalidWindowsToken = 1010,
     /// The configuration is invalid; the `ancm_error` out-parameter carries the message.
     ConfigInvalid = 2000,
     /// Body bytes or an end of body were supplied while the core had not asked for them.
@@ -45,6 +47,9 @@ pub enum ancm_result {
     RuntimeUnavailable = 4000,
     /// Another `log` logger is already installed in this process.
     LoggerAlreadySet = 4001,
+    /// The call asks for something this platform does not have (a Windows token outside
+    /// Windows).
+    Unsupported = 4002,
     /// Request outcome: the host cancelled the request (client disconnect, or freed early).
     Cancelled = 5000,
     /// Request outcome: the response failed after its head was delivered (backend connection
@@ -88,6 +93,10 @@ impl ancm_result {
                 R::WrongThread,
                 "a blocking call was made from a core thread\0",
             ),
+            (
+                R::InvalidWindowsToken,
+                "the Windows token handle cannot be duplicated\0",
+            ),
             (R::ConfigInvalid, "the configuration is invalid\0"),
             (
                 R::BodyNotWanted,
@@ -104,6 +113,10 @@ impl ancm_result {
             (
                 R::LoggerAlreadySet,
                 "another logger is already installed in this process\0",
+            ),
+            (
+                R::Unsupported,
+                "not supported on this platform (a Windows token outside Windows)\0",
             ),
             (R::Cancelled, "the request was cancelled by the host\0"),
             (
@@ -149,7 +162,7 @@ mod tests {
     #[test]
     fn every_message_is_nul_terminated_and_known() {
         for code in [
-            0u32, 1000, 1009, 2000, 3000, 3001, 4000, 4001, 5000, 5001, 5002, 9000, 77,
+            0u32, 1000, 1009, 1010, 2000, 3000, 3001, 4000, 4001, 4002, 5000, 5001, 5002, 9000, 77,
         ] {
             let m = ancm_result::message(code);
             assert!(m.ends_with('\0') && !m[..m.len() - 1].contains('\0'), "{m}");

@@ -77,6 +77,9 @@ impl Body for RequestBody {
 pub enum BodyError {
     /// The backend connection failed or the backend sent a malformed body.
     Backend(hyper::Error),
+    /// The backend sent bytes after the end of its response (e.g. a body longer than its
+    /// Content-Length), so what the client got may not be what the app meant.
+    ExtraBytes,
     /// No data arrived within requestTimeout.
     Timeout(Duration),
 }
@@ -85,6 +88,9 @@ impl std::fmt::Display for BodyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             BodyError::Backend(e) => write!(f, "the backend response body failed: {e}"),
+            BodyError::ExtraBytes => f.write_str(
+                "the backend sent bytes after the end of its response (a body longer than its Content-Length?)",
+            ),
             BodyError::Timeout(d) => write!(
                 f,
                 "the backend sent no data for {} s (requestTimeout)",
@@ -98,7 +104,7 @@ impl std::error::Error for BodyError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             BodyError::Backend(e) => Some(e),
-            BodyError::Timeout(_) => None,
+            BodyError::Timeout(_) | BodyError::ExtraBytes => None,
         }
     }
 }
@@ -135,6 +141,11 @@ pub struct BackendBody {
     /// The connection, returned to the backend's pool when the body was read to its end (a
     /// body dropped early closes its connection, which the backend sees as a cancel).
     sender: Option<super::pool::Sender>,
+    /// The body has been read to its end and is held back (its last data frame, if any) until
+    /// the connection shows nothing followed it.
+    ending: Option<Option<Frame<Bytes>>>,
+    /// The end has been handed on.
+    done: bool,
 }
 
 impl BackendBody {
@@ -152,14 +163,33 @@ impl BackendBody {
             armed: false,
             in_flight,
             sender: Some(sender),
+            ending: None,
+            done: false,
         }
+    }
+
+    /// Holds back the end of the body (its last frame, or the end itself) until the backend
+    /// connection is seen ready for another request or closed; bytes after the response fail
+    /// the body instead, so the host aborts the client connection rather than complete a
+    /// response the backend framed wrongly.
+    fn poll_end(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        if let Some(s) = self.sender.as_mut() {
+            if ready!(s.after_response(cx)).is_err() {
+                self.ending = None;
+                self.sender = None;
+                return Poll::Ready(Some(Err(BodyError::ExtraBytes)));
+            }
+        }
+        self.done = true;
+        Poll::Ready(self.ending.take().flatten().map(Ok))
     }
 }
 
 impl Drop for BackendBody {
     fn drop(&mut self) {
         if let Some(s) = self.sender.take() {
-            if self.inner.is_end_stream() {
+            // `done` covers chunked bodies, whose `Incoming` never reports its end itself.
+            if self.done || self.inner.is_end_stream() {
                 self.in_flight.backend().pool.put(s);
             }
         }
@@ -177,6 +207,12 @@ impl Body for ResponseBody {
         match self.get_mut() {
             ResponseBody::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
             ResponseBody::Backend(b) => loop {
+                if b.ending.is_some() {
+                    return b.poll_end(cx);
+                }
+                if b.done {
+                    return Poll::Ready(None);
+                }
                 match Pin::new(&mut b.inner).poll_frame(cx) {
                     Poll::Ready(Some(Ok(frame))) if !frame.is_data() => {
                         // Trailers are dropped, always: a client only gets them when it asked
@@ -185,9 +221,20 @@ impl Body for ResponseBody {
                         b.armed = false;
                         continue;
                     }
-                    Poll::Ready(r) => {
+                    Poll::Ready(Some(Ok(frame))) => {
                         b.armed = false;
-                        return Poll::Ready(r.map(|r| r.map_err(BodyError::Backend)));
+                        if !b.inner.is_end_stream() {
+                            return Poll::Ready(Some(Ok(frame)));
+                        }
+                        b.ending = Some(Some(frame));
+                    }
+                    Poll::Ready(None) => {
+                        b.armed = false;
+                        b.ending = Some(None);
+                    }
+                    Poll::Ready(Some(Err(e))) => {
+                        b.armed = false;
+                        return Poll::Ready(Some(Err(BodyError::Backend(e))));
                     }
                     Poll::Pending => {
                         if b.timeout.is_zero() {
@@ -214,14 +261,26 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ResponseBody::Full(b) => b.is_none(),
-            ResponseBody::Backend(b) => b.inner.is_end_stream(),
+            ResponseBody::Backend(b) => b.done || (b.ending.is_none() && b.inner.is_end_stream()),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             ResponseBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |d| d.len() as u64)),
-            ResponseBody::Backend(b) => b.inner.size_hint(),
+            ResponseBody::Backend(b) => {
+                let held = match &b.ending {
+                    Some(Some(f)) => f.data_ref().map_or(0, |d| d.len() as u64),
+                    _ => 0,
+                };
+                let inner = b.inner.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(inner.lower() + held);
+                if let Some(u) = inner.upper() {
+                    hint.set_upper(u + held);
+                }
+                hint
+            }
         }
     }
 }

@@ -16,9 +16,10 @@ pub struct ClientInfo {
     pub https: bool,
     /// The client certificate (DER), when the client sent one.
     pub client_cert_der: Option<bytes::Bytes>,
-    /// The Windows user token already duplicated into the backend process, as hex, when
-    /// forwardWindowsAuthToken applies (set by the IIS host only).
-    pub windows_auth_token_hex: Option<String>,
+    /// The user's Windows token (IIS Windows authentication), when it is to be forwarded
+    /// (forwardWindowsAuthToken and a Negotiate/NTLM logon): duplicated into the chosen
+    /// backend's process for each attempt. Only Windows hosts can have one.
+    pub windows_token: Option<std::sync::Arc<crate::process::UserToken>>,
 }
 
 impl ClientInfo {
@@ -28,7 +29,7 @@ impl ClientInfo {
             addr,
             https: false,
             client_cert_der: None,
-            windows_auth_token_hex: None,
+            windows_token: None,
         }
     }
 }
@@ -80,8 +81,9 @@ pub fn remove_hop_by_hop(h: &mut HeaderMap) {
 }
 
 /// Turns the client's request headers into the backend's: hop-by-hop removed, every
-/// `MS-ASPNETCORE-*` from the client dropped, then ours set (token, client certificate,
-/// Windows token), and `X-Forwarded-For` / `X-Forwarded-Proto` appended to.
+/// `MS-ASPNETCORE-*` from the client dropped, then ours set (token, client certificate), and
+/// `X-Forwarded-For` / `X-Forwarded-Proto` appended to. The Windows token is set per attempt
+/// by [`set_windows_token`].
 pub fn translate_request(h: &mut HeaderMap, client: &ClientInfo, token: &HeaderValue) {
     remove_hop_by_hop(h);
     if h.keys().any(is_ms_aspnetcore) {
@@ -110,10 +112,19 @@ pub fn translate_request(h: &mut HeaderMap, client: &ClientInfo, token: &HeaderV
             h.insert(CLIENT_CERT, v);
         }
     }
-    if let Some(hex) = &client.windows_auth_token_hex {
-        if let Ok(v) = HeaderValue::from_str(hex) {
-            h.insert(WIN_AUTH_TOKEN, v);
-        }
+}
+
+/// Sets the Windows token header: `hex` is the handle value in the backend's process. Named
+/// `MS-ASPNETCORE-WINAUTHTOKEN` (ANCM) or `X-IIS-WindowsAuthToken` (HttpPlatformHandler), as
+/// the app of each dialect reads it. Call after [`translate_request`] (which drops any the
+/// client sent).
+pub fn set_windows_token(h: &mut HeaderMap, hex: &str, dialect: crate::config::Dialect) {
+    let name = match dialect {
+        crate::config::Dialect::HttpPlatform => HPH_WIN_AUTH_TOKEN,
+        _ => WIN_AUTH_TOKEN,
+    };
+    if let Ok(v) = HeaderValue::from_str(hex) {
+        h.insert(name, v);
     }
 }
 
@@ -205,6 +216,28 @@ mod tests {
 
     fn tok() -> HeaderValue {
         HeaderValue::from_static("secret")
+    }
+
+    #[test]
+    fn the_windows_token_header_is_named_by_the_dialect() {
+        use crate::config::Dialect;
+        let mut h = map(&[("ms-aspnetcore-winauthtoken", "forged")]);
+        translate_request(&mut h, &client("10.1.2.3:4567"), &tok());
+        set_windows_token(&mut h, "1f2e", Dialect::AspNetCore);
+        assert_eq!(
+            h.get_all(WIN_AUTH_TOKEN).iter().collect::<Vec<_>>(),
+            ["1f2e"]
+        );
+        assert!(!h.contains_key(HPH_WIN_AUTH_TOKEN));
+
+        let mut h = map(&[("x-iis-windowsauthtoken", "forged")]);
+        translate_request(&mut h, &client("10.1.2.3:4567"), &tok());
+        set_windows_token(&mut h, "3a4b", Dialect::HttpPlatform);
+        assert_eq!(
+            h.get_all(HPH_WIN_AUTH_TOKEN).iter().collect::<Vec<_>>(),
+            ["3a4b"]
+        );
+        assert!(!h.contains_key(WIN_AUTH_TOKEN));
     }
 
     #[test]

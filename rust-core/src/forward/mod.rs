@@ -45,6 +45,10 @@ pub enum ForwardError {
     /// The client's request body was malformed (e.g. a bad chunk size): the client's fault,
     /// answered 400, and the connection closed since its framing is lost.
     BadRequestBody(String),
+    /// The user's Windows token could not be duplicated into the backend's process; the
+    /// request was not sent (ANCM fails the request too rather than send it without the
+    /// identity).
+    WindowsToken(String),
 }
 
 impl ForwardError {
@@ -75,6 +79,12 @@ impl std::fmt::Display for ForwardError {
             ForwardError::Unreachable(s) => write!(f, "could not connect to the application: {s}"),
             ForwardError::ConnectionLost(s) => {
                 write!(f, "the connection to the application was lost: {s}")
+            }
+            ForwardError::WindowsToken(s) => {
+                write!(
+                    f,
+                    "the Windows user token could not be handed to the application: {s}"
+                )
             }
         }
     }
@@ -158,11 +168,15 @@ pub async fn forward(
     // The backend connection is always HTTP/1.1 keep-alive, whatever the client spoke.
     parts.version = Version::HTTP_11;
     headers::translate_request(&mut parts.headers, peer, &backend.token_header);
-    if dialect == crate::config::Dialect::HttpPlatform {
-        // HttpPlatformHandler's apps read the Windows token under its own name.
-        if let Some(v) = parts.headers.remove(headers::WIN_AUTH_TOKEN) {
-            parts.headers.insert(headers::HPH_WIN_AUTH_TOKEN, v);
-        }
+    // The token goes to this attempt's process; a retry duplicates it again for its own.
+    let remote_token = match &peer.windows_token {
+        Some(t) => Some(t.send_to(&backend.child).map_err(|e| {
+            ForwardError::WindowsToken(format!("process {}: {e}", backend.child.pid()))
+        })?),
+        None => None,
+    };
+    if let Some(r) = &remote_token {
+        headers::set_windows_token(&mut parts.headers, &r.hex(), dialect);
     }
     if let Some(u) = &upgrade {
         upgrade::restore_request_headers(&mut parts.headers, u.clone());
@@ -191,7 +205,18 @@ pub async fn forward(
             }
         }
     };
-    let (mut resp, sender) = result?;
+    let (mut resp, sender) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            // Never connected: the backend never saw the handle's value, so close it there.
+            // After a lost connection it may have read the request (and owns the handle), so
+            // it is left to the backend (or to the process's exit).
+            if let (Some(r), ForwardError::Unreachable(_)) = (remote_token, &e) {
+                r.reclaim();
+            }
+            return Err(e);
+        }
+    };
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         if upgrade.is_none() {
             return Err(ForwardError::InvalidResponse(

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch};
 use super::launch::LaunchSpec;
 use super::output::{self, Captured};
 use super::spawn;
+use crate::event::Event;
 
 /// How a process ended, in words for logs and error pages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +55,11 @@ pub struct Child {
     exit: watch::Receiver<Option<ExitInfo>>,
     control: mpsc::UnboundedSender<Control>,
     captured: Arc<Captured>,
+    /// Our own handle to the process (the reaper owns the OS child): for DuplicateHandle into
+    /// it (the request's Windows token), valid until this value is dropped, so never a handle
+    /// to a later process that reused the id.
+    #[cfg(windows)]
+    process: Option<std::os::windows::io::OwnedHandle>,
 }
 
 /// Where the child's output goes besides the capture buffer.
@@ -79,6 +85,12 @@ impl Child {
     ) -> std::io::Result<Arc<Child>> {
         let mut os_child = spawn::spawn(spec, rt.clone()).await?;
         let pid = os_child.id().unwrap_or(0);
+        #[cfg(windows)]
+        let process = os_child.raw_handle().and_then(|raw| {
+            // SAFETY: the OS child (held above) keeps the handle open during the call.
+            let borrowed = unsafe { std::os::windows::io::BorrowedHandle::borrow_raw(raw) };
+            borrowed.try_clone_to_owned().ok()
+        });
         let captured = Arc::new(Captured::default());
         let log = match sink {
             OutputSink::HostLog => None,
@@ -89,6 +101,7 @@ impl Child {
                     Ok(f) => Some(Arc::new(tokio::sync::Mutex::new(f))),
                     Err(e) => {
                         log::warn!(
+                            event = Event::StdoutLogUnavailable as u32;
                             "could not create the stdout log file {}: {e}; the app starts without it",
                             path.display()
                         );
@@ -115,6 +128,8 @@ impl Child {
             exit: exit_rx,
             control: control_tx,
             captured,
+            #[cfg(windows)]
+            process,
         });
         let weak = Arc::downgrade(&child);
         rt.spawn(async move {
@@ -145,6 +160,13 @@ impl Child {
     /// The OS process id.
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// Our handle to the process (full access, as CreateProcess returned it), if we have one.
+    #[cfg(windows)]
+    pub fn process_handle(&self) -> Option<std::os::windows::io::RawHandle> {
+        use std::os::windows::io::AsRawHandle;
+        self.process.as_ref().map(|h| h.as_raw_handle())
     }
 
     /// Whether the process has exited (cheap: one atomic load, fit for the request path).

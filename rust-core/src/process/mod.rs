@@ -12,6 +12,7 @@ mod slot;
 mod spawn;
 mod start;
 mod token;
+pub mod user_token;
 
 pub use backend::{Backend, InFlight};
 pub use child::{Child, ExitInfo, OutputSink};
@@ -21,3 +22,4 @@ pub use shutdown::{control_client, stop, Stopped};
 pub use slot::{Slot, StartResult};
 pub use start::{start, ExitHook, StartFailure};
 pub use token::Token;
+pub use user_token::{forwards_token_of, RemoteToken, UserToken};

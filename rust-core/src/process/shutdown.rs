@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::backend::Backend;
+use crate::event::Event;
 
 /// The control-plane HTTP client (shutdown events): reqwest with every default that would
 /// change the request turned off. Not on the request path.
@@ -58,7 +59,10 @@ pub async fn stop(
             .await;
         match sent {
             Ok(r) if r.status().as_u16() == 202 => {
-                log::info!("sent the shutdown event to process {pid}");
+                log::info!(
+                    event = Event::SentShutdownRequest as u32;
+                    "sent the shutdown event to process {pid}"
+                );
                 true
             }
             Ok(r) => {
@@ -81,6 +85,7 @@ pub async fn stop(
         return Stopped::Gracefully;
     }
     log::warn!(
+        event = Event::GracefulShutdownFailure as u32;
         "failed to gracefully shut down process {pid} within {} s; killing it",
         limit.as_secs()
     );

@@ -300,9 +300,8 @@ mod tests {
     use super::*;
     use windows_sys::Win32::System::JobObjects::IsProcessInJob;
 
-    /// Windows only (checked under Wine 8 by running the cross-built test executable with
-    /// the bcryptprimitives shim of tests/iis-emu beside it; not wired into xtask yet): the
-    /// child starts through the suspended → job → resume path, is in a job, and runs to its
+    /// Windows only (run under Wine 8 by `cargo xtask iis-emu`, the cross-built test executable
+    /// with the bcryptprimitives shim of tests/iis-emu beside it): the child starts through the suspended → job → resume path, is in a job, and runs to its
     /// exit code.
     #[tokio::test]
     async fn child_runs_inside_the_job() {

@@ -13,6 +13,7 @@ use super::child::{Child, ExitInfo, OutputSink};
 use super::token::Token;
 use super::{launch, port};
 use crate::config::Config;
+use crate::event::Event;
 use crate::host::HostInfo;
 
 /// Why a start failed, with what the process printed, for the 502.5 page and the log.
@@ -117,7 +118,11 @@ pub async fn start(
                 })
             }
             Err(cause) => {
-                log::warn!("start attempt {attempt}/{attempts} failed: {cause}");
+                log::warn!(
+                    event = Event::ProcessStartError as u32;
+                    "{}: start attempt {attempt}/{attempts} failed: {cause}",
+                    config.source
+                );
                 child.kill();
                 let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
                 last = StartFailure {
