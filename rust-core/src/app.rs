@@ -80,7 +80,10 @@ pub struct AppStatus {
 
 impl App {
     /// Creates the application on the runtime `rt` (processes are started lazily, by the first
-    /// request). Must be called within or with a handle to a multi-threaded tokio runtime.
+    /// request). `rt` runs the app's watchers and the supervision of its processes, so it must be
+    /// driven for the app's whole life (a multi-thread runtime, or a current-thread one whose
+    /// thread stays in `block_on`, as ancm-serve's control runtime). Requests may come from any
+    /// runtime.
     pub fn new(config: Config, host: HostInfo, rt: Handle) -> App {
         for w in config.warnings() {
             log::warn!("{w}");

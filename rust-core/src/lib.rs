@@ -11,6 +11,7 @@ pub mod ffi;
 pub mod forward;
 pub mod host;
 pub mod process;
+pub mod worker;
 
 pub use app::{App, AppStatus};
 pub use config::{Config, ConfigError};

@@ -2,6 +2,7 @@
 //! `aspNetCore` (or `httpPlatform`) section, listens on the given addresses and hands every
 //! request to the ancm-rs engine, which starts the app's process on the first request.
 
+mod listen;
 mod reload;
 mod server;
 mod sniff;
@@ -70,31 +71,80 @@ fn run(args: Args) -> Result<(), (u8, String)> {
     let config_path = args.config;
 
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
-        .map_err(|e| (1, format!("ancm-serve: cannot start the runtime: {e}")))?;
-    rt.block_on(async move {
-        let app = App::new(config, host.clone(), tokio::runtime::Handle::current());
-        let current: reload::CurrentApp = Arc::new(ArcSwap::from_pointee(app));
-        let mut listeners = Vec::new();
-        for addr in &listen {
-            let l = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| (1, format!("ancm-serve: cannot listen on {addr}: {e}")))?;
-            log::info!("listening on http://{}", l.local_addr().unwrap_or(*addr));
-            listeners.push(l);
+    let layout = listen::bind(&listen, workers).map_err(|e| (1, e))?;
+    let runtime_error =
+        |e: std::io::Error| (1, format!("ancm-serve: cannot start the runtime: {e}"));
+    match layout {
+        listen::Layout::PerWorker(per_worker) => {
+            // Workers must be declared before the first app, whose backends size their
+            // per-worker connection pools from it.
+            ancm_core::worker::configure(per_worker.len());
+            // The control runtime: the app's process management, web.config polling, signals.
+            let control = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(runtime_error)?;
+            let app = App::new(config, host.clone(), control.handle().clone());
+            let current: reload::CurrentApp = Arc::new(ArcSwap::from_pointee(app));
+            let mut runtimes = Vec::with_capacity(per_worker.len());
+            for (index, listeners) in per_worker.into_iter().enumerate() {
+                // One scheduler thread per runtime. tokio's multi-thread scheduler rather than
+                // its current-thread one, for its LIFO slot: a task woken by the running one
+                // (the backend connection by the client's, and back) runs next, so a request's
+                // allocations are freed before the next request's are made, and glibc's
+                // per-thread cache serves them (−9 % instructions per request, measured in
+                // docs/benchmarks.md). Its blocking-pool threads (if any) count as the worker
+                // too, which only means they would share its pool stack.
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name(format!("ancm-worker-{index}"))
+                    .on_thread_start(move || ancm_core::worker::enter(index))
+                    .enable_all()
+                    .build()
+                    .map_err(runtime_error)?;
+                {
+                    let _in_rt = rt.enter();
+                    for l in listeners {
+                        let l = tokio::net::TcpListener::from_std(l).map_err(runtime_error)?;
+                        rt.spawn(server::accept_loop(l, current.clone()));
+                    }
+                }
+                runtimes.push(rt);
+            }
+            log::debug!("{workers} workers, each with its own runtime and listeners");
+            control.block_on(supervise(config_path, host, current));
+            // The app's processes are gone; open connections need no goodbye.
+            for rt in runtimes {
+                rt.shutdown_background();
+            }
         }
-        for l in listeners {
-            tokio::spawn(server::accept_loop(l, current.clone()));
+        listen::Layout::Shared(listeners) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(workers)
+                .enable_all()
+                .build()
+                .map_err(runtime_error)?;
+            rt.block_on(async move {
+                let app = App::new(config, host.clone(), tokio::runtime::Handle::current());
+                let current: reload::CurrentApp = Arc::new(ArcSwap::from_pointee(app));
+                for l in listeners {
+                    let l = tokio::net::TcpListener::from_std(l).map_err(runtime_error)?;
+                    tokio::spawn(server::accept_loop(l, current.clone()));
+                }
+                supervise(config_path, host, current).await;
+                Ok::<_, (u8, String)>(())
+            })?;
         }
-        tokio::spawn(reload::watch(config_path, host, current.clone()));
-        wait_for_stop_signal().await;
-        log::info!("stopping: shutting the application's processes down");
-        current.load_full().shutdown().await;
-        Ok(())
-    })
+    }
+    Ok(())
+}
+
+/// Applies web.config changes until SIGTERM or Ctrl-C, then stops the app's processes.
+async fn supervise(config_path: PathBuf, host: HostInfo, current: reload::CurrentApp) {
+    tokio::spawn(reload::watch(config_path, host, current.clone()));
+    wait_for_stop_signal().await;
+    log::info!("stopping: shutting the application's processes down");
+    current.load_full().shutdown().await;
 }
 
 /// The site root: as given, else the config file's folder; made absolute so the child sees a

@@ -307,6 +307,27 @@ fn invalid_configs_exit_2_with_one_line_naming_the_rule() {
     assert!(err.contains("--app-path"), "{err}");
 }
 
+/// Each worker listens on its own `SO_REUSEPORT` socket, which another process could join
+/// silently; a second ancm-serve on a taken address must still fail as a plain bind does, and
+/// the first keeps answering.
+#[test]
+fn an_address_already_served_is_refused_to_a_second_instance() {
+    let site = hello_site("twice", "", "");
+    let serve = Serve::start(&site);
+    assert_eq!(serve.get("/").status, 200);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ancm-serve"))
+        .args(["--listen", &serve.addr.to_string()])
+        .arg(site.join("web.config"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot listen on"), "{err}");
+    for _ in 0..8 {
+        assert_eq!(serve.get("/").status, 200);
+    }
+}
+
 #[test]
 fn sigterm_stops_the_app_gracefully_and_exits_0() {
     let site = hello_site("sigterm", "", "");

@@ -6,6 +6,11 @@
 //! which cost about a fifth of ancm-serve's instructions per request. A backend's own stack is
 //! one short mutex hold per checkout and return, and requests go out in origin form as
 //! received.
+//!
+//! When the host runs one runtime per worker thread ([`crate::worker`]), each worker has its own
+//! stack: a connection's I/O is driven by the runtime that opened it, so it is only ever reused
+//! from that worker (a request never waits on another thread), and workers never touch each
+//! other's lock. Other threads share one more stack.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -65,17 +70,41 @@ const MAX_IDLE: usize = 256;
 /// set many cookies).
 const MAX_RESPONSE_HEADERS: usize = 1024;
 
-/// The idle connections to one backend, most recently used on top (warm in cache, and the
-/// ones at the bottom are left to time out at the backend).
-#[derive(Debug, Default)]
+/// The idle connections to one backend, one stack per worker plus one shared by other
+/// threads; most recently used on top (warm in cache, and the ones at the bottom are left to
+/// time out at the backend).
+#[derive(Debug)]
 pub struct Pool {
-    idle: Mutex<Vec<Sender>>,
+    stacks: Box<[Stack]>,
+}
+
+/// One thread's stack, on its own cache line so that workers do not share one.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Stack(Mutex<Vec<Sender>>);
+
+impl Default for Pool {
+    /// A pool with a stack per worker declared so far ([`crate::worker::configure`]).
+    fn default() -> Self {
+        Pool {
+            stacks: (0..=crate::worker::count())
+                .map(|_| Stack::default())
+                .collect(),
+        }
+    }
 }
 
 impl Pool {
+    /// The calling thread's stack: its worker's, else the shared one (the last).
+    fn stack(&self) -> &Mutex<Vec<Sender>> {
+        let last = self.stacks.len() - 1;
+        let i = crate::worker::current().map_or(last, |w| w.min(last));
+        &self.stacks[i].0
+    }
+
     /// An idle connection that is still open, if there is one.
     fn take(&self) -> Option<Sender> {
-        let mut idle = self.idle.lock().ok()?;
+        let mut idle = self.stack().lock().ok()?;
         while let Some(s) = idle.pop() {
             if !s.is_closed() {
                 return Some(s);
@@ -89,16 +118,19 @@ impl Pool {
         if s.is_closed() {
             return;
         }
-        if let Ok(mut idle) = self.idle.lock() {
+        if let Ok(mut idle) = self.stack().lock() {
             if idle.len() < MAX_IDLE {
                 idle.push(s);
             }
         }
     }
 
-    /// Idle connections held now (for tests and diagnostics).
+    /// Idle connections held now, over all workers (for tests and diagnostics).
     pub fn idle_count(&self) -> usize {
-        self.idle.lock().map(|v| v.len()).unwrap_or(0)
+        self.stacks
+            .iter()
+            .map(|s| s.0.lock().map(|v| v.len()).unwrap_or(0))
+            .sum()
     }
 }
 
@@ -174,5 +206,50 @@ pub async fn send(
                 None => return Err(super::classify(e.error())),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection put back by worker 0 is found by worker 0 only: other workers open their
+    /// own, and threads that are not workers use the shared stack.
+    #[tokio::test]
+    async fn idle_connections_stay_with_the_worker_that_returned_them() {
+        crate::worker::configure(2);
+        assert_eq!(crate::worker::count(), 2);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let pool = Pool::default();
+        let first = connect(port, Duration::from_secs(5)).await.unwrap();
+        let second = connect(port, Duration::from_secs(5)).await.unwrap();
+
+        crate::worker::enter(0);
+        pool.put(first);
+        assert_eq!(pool.idle_count(), 1);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                crate::worker::enter(1);
+                assert!(pool.take().is_none(), "worker 1 took worker 0's connection");
+            });
+            s.spawn(|| {
+                assert!(
+                    pool.take().is_none(),
+                    "a non-worker took worker 0's connection"
+                );
+                pool.put(second);
+            });
+        });
+        assert_eq!(pool.idle_count(), 2);
+        assert!(pool.take().is_some());
+        assert!(
+            pool.take().is_none(),
+            "worker 0 took the shared stack's connection"
+        );
+        std::thread::scope(|s| {
+            s.spawn(|| assert!(pool.take().is_some()));
+        });
+        assert_eq!(pool.idle_count(), 0);
     }
 }
