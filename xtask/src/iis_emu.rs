@@ -99,26 +99,7 @@ pub fn run() -> Result {
         let _ = std::io::Read::read_to_end(&mut se, &mut v);
         v
     });
-    let status = loop {
-        if let Some(st) = child
-            .try_wait()
-            .map_err(|e| format!("waiting for Wine: {e}"))?
-        {
-            break Some(st);
-        }
-        if started.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    // The backends the engine started live in the same Wine prefix: end its wineserver (and so
-    // any process a failed run left behind) before reading the pipes to their end.
-    let _ = Command::new("wineserver")
-        .arg("-k")
-        .env("WINEPREFIX", &prefix)
-        .status();
+    let status = wait_then_end_prefix(&mut child, started, &prefix)?;
     let stdout_bytes = so_thread.join().unwrap_or_default();
     let stderr_bytes = se_thread.join().unwrap_or_default();
     let stdout = String::from_utf8_lossy(&stdout_bytes);
@@ -216,24 +197,7 @@ fn engine_windows_tests(shim: &Path, out: &Path) -> Result {
         .spawn()
         .map_err(|e| format!("cannot run {WINE}: {e}"))?;
     let started = Instant::now();
-    let status = loop {
-        if let Some(st) = child
-            .try_wait()
-            .map_err(|e| format!("waiting for Wine: {e}"))?
-        {
-            break Some(st);
-        }
-        if started.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let _ = Command::new("wineserver")
-        .arg("-k")
-        .env("WINEPREFIX", &prefix)
-        .status();
+    let status = wait_then_end_prefix(&mut child, started, &prefix)?;
     match status {
         Some(st) if st.success() => Ok(()),
         Some(st) => Err(format!("the engine's unit tests under Wine: {st}")),
@@ -256,6 +220,35 @@ struct Reported {
 /// The Event Log entries the module wrote, read from Wine's debug output (WINEDEBUG
 /// `+eventlog,fixme+advapi`): Wine has no Event Log that stores them, but its advapi32 traces
 /// every `ReportEventW` with its arguments.
+/// Waits for a program under Wine until [`DEADLINE`] (then kills it: `None`), then ends the
+/// prefix's wineserver, and with it any process the run left behind (the backends the engine
+/// started live in the same prefix), so that the program's pipes can be read to their end.
+fn wait_then_end_prefix(
+    child: &mut std::process::Child,
+    started: Instant,
+    prefix: &Path,
+) -> std::result::Result<Option<std::process::ExitStatus>, String> {
+    let status = loop {
+        if let Some(st) = child
+            .try_wait()
+            .map_err(|e| format!("waiting for Wine: {e}"))?
+        {
+            break Some(st);
+        }
+        if started.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = Command::new("wineserver")
+        .arg("-k")
+        .env("WINEPREFIX", prefix)
+        .status();
+    Ok(status)
+}
+
 fn reported_events(stderr: &str) -> Vec<Reported> {
     let mut pending: std::collections::HashMap<&str, (u32, u32)> = Default::default();
     let mut out = Vec::new();

@@ -581,6 +581,28 @@ async fn write_with(
     .await
 }
 
+/// Runs both directions of an upgraded connection until the backend-to-client one (`down`)
+/// ends. The client-to-backend one (`up`) may finish first (a client's half close); only its
+/// error stops both.
+async fn both_ways<T>(
+    up: impl Future<Output = Result<(), Outcome>>,
+    down: impl Future<Output = Result<T, Outcome>>,
+) -> Result<T, Outcome> {
+    let mut up = pin!(up);
+    let mut down = pin!(down);
+    let mut up_done = false;
+    poll_fn(|cx| {
+        if !up_done {
+            if let Poll::Ready(r) = up.as_mut().poll(cx) {
+                r?;
+                up_done = true;
+            }
+        }
+        down.as_mut().poll(cx)
+    })
+    .await
+}
+
 /// Pipes an upgraded connection: client bytes (supplied body) to the backend, backend bytes to
 /// the client (response chunks). Ends when the backend closes its side.
 async fn tunnel(shared: &Arc<Shared>, on: hyper::upgrade::OnUpgrade) -> Result<(), Outcome> {
@@ -644,19 +666,7 @@ async fn tunnel(shared: &Arc<Shared>, on: hyper::upgrade::OnUpgrade) -> Result<(
             }
         }
     };
-    let mut up = pin!(up);
-    let mut down = pin!(down);
-    let mut up_done = false;
-    poll_fn(|cx| {
-        if !up_done {
-            if let Poll::Ready(r) = up.as_mut().poll(cx) {
-                r?;
-                up_done = true;
-            }
-        }
-        down.as_mut().poll(cx)
-    })
-    .await
+    both_ways(up, down).await
 }
 
 /// How the request body arrives, from the head's `content_length`.

@@ -17,7 +17,7 @@ use bytes::{Bytes, BytesMut};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{lock, store_waker, wake_all, write_with, Outcome, Read, Shared};
+use super::{both_ways, lock, store_waker, wake_all, write_with, Outcome, Read, Shared};
 use crate::ffi::handle::{ancm_slice, arc_ref};
 use crate::ffi::panic::guard;
 use crate::ffi::result::ancm_result;
@@ -230,19 +230,7 @@ pub(super) async fn tunnel(
             }
         }
     };
-    let mut up = pin!(up);
-    let mut down = pin!(down);
-    let mut up_done = false;
-    poll_fn(|cx| {
-        if !up_done {
-            if let Poll::Ready(r) = up.as_mut().poll(cx) {
-                r?;
-                up_done = true;
-            }
-        }
-        down.as_mut().poll(cx)
-    })
-    .await
+    both_ways(up, down).await
 }
 
 /// Asks for an upgraded WebSocket as message fragments instead of a byte stream. Call it from
