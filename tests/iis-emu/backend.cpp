@@ -26,6 +26,8 @@
 #include <windows.h>
 #include <sddl.h>
 
+#include "ws_wire.h"
+
 #include <cctype>
 #include <cstdio>
 #include <cwchar>
@@ -34,6 +36,9 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+using wswire::ClosePayload;
+using wswire::SendAll;
 
 namespace {
 
@@ -69,19 +74,6 @@ bool Fill(Conn &c)
         return false;
     }
     c.buf.append(tmp, static_cast<size_t>(n));
-    return true;
-}
-
-bool SendAll(SOCKET s, const char *p, size_t n)
-{
-    while (n > 0) {
-        int k = send(s, p, static_cast<int>(n > 65536 ? 65536 : n), 0);
-        if (k <= 0) {
-            return false;
-        }
-        p += k;
-        n -= static_cast<size_t>(k);
-    }
     return true;
 }
 
@@ -189,42 +181,6 @@ std::string WinAuthToken(const std::vector<std::pair<std::string, std::string>> 
 
 // ---- WebSocket echo (/ws) ----
 
-std::string Base64(const unsigned char *p, size_t n)
-{
-    static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    std::string out;
-    for (size_t i = 0; i < n; i += 3) {
-        unsigned v = p[i] << 16;
-        if (i + 1 < n) v |= p[i + 1] << 8;
-        if (i + 2 < n) v |= p[i + 2];
-        out += t[(v >> 18) & 63];
-        out += t[(v >> 12) & 63];
-        out += i + 1 < n ? t[(v >> 6) & 63] : '=';
-        out += i + 2 < n ? t[v & 63] : '=';
-    }
-    return out;
-}
-
-// Sec-WebSocket-Accept for a key: base64(SHA-1(key + the RFC 6455 GUID)), through CryptoAPI.
-std::string AcceptKey(const std::string &key)
-{
-    const std::string in = key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-    HCRYPTPROV prov = 0;
-    HCRYPTHASH hash = 0;
-    unsigned char digest[20];
-    DWORD len = sizeof digest;
-    std::string out;
-    if (CryptAcquireContextW(&prov, nullptr, nullptr, PROV_RSA_FULL, CRYPT_VERIFYCONTEXT) &&
-        CryptCreateHash(prov, CALG_SHA1, 0, 0, &hash) &&
-        CryptHashData(hash, reinterpret_cast<const BYTE *>(in.data()), static_cast<DWORD>(in.size()), 0) &&
-        CryptGetHashParam(hash, HP_HASHVAL, digest, &len, 0) && len == sizeof digest) {
-        out = Base64(digest, sizeof digest);
-    }
-    if (hash != 0) CryptDestroyHash(hash);
-    if (prov != 0) CryptReleaseContext(prov, 0);
-    return out;
-}
-
 struct WsFrame {
     bool fin = false;
     unsigned opcode = 0;
@@ -278,34 +234,14 @@ bool ReadFrame(Conn &c, WsFrame &f)
 // A server frame: never masked.
 bool SendFrame(SOCKET s, unsigned opcode, bool fin, const std::string &payload)
 {
-    std::string h;
-    h += static_cast<char>((fin ? 0x80 : 0) | opcode);
-    const size_t n = payload.size();
-    if (n < 126) {
-        h += static_cast<char>(n);
-    } else if (n <= 0xFFFF) {
-        h += static_cast<char>(126);
-        h += static_cast<char>(n >> 8);
-        h += static_cast<char>(n & 0xFF);
-    } else {
-        h += static_cast<char>(127);
-        for (int i = 7; i >= 0; --i) h += static_cast<char>((static_cast<unsigned long long>(n) >> (8 * i)) & 0xFF);
-    }
-    return SendAll(s, h.data(), h.size()) && SendAll(s, payload.data(), payload.size());
-}
-
-std::string ClosePayload(unsigned status, const std::string &reason)
-{
-    std::string p;
-    p += static_cast<char>(status >> 8);
-    p += static_cast<char>(status & 0xFF);
-    return p + reason;
+    const std::string f = wswire::Frame(opcode, fin, payload, nullptr);
+    return SendAll(s, f.data(), f.size());
 }
 
 void ServeWebSocket(Conn &c, const std::string &key, bool extensionsOffered)
 {
     std::string head = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                       "Connection: Upgrade\r\nSec-WebSocket-Accept: " + AcceptKey(key) +
+                       "Connection: Upgrade\r\nSec-WebSocket-Accept: " + wswire::AcceptKey(key) +
                        "\r\nX-Backend-Saw-Extensions: " + (extensionsOffered ? "yes" : "no") +
                        "\r\n\r\n";
     if (!SendAll(c.s, head.data(), head.size())) {

@@ -29,6 +29,7 @@
 // Output: "ok: …" / "FAIL: …" lines, some responses, then "N passed, M failed".
 
 #include "iis/httpserv_min.h"
+#include "ws_wire.h"
 
 #include <sddl.h>
 
@@ -107,33 +108,7 @@ std::string PatternBody(size_t n)
     return s;
 }
 
-std::string Base64(const std::string &in)
-{
-    static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    std::string out;
-    size_t i = 0;
-    for (; i + 2 < in.size(); i += 3) {
-        unsigned v = (static_cast<unsigned char>(in[i]) << 16) |
-                     (static_cast<unsigned char>(in[i + 1]) << 8) | static_cast<unsigned char>(in[i + 2]);
-        out += t[(v >> 18) & 63];
-        out += t[(v >> 12) & 63];
-        out += t[(v >> 6) & 63];
-        out += t[v & 63];
-    }
-    if (i + 1 == in.size()) {
-        unsigned v = static_cast<unsigned char>(in[i]) << 16;
-        out += t[(v >> 18) & 63];
-        out += t[(v >> 12) & 63];
-        out += "==";
-    } else if (i + 2 == in.size()) {
-        unsigned v = (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8);
-        out += t[(v >> 18) & 63];
-        out += t[(v >> 12) & 63];
-        out += t[(v >> 6) & 63];
-        out += '=';
-    }
-    return out;
-}
+using wswire::Base64;
 
 bool Contains(const std::string &hay, const std::string &needle)
 {
@@ -1760,7 +1735,7 @@ std::string WsHandshake(wsemu::WsClient &c)
 bool WsHandshakeOk(wsemu::WsClient &c, const char *what)
 {
     std::string head = WsHandshake(c);
-    std::string accept = Base64(wsemu::Sha1(std::string(kWsKey) + wsemu::kGuid));
+    std::string accept = wswire::AcceptKey(kWsKey);
     for (char &ch : accept) {
         ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
     }
