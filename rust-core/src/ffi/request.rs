@@ -303,6 +303,21 @@ impl Shared {
         false
     }
 
+    /// Polls `poll` to completion unless the host cancels the request first (then
+    /// `Err(cancelled)`); while it waits, a cancel wakes the driver.
+    async fn unless_cancelled<T>(
+        &self,
+        mut poll: impl FnMut(&mut Context<'_>) -> Poll<Result<T, Outcome>>,
+    ) -> Result<T, Outcome> {
+        poll_fn(|cx| {
+            if self.poll_cancelled(cx) {
+                return Poll::Ready(Err(Outcome::cancelled()));
+            }
+            poll(cx)
+        })
+        .await
+    }
+
     fn cancel(&self) {
         let wakers = {
             let mut st = self.state();
@@ -419,13 +434,9 @@ async fn run(
     client: ClientInfo,
 ) -> Result<(), Outcome> {
     let mut handle = pin!(app.handle(req, &client));
-    let mut resp = poll_fn(|cx| {
-        if shared.poll_cancelled(cx) {
-            return Poll::Ready(Err(Outcome::cancelled()));
-        }
-        handle.as_mut().poll(cx).map(Ok)
-    })
-    .await?;
+    let mut resp = shared
+        .unless_cancelled(|cx| handle.as_mut().poll(cx).map(Ok))
+        .await?;
     // A 101 carries the backend's connection (the engine only answers 101 to an upgrade).
     let upgrade = (resp.status() == http::StatusCode::SWITCHING_PROTOCOLS)
         .then(|| resp.extensions_mut().remove::<BackendUpgrade>());
@@ -502,13 +513,9 @@ async fn pump(shared: &Arc<Shared>, body: ResponseBody) -> Result<(), Outcome> {
         let frame = match next.take() {
             Some(f) => f,
             None => {
-                poll_fn(|cx| {
-                    if shared.poll_cancelled(cx) {
-                        return Poll::Ready(Err(Outcome::cancelled()));
-                    }
-                    body.as_mut().poll_frame(cx).map(Ok)
-                })
-                .await?
+                shared
+                    .unless_cancelled(|cx| body.as_mut().poll_frame(cx).map(Ok))
+                    .await?
             }
         };
         let Some(frame) = frame else { return Ok(()) };
@@ -607,15 +614,13 @@ async fn both_ways<T>(
 /// the client (response chunks). Ends when the backend closes its side.
 async fn tunnel(shared: &Arc<Shared>, on: hyper::upgrade::OnUpgrade) -> Result<(), Outcome> {
     let mut on = pin!(on);
-    let upgraded = poll_fn(|cx| {
-        if shared.poll_cancelled(cx) {
-            return Poll::Ready(Err(Outcome::cancelled()));
-        }
-        on.as_mut().poll(cx).map(|r| {
-            r.map_err(|e| Outcome(ancm_result::UpgradeFailed, crate::forward::describe(&e)))
+    let upgraded = shared
+        .unless_cancelled(|cx| {
+            on.as_mut().poll(cx).map(|r| {
+                r.map_err(|e| Outcome(ancm_result::UpgradeFailed, crate::forward::describe(&e)))
+            })
         })
-    })
-    .await?;
+        .await?;
     let fragments = {
         let mut st = shared.state();
         if st.read == Read::Ended {
@@ -635,13 +640,9 @@ async fn tunnel(shared: &Arc<Shared>, on: hyper::upgrade::OnUpgrade) -> Result<(
         loop {
             let mut buf = BytesMut::with_capacity(16 * 1024);
             let mut read = pin!(from_backend.read_buf(&mut buf));
-            let n = poll_fn(|cx| {
-                if shared.poll_cancelled(cx) {
-                    return Poll::Ready(Err(Outcome::cancelled()));
-                }
-                read.as_mut().poll(cx).map(|r| r.map_err(failed))
-            })
-            .await?;
+            let n = shared
+                .unless_cancelled(|cx| read.as_mut().poll(cx).map(|r| r.map_err(failed)))
+                .await?;
             if n == 0 {
                 return Ok(());
             }

@@ -186,13 +186,9 @@ pub(super) async fn tunnel(
             // Room for a real read: an empty BytesMut would take the bytes 64 at a time.
             decoder.buffer_mut().reserve(16 * 1024);
             let mut read = pin!(from_backend.read_buf(decoder.buffer_mut()));
-            let n = poll_fn(|cx| {
-                if shared.poll_cancelled(cx) {
-                    return Poll::Ready(Err(Outcome::cancelled()));
-                }
-                read.as_mut().poll(cx).map(|r| r.map_err(failed))
-            })
-            .await?;
+            let n = shared
+                .unless_cancelled(|cx| read.as_mut().poll(cx).map(|r| r.map_err(failed)))
+                .await?;
             if n == 0 {
                 // Without a close frame the session broke (the backend died): the host must
                 // abort the client's connection rather than end it as if closed cleanly.
