@@ -654,32 +654,37 @@ fn serve_cmd(bins: &Bins, port: u16, config: &Path, log: &Path) -> Result<Comman
     Ok(cmd)
 }
 
+/// Creates `site` with a web.config that starts bench-backend with `env`; returns its path.
+fn write_site(bins: &Bins, site: &Path, env: &[(&str, String)]) -> Result<PathBuf> {
+    std::fs::create_dir_all(site).map_err(|e| e.to_string())?;
+    let config = site.join("web.config");
+    std::fs::write(&config, web_config(&bins.backend, env)).map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
+/// Starts ancm-serve for `config` on a free port, logging to `log`, once it listens.
+fn start_serve(bins: &Bins, config: &Path, log: &Path) -> Result<(Proc, u16)> {
+    let port = free_port()?;
+    let p = Proc::spawn("ancm-serve", &mut serve_cmd(bins, port, config, log)?)?;
+    wait_listening(port, Duration::from_secs(10))?;
+    Ok((p, port))
+}
+
 fn workers() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 fn setup(bins: &Bins, tmp: &Path) -> Result<Setup> {
-    let site = tmp.join("site");
-    std::fs::create_dir_all(&site).map_err(|e| e.to_string())?;
     let backend_port = free_port()?;
-    let config = site.join("web.config");
-    std::fs::write(
-        &config,
-        web_config(
-            &bins.backend,
-            &[
-                ("ASPNETCORE_PORT", backend_port.to_string()),
-                ("BENCH_BACKEND_THREADS", "1".into()),
-            ],
-        ),
-    )
-    .map_err(|e| e.to_string())?;
-    let serve_port = free_port()?;
-    let serve = Proc::spawn(
-        "ancm-serve",
-        &mut serve_cmd(bins, serve_port, &config, &tmp.join("ancm-serve.log"))?,
+    let config = write_site(
+        bins,
+        &tmp.join("site"),
+        &[
+            ("ASPNETCORE_PORT", backend_port.to_string()),
+            ("BENCH_BACKEND_THREADS", "1".into()),
+        ],
     )?;
-    wait_listening(serve_port, Duration::from_secs(10))?;
+    let (serve, serve_port) = start_serve(bins, &config, &tmp.join("ancm-serve.log"))?;
     let status = http_get(serve_port, "/small", Duration::from_secs(10))?;
     if status != 200 {
         return Err(format!(
@@ -1135,27 +1140,17 @@ fn case_ws(opts: &Opts, bins: &Bins, s: &Setup, r: &mut Report) {
 /// listen time to `listen_log`.
 fn fresh_serve(bins: &Bins, tmp: &Path, tag: &str) -> Result<(Proc, u16, PathBuf)> {
     let site = tmp.join(format!("site-{tag}"));
-    std::fs::create_dir_all(&site).map_err(|e| e.to_string())?;
     let listen_log = site.join("listen.log");
     let _ = std::fs::remove_file(&listen_log);
-    let config = site.join("web.config");
-    std::fs::write(
-        &config,
-        web_config(
-            &bins.backend,
-            &[
-                ("BENCH_LISTEN_LOG", listen_log.display().to_string()),
-                ("BENCH_BACKEND_THREADS", "1".into()),
-            ],
-        ),
-    )
-    .map_err(|e| e.to_string())?;
-    let port = free_port()?;
-    let p = Proc::spawn(
-        "ancm-serve",
-        &mut serve_cmd(bins, port, &config, &site.join("ancm-serve.log"))?,
+    let config = write_site(
+        bins,
+        &site,
+        &[
+            ("BENCH_LISTEN_LOG", listen_log.display().to_string()),
+            ("BENCH_BACKEND_THREADS", "1".into()),
+        ],
     )?;
-    wait_listening(port, Duration::from_secs(10))?;
+    let (p, port) = start_serve(bins, &config, &site.join("ancm-serve.log"))?;
     Ok((p, port, listen_log))
 }
 
@@ -1277,14 +1272,11 @@ fn case_instr(opts: &Opts, bins: &Bins, tmp: &Path, r: &mut Report) {
     }
     // ancm-serve, starting its backend from a web.config.
     let res = (|| -> Result<f64> {
-        let site = dir.join("site");
-        std::fs::create_dir_all(&site).map_err(|e| e.to_string())?;
-        let config = site.join("web.config");
-        std::fs::write(
-            &config,
-            web_config(&bins.backend, &[("BENCH_BACKEND_THREADS", "1".into())]),
-        )
-        .map_err(|e| e.to_string())?;
+        let config = write_site(
+            bins,
+            &dir.join("site"),
+            &[("BENCH_BACKEND_THREADS", "1".into())],
+        )?;
         let port = free_port()?;
         let out = dir.join("ancm-serve.cg");
         let log = std::fs::File::create(dir.join("ancm-serve.log")).map_err(|e| e.to_string())?;

@@ -86,18 +86,31 @@ where
     Ok(send)
 }
 
+/// GET `path` on `send`; anything but a success status is an error.
+async fn get(
+    send: &mut http1::SendRequest<Empty<Bytes>>,
+    addr: SocketAddr,
+    path: &str,
+) -> Result<hyper::Response<hyper::body::Incoming>, Error> {
+    let req = Request::get(path)
+        .header(header::HOST, addr.to_string())
+        .body(Empty::new())?;
+    let resp = send.send_request(req).await?;
+    if !resp.status().is_success() {
+        return Err(format!("GET {path}: {}", resp.status()).into());
+    }
+    Ok(resp)
+}
+
 async fn idle(addr: SocketAddr, path: &str, conns: usize) -> Result<(), Error> {
     let mut held = Vec::with_capacity(conns);
     for _ in 0..conns {
         let mut send = connect::<Empty<Bytes>>(addr).await?;
-        let req = Request::get(path)
-            .header(header::HOST, addr.to_string())
-            .body(Empty::new())?;
-        let resp = send.send_request(req).await?;
-        if !resp.status().is_success() {
-            return Err(format!("GET {path}: {}", resp.status()).into());
-        }
-        resp.into_body().collect().await?;
+        get(&mut send, addr, path)
+            .await?
+            .into_body()
+            .collect()
+            .await?;
         held.push(send);
     }
     println!("ready conns={conns}");
@@ -115,14 +128,7 @@ async fn idle(addr: SocketAddr, path: &str, conns: usize) -> Result<(), Error> {
 async fn download(addr: SocketAddr, path: &str) -> Result<(), Error> {
     let mut send = connect::<Empty<Bytes>>(addr).await?;
     let start = Instant::now();
-    let req = Request::get(path)
-        .header(header::HOST, addr.to_string())
-        .body(Empty::new())?;
-    let resp = send.send_request(req).await?;
-    if !resp.status().is_success() {
-        return Err(format!("GET {path}: {}", resp.status()).into());
-    }
-    let mut body = resp.into_body();
+    let mut body = get(&mut send, addr, path).await?.into_body();
     let mut n: u64 = 0;
     while let Some(frame) = body.frame().await {
         n += frame?.data_ref().map_or(0, |d| d.len() as u64);
