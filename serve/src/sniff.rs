@@ -166,12 +166,9 @@ impl Framing {
                     }
                 },
                 State::Body(left) => {
-                    let take = left.min((bytes.len() - i) as u64);
-                    i += take as usize;
-                    self.state = if take == left {
-                        State::Head
-                    } else {
-                        State::Body(left - take)
+                    self.state = match skip(left, &mut i, bytes.len()) {
+                        0 => State::Head,
+                        left => State::Body(left),
                     };
                 }
                 State::ChunkSize(size) => {
@@ -197,12 +194,9 @@ impl Framing {
                     }
                 },
                 State::ChunkData(left) => {
-                    let take = left.min((bytes.len() - i) as u64);
-                    i += take as usize;
-                    self.state = if take == left {
-                        State::ChunkDataEnd
-                    } else {
-                        State::ChunkData(left - take)
+                    self.state = match skip(left, &mut i, bytes.len()) {
+                        0 => State::ChunkDataEnd,
+                        left => State::ChunkData(left),
                     };
                 }
                 State::ChunkDataEnd => match memchr::memchr(b'\n', &bytes[i..]) {
@@ -307,6 +301,14 @@ impl Framing {
             }
         };
     }
+}
+
+/// Moves `i` over up to `left` counted body bytes of the `len` in this read; returns how many
+/// are still to come.
+fn skip(left: u64, i: &mut usize, len: usize) -> u64 {
+    let take = left.min((len - *i) as u64);
+    *i += take as usize;
+    left - take
 }
 
 /// A Content-Length value as hyper reads it: ASCII digits, optional surrounding whitespace.
