@@ -158,19 +158,33 @@ async fn connect(port: u16, timeout: Duration) -> Result<Sender, ForwardError> {
     tokio::spawn(async move {
         // Ends when the connection closes; errors reach the request that was on it. Why it
         // ended is recorded before the connection (and the channel its senders watch) is
-        // dropped.
+        // dropped; the guard, declared after the connection and so dropped before it, records
+        // a plain close if the task itself is dropped (runtime shut down), so that
+        // `after_response` never waits on a reason that will not come.
         let mut conn = std::pin::pin!(conn.with_upgrades());
+        let guard = EndedOnDrop(ended_here);
         let r = std::future::poll_fn(|cx| conn.as_mut().poll(cx)).await;
         let why = match r {
             Err(e) if is_extra_bytes(&e) => EXTRA_BYTES,
             _ => CLOSED,
         };
-        ended_here.store(why, Ordering::Release);
+        guard.0.store(why, Ordering::Release);
     });
     Ok(Sender {
         send: sender,
         ended,
     })
+}
+
+/// Records [`CLOSED`] when dropped, unless a reason was recorded first.
+struct EndedOnDrop(Arc<AtomicU8>);
+
+impl Drop for EndedOnDrop {
+    fn drop(&mut self) {
+        let _ = self
+            .0
+            .compare_exchange(RUNNING, CLOSED, Ordering::AcqRel, Ordering::Acquire);
+    }
 }
 
 /// hyper's client fails an idle connection that receives bytes no request asked for; it has
