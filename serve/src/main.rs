@@ -39,6 +39,13 @@ struct Args {
 /// Exit code for bad usage or configuration (as clap uses for usage errors).
 const EXIT_USAGE: u8 = 2;
 
+/// jemalloc's per-thread caches cover hyper's 8 KiB read buffers and 32 KiB header arrays, which
+/// glibc's do not: 7 % fewer instructions per request and half the memory per idle connection
+/// (docs/decisions.md, "ancm-serve allocates with jemalloc").
+#[cfg(not(windows))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();

@@ -6,7 +6,7 @@ use std::process::Command;
 
 /// Runs every test suite of the project.
 pub fn run(_args: &[String]) -> Result {
-    ensure_packages(&[("python3", "python3"), ("curl", "curl")])?;
+    ensure_packages(&[("python3", "python3"), ("curl", "curl"), ("make", "make")])?;
     ensure_python_modules(&[("websockets", "websockets")])?;
     let root = root();
     sh_run(
