@@ -6,12 +6,14 @@ mod listen;
 mod reload;
 mod server;
 mod sniff;
+mod timer;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use ancm_core::{App, Config, HostInfo};
 use arc_swap::ArcSwap;
@@ -31,6 +33,11 @@ struct Args {
     /// The app's virtual path, given to the app as ASPNETCORE_APPL_PATH.
     #[arg(long, value_name = "PATH", default_value = "/")]
     app_path: String,
+    /// Seconds a client may take to send a request head, counted from when the connection
+    /// starts waiting for it (so also the longest a keep-alive connection may sit idle); 0 turns
+    /// the limit off. Enforced to within a second.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    header_timeout: u64,
     /// The web.config to serve.
     #[arg(value_name = "CONFIG", default_value = "web.config")]
     config: PathBuf,
@@ -76,6 +83,8 @@ fn run(args: Args) -> Result<(), (u8, String)> {
     let mut host = HostInfo::new(site_root);
     host.app_path = args.app_path;
     let config_path = args.config;
+    let header_timeout =
+        (args.header_timeout > 0).then(|| Duration::from_secs(args.header_timeout));
 
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let layout = listen::bind(&listen, workers).map_err(|e| (1, e))?;
@@ -113,7 +122,7 @@ fn run(args: Args) -> Result<(), (u8, String)> {
                     let _in_rt = rt.enter();
                     for l in listeners {
                         let l = tokio::net::TcpListener::from_std(l).map_err(runtime_error)?;
-                        rt.spawn(server::accept_loop(l, current.clone()));
+                        rt.spawn(server::accept_loop(l, current.clone(), header_timeout));
                     }
                 }
                 runtimes.push(rt);
@@ -136,7 +145,7 @@ fn run(args: Args) -> Result<(), (u8, String)> {
                 let current: reload::CurrentApp = Arc::new(ArcSwap::from_pointee(app));
                 for l in listeners {
                     let l = tokio::net::TcpListener::from_std(l).map_err(runtime_error)?;
-                    tokio::spawn(server::accept_loop(l, current.clone()));
+                    tokio::spawn(server::accept_loop(l, current.clone(), header_timeout));
                 }
                 supervise(config_path, host, current).await;
                 Ok::<_, (u8, String)>(())

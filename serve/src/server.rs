@@ -2,6 +2,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ancm_core::forward::upgrade::{is_upgrade_request, tunnel, BackendUpgrade};
 use ancm_core::{App, ClientInfo, EngineStatus, RequestBody, ResponseBody};
@@ -9,18 +10,24 @@ use http::{HeaderName, HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::reload::CurrentApp;
 use crate::sniff::Sniffed;
+use crate::timer::CoarseTimer;
 
 /// The header that carries IIS's status.substatus (e.g. `502.5`) on responses the engine
 /// made, since plain HTTP has no substatus.
 pub const STATUS_HEADER: HeaderName = HeaderName::from_static("x-ancm-status");
 
-/// Accepts connections forever, serving each on its own task.
-pub async fn accept_loop(listener: TcpListener, app: CurrentApp) {
+/// Accepts connections forever, serving each on its own task. A client that has not sent a
+/// whole request head within `header_timeout` of the connection starting to wait for one (idle
+/// keep-alive time included) loses the connection; `None` waits forever.
+pub async fn accept_loop(listener: TcpListener, app: CurrentApp, header_timeout: Option<Duration>) {
+    // One timer per accept loop: its connections run on this loop's worker, so its lock is
+    // uncontended. Coarse: the timeout may fire up to a second late.
+    let timer = CoarseTimer::new(Duration::from_secs(1));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
@@ -33,6 +40,7 @@ pub async fn accept_loop(listener: TcpListener, app: CurrentApp) {
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
+        let timer = timer.clone();
         let client = Arc::new(ClientInfo::http(peer));
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<Incoming>| {
@@ -45,7 +53,8 @@ pub async fn accept_loop(listener: TcpListener, app: CurrentApp) {
                 Box::pin(async move { Ok::<_, Infallible>(serve(&app, &client, req).await) })
             });
             let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
+                .timer(timer)
+                .header_read_timeout(header_timeout)
                 .keep_alive(true)
                 .preserve_header_case(true)
                 .serve_connection(TokioIo::new(Sniffed::new(stream)), service)

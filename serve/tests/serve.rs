@@ -573,3 +573,61 @@ fn an_idempotent_request_whose_process_died_is_sent_once_more() {
     let pid3 = serve.get("/pid").text().parse::<u32>().unwrap();
     assert_ne!(pid1, pid3);
 }
+
+/// Reads until the server closes the connection (or the 60 s read timeout panics the test);
+/// returns what arrived.
+fn read_until_closed(c: &mut Conn) -> Vec<u8> {
+    use std::io::Read;
+    let mut got = Vec::new();
+    c.reader
+        .read_to_end(&mut got)
+        .expect("the connection was closed, not timed out");
+    got
+}
+
+#[test]
+fn header_timeout_closes_slow_heads_and_idle_keep_alive_connections() {
+    use std::io::Write;
+    let site = hello_site("header-timeout", "", "");
+    let serve = Serve::start_args(&site, &["--header-timeout", "1"]);
+    assert_eq!(serve.get("/").status, 200);
+
+    // A head that never ends: the connection is closed without forwarding anything.
+    let mut slow = Conn::open(serve.addr);
+    slow.stream()
+        .write_all(b"GET /json HTTP/1.1\r\nHost: test\r\nX-Slow: 1\r\n")
+        .unwrap();
+    // An idle keep-alive connection, after one answered request.
+    let mut idle = Conn::open(serve.addr);
+    idle.send("GET", "/", &[], b"");
+    assert_eq!(idle.read_response(false).status, 200);
+    // A client that keeps sending requests is not affected meanwhile.
+    let mut busy = Conn::open(serve.addr);
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_millis(2500) {
+        busy.send("GET", "/", &[], b"");
+        assert_eq!(busy.read_response(false).status, 200);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let slow_got = read_until_closed(&mut slow);
+    assert!(
+        slow_got.is_empty() || slow_got.starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&slow_got)
+    );
+    assert!(read_until_closed(&mut idle).is_empty());
+}
+
+#[test]
+fn header_timeout_zero_turns_the_limit_off() {
+    let site = hello_site("header-timeout-off", "", "");
+    let serve = Serve::start_args(&site, &["--header-timeout", "0"]);
+    let mut idle = Conn::open(serve.addr);
+    idle.send("GET", "/", &[], b"");
+    assert_eq!(idle.read_response(false).status, 200);
+    // Well past what a 1 s limit (plus its 1 s granularity) would allow.
+    std::thread::sleep(Duration::from_secs(3));
+    idle.send("GET", "/", &[], b"");
+    assert_eq!(idle.read_response(false).status, 200);
+}

@@ -2,12 +2,13 @@
  * backends (examples/hello/app.py, tests/backends). Usage: host_test <repo root>.
  * Each check prints "ok - name" or "not ok - name: why"; the exit code is the number of
  * failures (capped at 100). */
-#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700 /* nftw, beside POSIX 2008 */
 
 #include "ancm.h"
 #include "sha256.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -875,6 +876,17 @@ static void on_log(void *ud, ancm_log_level level, uint32_t event, const uint8_t
     if (level <= ANCM_LOG_LEVEL_WARN) fprintf(stderr, "    [ancm %u] %.*s\n", level, (int)len, (const char *)msg);
 }
 
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st; (void)flag; (void)ftw;
+    return remove(path);
+}
+
+/* A passing run leaves nothing in /tmp; a failing one keeps its site (app logs) to read. */
+static int finish(void) {
+    if (failures == 0) nftw(site_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return failures > 100 ? 100 : failures;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: %s <repo root> [--quick] [--no-ws]\n", argv[0]);
@@ -896,7 +908,7 @@ int main(int argc, char **argv) {
         make_site("ws", "tests/backends/ws_echo.py", "", config, sizeof config);
         test_websocket(config);
         test_websocket_fragments(config);
-        return failures;
+        return finish();
     }
     test_config_errors();
 
@@ -933,5 +945,5 @@ int main(int argc, char **argv) {
            atomic_load(&started_events) > 0 && atomic_load(&failed_events) > 0);
     ancm_log_set_callback(NULL, NULL, ANCM_LOG_LEVEL_OFF);
     printf("host_test: %d failure(s)\n", failures);
-    return failures > 100 ? 100 : failures;
+    return finish();
 }

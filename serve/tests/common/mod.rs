@@ -20,10 +20,32 @@ pub fn repo() -> PathBuf {
 
 /// A fresh, empty folder for one test.
 pub fn temp_site(name: &str) -> PathBuf {
+    remove_stale_sites(name);
     let dir = std::env::temp_dir().join(format!("ancm-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Removes the sites of earlier runs of this test whose test process is gone. A run keeps its
+/// own site (a failed test's logs stay there to read) until the next run of that test.
+fn remove_stale_sites(name: &str) {
+    let prefix = format!("ancm-test-{name}-");
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let file_name = e.file_name();
+        let Some(pid) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let gone = pid
+            .parse::<u32>()
+            .is_ok_and(|p| !Path::new(&format!("/proc/{p}")).exists());
+        if gone {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// A web.config with an aspNetCore section made of `attrs` and an optional inner XML.
