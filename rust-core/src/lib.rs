@@ -11,6 +11,7 @@ pub mod ffi;
 pub mod forward;
 pub mod host;
 pub mod process;
+pub mod timer;
 pub mod worker;
 
 pub use app::{App, AppStatus};

@@ -6,7 +6,6 @@ mod listen;
 mod reload;
 mod server;
 mod sniff;
-mod timer;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

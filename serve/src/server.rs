@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ancm_core::forward::upgrade::{is_upgrade_request, tunnel, BackendUpgrade};
+use ancm_core::timer::CoarseTimer;
 use ancm_core::{App, ClientInfo, EngineStatus, RequestBody, ResponseBody};
 use http::{HeaderName, HeaderValue, Request, Response};
 use hyper::body::Incoming;
@@ -15,7 +16,6 @@ use tokio::net::TcpListener;
 
 use crate::reload::CurrentApp;
 use crate::sniff::Sniffed;
-use crate::timer::CoarseTimer;
 
 /// The header that carries IIS's status.substatus (e.g. `502.5`) on responses the engine
 /// made, since plain HTTP has no substatus.
