@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use base64::Engine as _;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 
 /// Who the client is, as the host saw it.
 #[derive(Debug, Clone)]
@@ -93,17 +93,20 @@ pub fn translate_request(h: &mut HeaderMap, client: &ClientInfo, token: &HeaderV
         }
     }
     let addr = SocketAddr::new(client.addr.ip().to_canonical(), client.addr.port());
-    if h.contains_key(&XFF) {
-        append_list(h, XFF, &addr.to_string());
-    } else {
-        h.insert(XFF, addr_value(addr));
+    // `entry`: one hash of the name when the client sent none (the common case).
+    match h.entry(XFF) {
+        Entry::Vacant(v) => {
+            v.insert(addr_value(addr));
+        }
+        Entry::Occupied(_) => append_list(h, XFF, &addr.to_string()),
     }
     let proto = if client.https { "https" } else { "http" };
-    if h.contains_key(&XFP) {
-        append_list(h, XFP, proto);
-    } else {
+    match h.entry(XFP) {
         // The common case costs no allocation.
-        h.insert(XFP, HeaderValue::from_static(proto));
+        Entry::Vacant(v) => {
+            v.insert(HeaderValue::from_static(proto));
+        }
+        Entry::Occupied(_) => append_list(h, XFP, proto),
     }
     h.insert(TOKEN, token.clone());
     if let Some(der) = &client.client_cert_der {
