@@ -10,6 +10,7 @@ use std::ffi::c_void;
 use std::future::{poll_fn, Future};
 use std::net::{IpAddr, SocketAddr};
 use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -198,15 +199,13 @@ struct State {
     body_waker: Option<Waker>,
     /// The chunk delivered and not yet acknowledged; kept alive for the host until then.
     write: Option<Bytes>,
-    /// Waker of the request's driver task.
+    /// Waker of the request's driver task, registered when `drive` first polls the request and
+    /// kept until `complete` (wake it by reference: `unless_cancelled` relies on it staying).
     driver_waker: Option<Waker>,
     /// The driver waits for the acknowledgement of `write` (only then does an ack wake it: an
     /// ack from inside the `response_body` callback finds the driver still running, and waking
     /// it would cost a spurious poll of the whole request).
     awaiting_ack: bool,
-    cancelled: bool,
-    /// `complete` has been (or is being) delivered.
-    finished: bool,
     /// After an upgrade: both directions run at once, whatever `serialize`.
     duplex: bool,
     /// The host's choice of message fragments for an upgraded WebSocket (see `websocket`).
@@ -219,6 +218,12 @@ pub struct Shared {
     userdata: *mut c_void,
     serialize: bool,
     state: Mutex<State>,
+    /// The host cancelled. Written only with `state` locked (so a waker registered under the
+    /// lock is either seen by `cancel` or sees the flag), read without it: the driver checks it
+    /// on every poll, and an atomic load is all that check costs.
+    cancelled: AtomicBool,
+    /// `complete` has been (or is being) delivered. Written like `cancelled`.
+    finished: AtomicBool,
     /// Held while a callback runs, so callbacks never overlap; `true` once `complete` ran.
     calling: Mutex<bool>,
 }
@@ -232,11 +237,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn store_waker(slot: &mut Option<Waker>, cx: &Context<'_>) {
+fn store_waker(slot: &mut Option<Waker>, waker: &Waker) {
     match slot {
-        Some(w) if w.will_wake(cx.waker()) => {}
-        _ => *slot = Some(cx.waker().clone()),
+        Some(w) if w.will_wake(waker) => {}
+        _ => *slot = Some(waker.clone()),
     }
+}
+
+/// A waker's identity (what `Waker::will_wake` compares), as plain numbers so that a future
+/// holding it stays `Send`.
+fn waker_id(w: &Waker) -> (usize, usize) {
+    (w.data() as usize, w.vtable() as *const _ as usize)
 }
 
 fn wake_all(wakers: [Option<Waker>; 2]) {
@@ -262,6 +273,16 @@ impl Shared {
         lock(&self.state)
     }
 
+    /// Whether the host cancelled the request.
+    fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+
+    /// Whether the request was cancelled or has completed: nothing more is expected of the host.
+    fn is_over(&self) -> bool {
+        self.is_cancelled() || self.finished.load(Ordering::Acquire)
+    }
+
     /// Runs a callback unless `complete` has already run.
     fn call(&self, f: impl FnOnce(&Table, *mut c_void)) {
         let done = lock(&self.calling);
@@ -275,7 +296,7 @@ impl Shared {
     fn complete(&self, result: ancm_result, message: &str) {
         let body_waker = {
             let mut st = self.state();
-            st.finished = true;
+            self.finished.store(true, Ordering::Release);
             // The driver is the caller: waking it would only cost it a useless poll.
             st.driver_waker = None;
             st.body_waker.take()
@@ -293,24 +314,20 @@ impl Shared {
         }
     }
 
-    /// True if cancelled; otherwise registers the driver task's waker.
-    fn poll_cancelled(&self, cx: &Context<'_>) -> bool {
-        let mut st = self.state();
-        if st.cancelled {
-            return true;
-        }
-        store_waker(&mut st.driver_waker, cx);
-        false
+    /// Registers `waker` as the driver's.
+    fn register_driver(&self, waker: &Waker) {
+        store_waker(&mut self.state().driver_waker, waker);
     }
 
     /// Polls `poll` to completion unless the host cancels the request first (then
-    /// `Err(cancelled)`); while it waits, a cancel wakes the driver.
+    /// `Err(cancelled)`); while it waits, a cancel wakes the driver. The check takes no lock:
+    /// `drive` registered the driver's waker before it first polled the request.
     async fn unless_cancelled<T>(
         &self,
         mut poll: impl FnMut(&mut Context<'_>) -> Poll<Result<T, Outcome>>,
     ) -> Result<T, Outcome> {
         poll_fn(|cx| {
-            if self.poll_cancelled(cx) {
+            if self.is_cancelled() {
                 return Poll::Ready(Err(Outcome::cancelled()));
             }
             poll(cx)
@@ -321,7 +338,7 @@ impl Shared {
     fn cancel(&self) {
         let wakers = {
             let mut st = self.state();
-            st.cancelled = true;
+            self.cancelled.store(true, Ordering::Release);
             [st.body_waker.take(), st.driver_waker.take()]
         };
         wake_all(wakers);
@@ -344,7 +361,7 @@ impl Body for HostBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let shared = &self.shared;
         let mut st = shared.state();
-        if st.cancelled || st.finished {
+        if shared.is_over() {
             return Poll::Ready(Some(Err("the request was cancelled".into())));
         }
         if let Some(b) = st.supplied.take() {
@@ -353,11 +370,11 @@ impl Body for HostBody {
         match st.read {
             Read::Ended => Poll::Ready(None),
             Read::Asked => {
-                store_waker(&mut st.body_waker, cx);
+                store_waker(&mut st.body_waker, cx.waker());
                 Poll::Pending
             }
             Read::Idle => {
-                store_waker(&mut st.body_waker, cx);
+                store_waker(&mut st.body_waker, cx.waker());
                 if shared.serialize && !st.duplex && st.write.is_some() {
                     return Poll::Pending;
                 }
@@ -403,7 +420,15 @@ pub(crate) async fn drive(job: Job, finishing: impl FnOnce()) {
     // Pinned in the driver's own state: drivers are long-lived, so this costs no allocation per
     // request (boxing it in a task per request did; case (h) of `cargo xtask bench`).
     let mut work = pin!(run(&shared, app, req, client));
+    // The driver's waker, registered with the request at the first poll (and again should the
+    // task's waker ever change), so that checking for a cancel needs no lock.
+    let mut registered = None;
     let outcome = poll_fn(|cx| {
+        let id = waker_id(cx.waker());
+        if registered != Some(id) {
+            shared.register_driver(cx.waker());
+            registered = Some(id);
+        }
         let work = work.as_mut();
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work.poll(cx))) {
             Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
@@ -496,11 +521,16 @@ fn deliver_head(shared: &Shared, resp: &Response<ResponseBody>, upgraded: bool) 
         header_count: headers.len(),
         upgraded,
     };
-    // Only during a 101's head may the host choose WebSocket fragments.
-    shared.state().ws.in_head = upgraded;
+    // Only during a 101's head may the host choose WebSocket fragments (`in_head` is false
+    // otherwise, so other responses need not lock for it).
+    if upgraded {
+        shared.state().ws.in_head = true;
+    }
     // SAFETY: the host's callback; `head` and what it points at outlive the call.
     shared.call(|t, ud| unsafe { (t.response_head)(ud, &head) });
-    shared.state().ws.in_head = false;
+    if upgraded {
+        shared.state().ws.in_head = false;
+    }
 }
 
 type BodyFrame = Option<Result<Frame<Bytes>, crate::forward::BodyError>>;
@@ -561,11 +591,11 @@ async fn write_with(
     let mut data = Some(data);
     poll_fn(|cx| {
         let mut st = shared.state();
-        if st.cancelled {
+        if shared.is_cancelled() {
             return Poll::Ready(Err(Outcome::cancelled()));
         }
         if shared.serialize && !st.duplex && st.read == Read::Asked {
-            store_waker(&mut st.driver_waker, cx);
+            store_waker(&mut st.driver_waker, cx.waker());
             return Poll::Pending;
         }
         st.write = data.take();
@@ -575,13 +605,13 @@ async fn write_with(
     shared.call(|t, ud| deliver(t, ud, addr as *const u8, len));
     poll_fn(|cx| {
         let mut st = shared.state();
-        if st.cancelled {
+        if shared.is_cancelled() {
             return Poll::Ready(Err(Outcome::cancelled()));
         }
         if st.write.is_none() {
             return Poll::Ready(Ok(()));
         }
-        store_waker(&mut st.driver_waker, cx);
+        store_waker(&mut st.driver_waker, cx.waker());
         st.awaiting_ack = true;
         Poll::Pending
     })
@@ -864,11 +894,11 @@ pub unsafe extern "C" fn ancm_request_start(
                 write: None,
                 driver_waker: None,
                 awaiting_ack: false,
-                cancelled: false,
-                finished: false,
                 duplex: false,
                 ws: websocket::HostMode::default(),
             }),
+            cancelled: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
             calling: Mutex::new(false),
         });
         let (req, client) = try_ffi!(unsafe { build_request(head, &shared, app) });
@@ -907,7 +937,7 @@ pub unsafe extern "C" fn ancm_request_supply_body(
         }
         let wakers = {
             let mut st = shared.state();
-            if st.cancelled || st.finished {
+            if shared.is_over() {
                 return ancm_result::Ok;
             }
             if st.read != Read::Asked {
@@ -915,7 +945,7 @@ pub unsafe extern "C" fn ancm_request_supply_body(
             }
             st.supplied = Some(Bytes::copy_from_slice(data));
             st.read = Read::Idle;
-            [st.body_waker.take(), st.driver_waker.take()]
+            [st.body_waker.take(), st.driver_waker.clone()]
         };
         wake_all(wakers);
         ancm_result::Ok
@@ -935,7 +965,7 @@ pub unsafe extern "C" fn ancm_request_end_body(request: *const ancm_request) -> 
         let wakers = {
             let mut st = shared.state();
             st.read = Read::Ended;
-            [st.body_waker.take(), st.driver_waker.take()]
+            [st.body_waker.take(), st.driver_waker.clone()]
         };
         wake_all(wakers);
         ancm_result::Ok
@@ -955,7 +985,7 @@ pub unsafe extern "C" fn ancm_request_ack_write(request: *const ancm_request) ->
         let (chunk, wakers) = {
             let mut st = shared.state();
             let chunk = st.write.take();
-            if chunk.is_none() && !(st.cancelled || st.finished) {
+            if chunk.is_none() && !shared.is_over() {
                 return ancm_result::NoWritePending;
             }
             let driver = if std::mem::take(&mut st.awaiting_ack) {
@@ -996,7 +1026,7 @@ pub unsafe extern "C" fn ancm_request_cancel(request: *const ancm_request) -> an
 pub unsafe extern "C" fn ancm_request_free(request: *mut ancm_request) {
     guard_void(|| {
         if let Some(shared) = unsafe { free_arc(request) } {
-            if !shared.state().finished {
+            if !shared.finished.load(Ordering::Acquire) {
                 shared.cancel();
             }
         }
