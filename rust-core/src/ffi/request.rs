@@ -8,7 +8,8 @@
 
 use std::ffi::c_void;
 use std::future::{poll_fn, Future};
-use std::net::{IpAddr, SocketAddr};
+use std::mem::MaybeUninit;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -498,17 +499,18 @@ fn deliver_head(shared: &Shared, resp: &Response<ResponseBody>, upgraded: bool) 
         name: ancm_slice::of(n.as_str().as_bytes()),
         value: ancm_slice::of(v.as_bytes()),
     };
-    // Most responses have a few headers: those go in an array on the stack, not a heap Vec.
-    let mut inline = [ancm_header {
-        name: ancm_slice::of(&[]),
-        value: ancm_slice::of(&[]),
-    }; INLINE_HEADERS];
+    // Most responses have a few headers: those go in an array on the stack, not a heap Vec
+    // (left uninitialised: only the slots written are read).
+    let mut inline = [MaybeUninit::<ancm_header>::uninit(); INLINE_HEADERS];
     let spilled: Vec<ancm_header>;
     let headers: &[ancm_header] = if resp.headers().len() <= INLINE_HEADERS {
+        let mut n = 0;
         for (slot, h) in inline.iter_mut().zip(resp.headers()) {
-            *slot = view(h);
+            slot.write(view(h));
+            n += 1;
         }
-        &inline[..resp.headers().len()]
+        // SAFETY: the first `n` slots were written just above.
+        unsafe { std::slice::from_raw_parts(inline.as_ptr().cast::<ancm_header>(), n) }
     } else {
         spilled = resp.headers().iter().map(view).collect();
         &spilled
@@ -763,10 +765,9 @@ pub unsafe fn parse_head(head: &ancm_request_head) -> Result<ParsedHead, ancm_re
             .map_err(|_| ancm_result::InvalidHeader)?;
         headers.append(name, value);
     }
-    let ip: IpAddr = unsafe { head.client_address.str() }
-        .map_err(|_| ancm_result::InvalidClientAddress)?
-        .parse()
-        .map_err(|_| ancm_result::InvalidClientAddress)?;
+    let ip = client_ip(
+        unsafe { head.client_address.bytes() }.map_err(|_| ancm_result::InvalidClientAddress)?,
+    )?;
     let cert = unsafe { head.client_cert_der.bytes()? };
     let auth_type = unsafe { head.auth_type.str()? };
     if !head.windows_token.is_null() && !cfg!(windows) {
@@ -795,6 +796,45 @@ pub unsafe fn parse_head(head: &ancm_request_head) -> Result<ParsedHead, ancm_re
         body,
         windows_token,
     })
+}
+
+/// The client's address from its text: plain dotted-quad IPv4 (what IIS gives for most clients)
+/// directly from the bytes, anything else through the standard parser, which decides what is
+/// valid (the direct path accepts only what it accepts, with the same result; ≈ 200 instructions
+/// less per request, case (h) of `cargo xtask bench`).
+fn client_ip(text: &[u8]) -> Result<IpAddr, ancm_result> {
+    if let Some(v4) = plain_ipv4(text) {
+        return Ok(IpAddr::V4(v4));
+    }
+    std::str::from_utf8(text)
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .ok_or(ancm_result::InvalidClientAddress)
+}
+
+/// Four dot-separated decimal octets of 1–3 digits, no leading zero, each ≤ 255; `None` for
+/// anything else (left to the standard parser).
+fn plain_ipv4(text: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = text.split(|&c| c == b'.');
+    for octet in &mut octets {
+        let part = parts.next()?;
+        if part.is_empty() || part.len() > 3 || (part.len() > 1 && part[0] == b'0') {
+            return None;
+        }
+        let mut v: u16 = 0;
+        for &d in part {
+            if !d.is_ascii_digit() {
+                return None;
+            }
+            v = v * 10 + u16::from(d - b'0');
+        }
+        *octet = u8::try_from(v).ok()?;
+    }
+    match parts.next() {
+        Some(_) => None,
+        None => Some(Ipv4Addr::from(octets)),
+    }
 }
 
 /// Builds the engine request from the C head; takes the engine's own duplicate of the Windows
@@ -1097,6 +1137,61 @@ mod tests {
         assert_eq!(unsafe { parse_head(&h) }.unwrap().body, BodyKind::Length(7));
         h.content_length = 0;
         assert_eq!(unsafe { parse_head(&h) }.unwrap().body, BodyKind::Empty);
+    }
+
+    #[test]
+    fn plain_ipv4_agrees_with_the_standard_parser() {
+        let mut cases: Vec<String> = [
+            "203.0.113.7",
+            "0.0.0.0",
+            "255.255.255.255",
+            "127.0.0.1",
+            "10.0.0.01",
+            "1.2.3",
+            "1.2.3.4.5",
+            "256.1.1.1",
+            "1.2.3.4.",
+            ".1.2.3.4",
+            "1..2.3",
+            "1.2.3.0004",
+            "00.1.2.3",
+            "1.2.3.-4",
+            "1.2.3.+4",
+            " 1.2.3.4",
+            "1.2.3.4 ",
+            "1.2.3.a",
+            "::1",
+            "::ffff:1.2.3.4",
+            "",
+            "999.1.1.1",
+            "1.2.3.1000",
+            "01.2.3.4",
+            "0.0.0.00",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for a in [
+            0u16, 1, 9, 10, 99, 100, 199, 200, 249, 250, 255, 256, 300, 999,
+        ] {
+            cases.push(format!("{a}.{a}.1.{a}"));
+            cases.push(format!("1.0{a}.1.1"));
+        }
+        for text in &cases {
+            let std: Option<IpAddr> = text.parse().ok();
+            let fast = plain_ipv4(text.as_bytes());
+            if let Some(v4) = fast {
+                assert_eq!(std, Some(IpAddr::V4(v4)), "{text:?}");
+            } else if let Some(IpAddr::V4(_)) = std {
+                panic!("{text:?}: valid dotted-quad IPv4 missed by the direct path");
+            }
+            assert_eq!(
+                client_ip(text.as_bytes()).ok(),
+                std,
+                "{text:?}: client_ip differs from the standard parser"
+            );
+        }
+        assert_eq!(client_ip(b"\xff"), Err(ancm_result::InvalidClientAddress));
     }
 
     #[test]
