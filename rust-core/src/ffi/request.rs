@@ -201,7 +201,8 @@ struct State {
     /// The chunk delivered and not yet acknowledged; kept alive for the host until then.
     write: Option<Bytes>,
     /// Waker of the request's driver task, registered when `drive` first polls the request and
-    /// kept until `complete` (wake it by reference: `unless_cancelled` relies on it staying).
+    /// kept until `complete` or `cancel` (others wake a clone: `unless_cancelled` relies on it
+    /// staying).
     driver_waker: Option<Waker>,
     /// The driver waits for the acknowledgement of `write` (only then does an ack wake it: an
     /// ack from inside the `response_body` callback finds the driver still running, and waking
@@ -800,7 +801,7 @@ pub unsafe fn parse_head(head: &ancm_request_head) -> Result<ParsedHead, ancm_re
 
 /// The client's address from its text: plain dotted-quad IPv4 (what IIS gives for most clients)
 /// directly from the bytes, anything else through the standard parser, which decides what is
-/// valid (the direct path accepts only what it accepts, with the same result; ≈ 200 instructions
+/// valid (the direct path accepts only what it accepts, with the same result; ≈ 70 instructions
 /// less per request, case (h) of `cargo xtask bench`).
 fn client_ip(text: &[u8]) -> Result<IpAddr, ancm_result> {
     if let Some(v4) = plain_ipv4(text) {
