@@ -472,6 +472,27 @@ static void test_cancel(ancm_app *app) {
     report("client disconnect mid-response (ancm_request_cancel)", ok);
 }
 
+/* Cancelled while the backend has not answered yet: the engine waits on the backend, not on the
+ * host, so only the cancel itself can end the request this early (the backend sleeps 12 s). */
+static void test_cancel_before_head(ancm_app *app) {
+    bool ok = true;
+    test_req t;
+    memset(&t, 0, sizeof t);
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    /* run_request cancels when its 1 s are up, then waits for complete */
+    run_request(app, &t, "GET", "/sleep?s=12", NULL, 0, 0, 1);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    double secs = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+    CHECK(t.done, "complete never came");
+    CHECK(t.result == ANCM_RESULT_CANCELLED, "result %u: %s", t.result, t.message);
+    CHECK(t.status == 0, "a response head came (status %d)", t.status);
+    CHECK(secs < 8.0, "cancel took %.1f s (the backend answers after 12 s)", secs);
+    CHECK(t.violations == 0, "%d protocol violations", t.violations);
+    finish_request(&t);
+    report("client disconnect before the response head (ancm_request_cancel)", ok);
+}
+
 static void test_serialized_echo(ancm_app *app) {
     /* The backend answers (echoes) while the upload is still going: with serialize_io the core
      * must alternate reads and writes, never overlapping them. */
@@ -922,6 +943,7 @@ int main(int argc, char **argv) {
         test_upload(app, quick ? (1u << 20) : (3u << 20), true);
         test_download(app, quick ? (1u << 20) : (8u << 20));
         test_cancel(app);
+        test_cancel_before_head(app);
         test_serialized_echo(app);
         test_many_in_flight(app);
         ancm_app_status st;

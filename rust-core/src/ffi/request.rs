@@ -8,8 +8,10 @@
 
 use std::ffi::c_void;
 use std::future::{poll_fn, Future};
-use std::net::{IpAddr, SocketAddr};
+use std::mem::MaybeUninit;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -198,15 +200,14 @@ struct State {
     body_waker: Option<Waker>,
     /// The chunk delivered and not yet acknowledged; kept alive for the host until then.
     write: Option<Bytes>,
-    /// Waker of the request's driver task.
+    /// Waker of the request's driver task, registered when `drive` first polls the request and
+    /// kept until `complete` or `cancel` (others wake a clone: `unless_cancelled` relies on it
+    /// staying).
     driver_waker: Option<Waker>,
     /// The driver waits for the acknowledgement of `write` (only then does an ack wake it: an
     /// ack from inside the `response_body` callback finds the driver still running, and waking
     /// it would cost a spurious poll of the whole request).
     awaiting_ack: bool,
-    cancelled: bool,
-    /// `complete` has been (or is being) delivered.
-    finished: bool,
     /// After an upgrade: both directions run at once, whatever `serialize`.
     duplex: bool,
     /// The host's choice of message fragments for an upgraded WebSocket (see `websocket`).
@@ -219,6 +220,12 @@ pub struct Shared {
     userdata: *mut c_void,
     serialize: bool,
     state: Mutex<State>,
+    /// The host cancelled. Written only with `state` locked (so a waker registered under the
+    /// lock is either seen by `cancel` or sees the flag), read without it: the driver checks it
+    /// on every poll, and an atomic load is all that check costs.
+    cancelled: AtomicBool,
+    /// `complete` has been (or is being) delivered. Written like `cancelled`.
+    finished: AtomicBool,
     /// Held while a callback runs, so callbacks never overlap; `true` once `complete` ran.
     calling: Mutex<bool>,
 }
@@ -232,11 +239,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn store_waker(slot: &mut Option<Waker>, cx: &Context<'_>) {
+fn store_waker(slot: &mut Option<Waker>, waker: &Waker) {
     match slot {
-        Some(w) if w.will_wake(cx.waker()) => {}
-        _ => *slot = Some(cx.waker().clone()),
+        Some(w) if w.will_wake(waker) => {}
+        _ => *slot = Some(waker.clone()),
     }
+}
+
+/// A waker's identity (what `Waker::will_wake` compares), as plain numbers so that a future
+/// holding it stays `Send`.
+fn waker_id(w: &Waker) -> (usize, usize) {
+    (w.data() as usize, w.vtable() as *const _ as usize)
 }
 
 fn wake_all(wakers: [Option<Waker>; 2]) {
@@ -262,6 +275,16 @@ impl Shared {
         lock(&self.state)
     }
 
+    /// Whether the host cancelled the request.
+    fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+
+    /// Whether the request was cancelled or has completed: nothing more is expected of the host.
+    fn is_over(&self) -> bool {
+        self.is_cancelled() || self.finished.load(Ordering::Acquire)
+    }
+
     /// Runs a callback unless `complete` has already run.
     fn call(&self, f: impl FnOnce(&Table, *mut c_void)) {
         let done = lock(&self.calling);
@@ -275,7 +298,7 @@ impl Shared {
     fn complete(&self, result: ancm_result, message: &str) {
         let body_waker = {
             let mut st = self.state();
-            st.finished = true;
+            self.finished.store(true, Ordering::Release);
             // The driver is the caller: waking it would only cost it a useless poll.
             st.driver_waker = None;
             st.body_waker.take()
@@ -293,24 +316,20 @@ impl Shared {
         }
     }
 
-    /// True if cancelled; otherwise registers the driver task's waker.
-    fn poll_cancelled(&self, cx: &Context<'_>) -> bool {
-        let mut st = self.state();
-        if st.cancelled {
-            return true;
-        }
-        store_waker(&mut st.driver_waker, cx);
-        false
+    /// Registers `waker` as the driver's.
+    fn register_driver(&self, waker: &Waker) {
+        store_waker(&mut self.state().driver_waker, waker);
     }
 
     /// Polls `poll` to completion unless the host cancels the request first (then
-    /// `Err(cancelled)`); while it waits, a cancel wakes the driver.
+    /// `Err(cancelled)`); while it waits, a cancel wakes the driver. The check takes no lock:
+    /// `drive` registered the driver's waker before it first polled the request.
     async fn unless_cancelled<T>(
         &self,
         mut poll: impl FnMut(&mut Context<'_>) -> Poll<Result<T, Outcome>>,
     ) -> Result<T, Outcome> {
         poll_fn(|cx| {
-            if self.poll_cancelled(cx) {
+            if self.is_cancelled() {
                 return Poll::Ready(Err(Outcome::cancelled()));
             }
             poll(cx)
@@ -321,7 +340,7 @@ impl Shared {
     fn cancel(&self) {
         let wakers = {
             let mut st = self.state();
-            st.cancelled = true;
+            self.cancelled.store(true, Ordering::Release);
             [st.body_waker.take(), st.driver_waker.take()]
         };
         wake_all(wakers);
@@ -344,7 +363,7 @@ impl Body for HostBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let shared = &self.shared;
         let mut st = shared.state();
-        if st.cancelled || st.finished {
+        if shared.is_over() {
             return Poll::Ready(Some(Err("the request was cancelled".into())));
         }
         if let Some(b) = st.supplied.take() {
@@ -353,11 +372,11 @@ impl Body for HostBody {
         match st.read {
             Read::Ended => Poll::Ready(None),
             Read::Asked => {
-                store_waker(&mut st.body_waker, cx);
+                store_waker(&mut st.body_waker, cx.waker());
                 Poll::Pending
             }
             Read::Idle => {
-                store_waker(&mut st.body_waker, cx);
+                store_waker(&mut st.body_waker, cx.waker());
                 if shared.serialize && !st.duplex && st.write.is_some() {
                     return Poll::Pending;
                 }
@@ -403,7 +422,15 @@ pub(crate) async fn drive(job: Job, finishing: impl FnOnce()) {
     // Pinned in the driver's own state: drivers are long-lived, so this costs no allocation per
     // request (boxing it in a task per request did; case (h) of `cargo xtask bench`).
     let mut work = pin!(run(&shared, app, req, client));
+    // The driver's waker, registered with the request at the first poll (and again should the
+    // task's waker ever change), so that checking for a cancel needs no lock.
+    let mut registered = None;
     let outcome = poll_fn(|cx| {
+        let id = waker_id(cx.waker());
+        if registered != Some(id) {
+            shared.register_driver(cx.waker());
+            registered = Some(id);
+        }
         let work = work.as_mut();
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work.poll(cx))) {
             Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
@@ -473,17 +500,18 @@ fn deliver_head(shared: &Shared, resp: &Response<ResponseBody>, upgraded: bool) 
         name: ancm_slice::of(n.as_str().as_bytes()),
         value: ancm_slice::of(v.as_bytes()),
     };
-    // Most responses have a few headers: those go in an array on the stack, not a heap Vec.
-    let mut inline = [ancm_header {
-        name: ancm_slice::of(&[]),
-        value: ancm_slice::of(&[]),
-    }; INLINE_HEADERS];
+    // Most responses have a few headers: those go in an array on the stack, not a heap Vec
+    // (left uninitialised: only the slots written are read).
+    let mut inline = [MaybeUninit::<ancm_header>::uninit(); INLINE_HEADERS];
     let spilled: Vec<ancm_header>;
     let headers: &[ancm_header] = if resp.headers().len() <= INLINE_HEADERS {
+        let mut n = 0;
         for (slot, h) in inline.iter_mut().zip(resp.headers()) {
-            *slot = view(h);
+            slot.write(view(h));
+            n += 1;
         }
-        &inline[..resp.headers().len()]
+        // SAFETY: the first `n` slots were written just above.
+        unsafe { std::slice::from_raw_parts(inline.as_ptr().cast::<ancm_header>(), n) }
     } else {
         spilled = resp.headers().iter().map(view).collect();
         &spilled
@@ -496,11 +524,16 @@ fn deliver_head(shared: &Shared, resp: &Response<ResponseBody>, upgraded: bool) 
         header_count: headers.len(),
         upgraded,
     };
-    // Only during a 101's head may the host choose WebSocket fragments.
-    shared.state().ws.in_head = upgraded;
+    // Only during a 101's head may the host choose WebSocket fragments (`in_head` is false
+    // otherwise, so other responses need not lock for it).
+    if upgraded {
+        shared.state().ws.in_head = true;
+    }
     // SAFETY: the host's callback; `head` and what it points at outlive the call.
     shared.call(|t, ud| unsafe { (t.response_head)(ud, &head) });
-    shared.state().ws.in_head = false;
+    if upgraded {
+        shared.state().ws.in_head = false;
+    }
 }
 
 type BodyFrame = Option<Result<Frame<Bytes>, crate::forward::BodyError>>;
@@ -561,11 +594,11 @@ async fn write_with(
     let mut data = Some(data);
     poll_fn(|cx| {
         let mut st = shared.state();
-        if st.cancelled {
+        if shared.is_cancelled() {
             return Poll::Ready(Err(Outcome::cancelled()));
         }
         if shared.serialize && !st.duplex && st.read == Read::Asked {
-            store_waker(&mut st.driver_waker, cx);
+            store_waker(&mut st.driver_waker, cx.waker());
             return Poll::Pending;
         }
         st.write = data.take();
@@ -575,13 +608,13 @@ async fn write_with(
     shared.call(|t, ud| deliver(t, ud, addr as *const u8, len));
     poll_fn(|cx| {
         let mut st = shared.state();
-        if st.cancelled {
+        if shared.is_cancelled() {
             return Poll::Ready(Err(Outcome::cancelled()));
         }
         if st.write.is_none() {
             return Poll::Ready(Ok(()));
         }
-        store_waker(&mut st.driver_waker, cx);
+        store_waker(&mut st.driver_waker, cx.waker());
         st.awaiting_ack = true;
         Poll::Pending
     })
@@ -733,10 +766,9 @@ pub unsafe fn parse_head(head: &ancm_request_head) -> Result<ParsedHead, ancm_re
             .map_err(|_| ancm_result::InvalidHeader)?;
         headers.append(name, value);
     }
-    let ip: IpAddr = unsafe { head.client_address.str() }
-        .map_err(|_| ancm_result::InvalidClientAddress)?
-        .parse()
-        .map_err(|_| ancm_result::InvalidClientAddress)?;
+    let ip = client_ip(
+        unsafe { head.client_address.bytes() }.map_err(|_| ancm_result::InvalidClientAddress)?,
+    )?;
     let cert = unsafe { head.client_cert_der.bytes()? };
     let auth_type = unsafe { head.auth_type.str()? };
     if !head.windows_token.is_null() && !cfg!(windows) {
@@ -765,6 +797,45 @@ pub unsafe fn parse_head(head: &ancm_request_head) -> Result<ParsedHead, ancm_re
         body,
         windows_token,
     })
+}
+
+/// The client's address from its text: plain dotted-quad IPv4 (what IIS gives for most clients)
+/// directly from the bytes, anything else through the standard parser, which decides what is
+/// valid (the direct path accepts only what it accepts, with the same result; ≈ 70 instructions
+/// less per request, case (h) of `cargo xtask bench`).
+fn client_ip(text: &[u8]) -> Result<IpAddr, ancm_result> {
+    if let Some(v4) = plain_ipv4(text) {
+        return Ok(IpAddr::V4(v4));
+    }
+    std::str::from_utf8(text)
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .ok_or(ancm_result::InvalidClientAddress)
+}
+
+/// Four dot-separated decimal octets of 1–3 digits, no leading zero, each ≤ 255; `None` for
+/// anything else (left to the standard parser).
+fn plain_ipv4(text: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = text.split(|&c| c == b'.');
+    for octet in &mut octets {
+        let part = parts.next()?;
+        if part.is_empty() || part.len() > 3 || (part.len() > 1 && part[0] == b'0') {
+            return None;
+        }
+        let mut v: u16 = 0;
+        for &d in part {
+            if !d.is_ascii_digit() {
+                return None;
+            }
+            v = v * 10 + u16::from(d - b'0');
+        }
+        *octet = u8::try_from(v).ok()?;
+    }
+    match parts.next() {
+        Some(_) => None,
+        None => Some(Ipv4Addr::from(octets)),
+    }
 }
 
 /// Builds the engine request from the C head; takes the engine's own duplicate of the Windows
@@ -864,11 +935,11 @@ pub unsafe extern "C" fn ancm_request_start(
                 write: None,
                 driver_waker: None,
                 awaiting_ack: false,
-                cancelled: false,
-                finished: false,
                 duplex: false,
                 ws: websocket::HostMode::default(),
             }),
+            cancelled: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
             calling: Mutex::new(false),
         });
         let (req, client) = try_ffi!(unsafe { build_request(head, &shared, app) });
@@ -907,7 +978,7 @@ pub unsafe extern "C" fn ancm_request_supply_body(
         }
         let wakers = {
             let mut st = shared.state();
-            if st.cancelled || st.finished {
+            if shared.is_over() {
                 return ancm_result::Ok;
             }
             if st.read != Read::Asked {
@@ -915,7 +986,7 @@ pub unsafe extern "C" fn ancm_request_supply_body(
             }
             st.supplied = Some(Bytes::copy_from_slice(data));
             st.read = Read::Idle;
-            [st.body_waker.take(), st.driver_waker.take()]
+            [st.body_waker.take(), st.driver_waker.clone()]
         };
         wake_all(wakers);
         ancm_result::Ok
@@ -935,7 +1006,7 @@ pub unsafe extern "C" fn ancm_request_end_body(request: *const ancm_request) -> 
         let wakers = {
             let mut st = shared.state();
             st.read = Read::Ended;
-            [st.body_waker.take(), st.driver_waker.take()]
+            [st.body_waker.take(), st.driver_waker.clone()]
         };
         wake_all(wakers);
         ancm_result::Ok
@@ -955,7 +1026,7 @@ pub unsafe extern "C" fn ancm_request_ack_write(request: *const ancm_request) ->
         let (chunk, wakers) = {
             let mut st = shared.state();
             let chunk = st.write.take();
-            if chunk.is_none() && !(st.cancelled || st.finished) {
+            if chunk.is_none() && !shared.is_over() {
                 return ancm_result::NoWritePending;
             }
             let driver = if std::mem::take(&mut st.awaiting_ack) {
@@ -996,7 +1067,7 @@ pub unsafe extern "C" fn ancm_request_cancel(request: *const ancm_request) -> an
 pub unsafe extern "C" fn ancm_request_free(request: *mut ancm_request) {
     guard_void(|| {
         if let Some(shared) = unsafe { free_arc(request) } {
-            if !shared.state().finished {
+            if !shared.finished.load(Ordering::Acquire) {
                 shared.cancel();
             }
         }
@@ -1067,6 +1138,61 @@ mod tests {
         assert_eq!(unsafe { parse_head(&h) }.unwrap().body, BodyKind::Length(7));
         h.content_length = 0;
         assert_eq!(unsafe { parse_head(&h) }.unwrap().body, BodyKind::Empty);
+    }
+
+    #[test]
+    fn plain_ipv4_agrees_with_the_standard_parser() {
+        let mut cases: Vec<String> = [
+            "203.0.113.7",
+            "0.0.0.0",
+            "255.255.255.255",
+            "127.0.0.1",
+            "10.0.0.01",
+            "1.2.3",
+            "1.2.3.4.5",
+            "256.1.1.1",
+            "1.2.3.4.",
+            ".1.2.3.4",
+            "1..2.3",
+            "1.2.3.0004",
+            "00.1.2.3",
+            "1.2.3.-4",
+            "1.2.3.+4",
+            " 1.2.3.4",
+            "1.2.3.4 ",
+            "1.2.3.a",
+            "::1",
+            "::ffff:1.2.3.4",
+            "",
+            "999.1.1.1",
+            "1.2.3.1000",
+            "01.2.3.4",
+            "0.0.0.00",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for a in [
+            0u16, 1, 9, 10, 99, 100, 199, 200, 249, 250, 255, 256, 300, 999,
+        ] {
+            cases.push(format!("{a}.{a}.1.{a}"));
+            cases.push(format!("1.0{a}.1.1"));
+        }
+        for text in &cases {
+            let std: Option<IpAddr> = text.parse().ok();
+            let fast = plain_ipv4(text.as_bytes());
+            if let Some(v4) = fast {
+                assert_eq!(std, Some(IpAddr::V4(v4)), "{text:?}");
+            } else if let Some(IpAddr::V4(_)) = std {
+                panic!("{text:?}: valid dotted-quad IPv4 missed by the direct path");
+            }
+            assert_eq!(
+                client_ip(text.as_bytes()).ok(),
+                std,
+                "{text:?}: client_ip differs from the standard parser"
+            );
+        }
+        assert_eq!(client_ip(b"\xff"), Err(ancm_result::InvalidClientAddress));
     }
 
     #[test]

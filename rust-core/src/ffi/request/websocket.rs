@@ -118,13 +118,13 @@ async fn deliver(
 async fn next_fragment(shared: &Arc<Shared>) -> Result<Option<Supplied>, Outcome> {
     poll_fn(|cx| {
         let mut st = shared.state();
-        if st.cancelled || st.finished {
+        if shared.is_over() {
             return Poll::Ready(Err(Outcome::cancelled()));
         }
         if let Some(f) = st.ws.supplied.take() {
             return Poll::Ready(Ok(Some(f)));
         }
-        store_waker(&mut st.body_waker, cx);
+        store_waker(&mut st.body_waker, cx.waker());
         match st.read {
             Read::Ended => Poll::Ready(Ok(None)),
             Read::Asked => Poll::Pending,
@@ -287,7 +287,7 @@ pub unsafe extern "C" fn ancm_request_supply_ws_fragment(
         };
         let wakers = {
             let mut st = lock(&shared.state);
-            if st.cancelled || st.finished {
+            if shared.is_over() {
                 return ancm_result::Ok;
             }
             if st.read != Read::Asked {
@@ -300,7 +300,7 @@ pub unsafe extern "C" fn ancm_request_supply_ws_fragment(
                 close: f.close.then_some(f.close_status),
             });
             st.read = Read::Idle;
-            [st.body_waker.take(), st.driver_waker.take()]
+            [st.body_waker.take(), st.driver_waker.clone()]
         };
         wake_all(wakers);
         ancm_result::Ok
