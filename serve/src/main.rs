@@ -2,6 +2,7 @@
 //! `aspNetCore` (or `httpPlatform`) section, listens on the given addresses and hands every
 //! request to the ancm-rs engine, which starts the app's process on the first request.
 
+mod balance;
 mod listen;
 mod reload;
 mod server;
@@ -102,7 +103,8 @@ fn run(args: Args) -> Result<(), (u8, String)> {
             let app = App::new(config, host.clone(), control.handle().clone());
             let current: reload::CurrentApp = Arc::new(ArcSwap::from_pointee(app));
             let mut runtimes = Vec::with_capacity(per_worker.len());
-            for (index, listeners) in per_worker.into_iter().enumerate() {
+            let (balancer, inboxes) = balance::Balancer::new(per_worker.len());
+            for ((index, listeners), inbox) in per_worker.into_iter().enumerate().zip(inboxes) {
                 // One scheduler thread per runtime. tokio's multi-thread scheduler rather than
                 // its current-thread one, for its LIFO slot: a task woken by the running one
                 // (the backend connection by the client's, and back) runs next, so a request's
@@ -119,10 +121,13 @@ fn run(args: Args) -> Result<(), (u8, String)> {
                     .map_err(runtime_error)?;
                 {
                     let _in_rt = rt.enter();
+                    let ctx = server::ConnContext::new(current.clone(), header_timeout);
+                    let placement = server::Placement::Balanced(index, balancer.clone());
                     for l in listeners {
                         let l = tokio::net::TcpListener::from_std(l).map_err(runtime_error)?;
-                        rt.spawn(server::accept_loop(l, current.clone(), header_timeout));
+                        rt.spawn(server::accept_loop(l, ctx.clone(), placement.clone()));
                     }
+                    rt.spawn(server::inbox_loop(inbox, ctx, index, balancer.clone()));
                 }
                 runtimes.push(rt);
             }
@@ -144,7 +149,11 @@ fn run(args: Args) -> Result<(), (u8, String)> {
                 let current: reload::CurrentApp = Arc::new(ArcSwap::from_pointee(app));
                 for l in listeners {
                     let l = tokio::net::TcpListener::from_std(l).map_err(runtime_error)?;
-                    tokio::spawn(server::accept_loop(l, current.clone(), header_timeout));
+                    tokio::spawn(server::accept_loop(
+                        l,
+                        server::ConnContext::new(current.clone(), header_timeout),
+                        server::Placement::Local,
+                    ));
                 }
                 supervise(config_path, host, current).await;
                 Ok::<_, (u8, String)>(())

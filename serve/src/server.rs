@@ -12,8 +12,11 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use std::net::SocketAddr;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 
+use crate::balance::{Balancer, Handoff, OpenConnection};
 use crate::reload::CurrentApp;
 use crate::sniff::Sniffed;
 
@@ -21,13 +24,44 @@ use crate::sniff::Sniffed;
 /// made, since plain HTTP has no substatus.
 pub const STATUS_HEADER: HeaderName = HeaderName::from_static("x-ancm-status");
 
-/// Accepts connections forever, serving each on its own task. A client that has not sent a
-/// whole request head within `header_timeout` of the connection starting to wait for one (idle
-/// keep-alive time included) loses the connection; `None` waits forever.
-pub async fn accept_loop(listener: TcpListener, app: CurrentApp, header_timeout: Option<Duration>) {
-    // One timer per accept loop: its connections run on this loop's worker, so its lock is
-    // uncontended. Coarse: the timeout may fire up to a second late.
-    let timer = CoarseTimer::new(Duration::from_secs(1));
+/// What a worker's connections share: the app, the header timeout, and its timer.
+#[derive(Clone)]
+pub struct ConnContext {
+    /// The app of the moment.
+    pub app: CurrentApp,
+    /// A client that has not sent a whole request head within this long of the connection
+    /// starting to wait for one (idle keep-alive time included) loses the connection; `None`
+    /// waits forever.
+    pub header_timeout: Option<Duration>,
+    /// One timer per worker, so that its lock stays on one thread. Coarse: the header timeout
+    /// may fire up to a second late.
+    pub timer: CoarseTimer,
+}
+
+impl ConnContext {
+    /// The context for one worker's connections.
+    pub fn new(app: CurrentApp, header_timeout: Option<Duration>) -> Self {
+        ConnContext {
+            app,
+            header_timeout,
+            timer: CoarseTimer::new(Duration::from_secs(1)),
+        }
+    }
+}
+
+/// Where a worker's accepted connections go: served by the worker itself (one runtime for all
+/// workers) or spread over the workers by the balancer.
+#[derive(Clone)]
+pub enum Placement {
+    /// Serve here.
+    Local,
+    /// This worker's number and the balancer of all workers.
+    Balanced(usize, Arc<Balancer>),
+}
+
+/// Accepts connections forever, serving each on its own task (here, or on the worker that
+/// `placement` picks).
+pub async fn accept_loop(listener: TcpListener, ctx: ConnContext, placement: Placement) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
@@ -38,32 +72,82 @@ pub async fn accept_loop(listener: TcpListener, app: CurrentApp, header_timeout:
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let timer = timer.clone();
-        let client = Arc::new(ClientInfo::http(peer));
-        tokio::spawn(async move {
-            let service = service_fn(move |req: Request<Incoming>| {
-                // The app of the moment: a configuration change swaps it between requests.
-                let app = app.load_full();
-                let client = client.clone();
-                // Boxed: hyper keeps a slot of the service future's size for the whole life
-                // of the connection, idle or not (4.4 KiB here); a box costs one allocation per
-                // request and leaves an idle connection an empty pointer-sized slot.
-                Box::pin(async move { Ok::<_, Infallible>(serve(&app, &client, req).await) })
-            });
-            let conn = http1::Builder::new()
-                .timer(timer)
-                .header_read_timeout(header_timeout)
-                .keep_alive(true)
-                .preserve_header_case(true)
-                .serve_connection(TokioIo::new(Sniffed::new(stream)), service)
-                .with_upgrades();
-            if let Err(e) = conn.await {
-                log::debug!("connection from {peer}: {e}");
+        match &placement {
+            Placement::Local => serve_connection(stream, peer, &ctx, None),
+            Placement::Balanced(me, balancer) => {
+                let to = balancer.target(*me);
+                if to == *me {
+                    serve_connection(stream, peer, &ctx, Some(balancer.open(*me)));
+                    continue;
+                }
+                // Deregistered from this worker's reactor; the other registers it with its own.
+                match stream.into_std() {
+                    Ok(std_stream) => {
+                        if let Err((back, peer)) = balancer.hand_to(to, (std_stream, peer)) {
+                            if let Ok(stream) = TcpStream::from_std(back) {
+                                serve_connection(stream, peer, &ctx, Some(balancer.open(*me)));
+                            }
+                        }
+                    }
+                    Err(e) => log::warn!("connection from {peer}: {e}"),
+                }
             }
-        });
+        }
     }
+}
+
+/// Serves the connections other workers hand to worker `me`, until they all stop.
+pub async fn inbox_loop(
+    mut inbox: mpsc::UnboundedReceiver<Handoff>,
+    ctx: ConnContext,
+    me: usize,
+    balancer: Arc<Balancer>,
+) {
+    while let Some((std_stream, peer)) = inbox.recv().await {
+        match TcpStream::from_std(std_stream) {
+            Ok(stream) => serve_connection(stream, peer, &ctx, Some(balancer.open(me))),
+            Err(e) => log::warn!("connection from {peer}: {e}"),
+        }
+    }
+}
+
+/// Spawns the task that serves one client connection; `open` counts it for the balancer.
+fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: &ConnContext,
+    open: Option<OpenConnection>,
+) {
+    let _ = stream.set_nodelay(true);
+    if let Some(w) = ancm_core::worker::current() {
+        log::debug!("connection from {peer} served by worker {w}");
+    }
+    let app = ctx.app.clone();
+    let timer = ctx.timer.clone();
+    let header_timeout = ctx.header_timeout;
+    let client = Arc::new(ClientInfo::http(peer));
+    tokio::spawn(async move {
+        let _open = open;
+        let service = service_fn(move |req: Request<Incoming>| {
+            // The app of the moment: a configuration change swaps it between requests.
+            let app = app.load_full();
+            let client = client.clone();
+            // Boxed: hyper keeps a slot of the service future's size for the whole life
+            // of the connection, idle or not (4.4 KiB here); a box costs one allocation per
+            // request and leaves an idle connection an empty pointer-sized slot.
+            Box::pin(async move { Ok::<_, Infallible>(serve(&app, &client, req).await) })
+        });
+        let conn = http1::Builder::new()
+            .timer(timer)
+            .header_read_timeout(header_timeout)
+            .keep_alive(true)
+            .preserve_header_case(true)
+            .serve_connection(TokioIo::new(Sniffed::new(stream)), service)
+            .with_upgrades();
+        if let Err(e) = conn.await {
+            log::debug!("connection from {peer}: {e}");
+        }
+    });
 }
 
 async fn serve(

@@ -631,3 +631,37 @@ fn header_timeout_zero_turns_the_limit_off() {
     idle.send("GET", "/", &[], b"");
     assert_eq!(idle.read_response(false).status, 200);
 }
+
+#[test]
+fn client_connections_are_spread_evenly_over_the_workers() {
+    let site = hello_site("balance", "", "");
+    let serve = Serve::start_logging(&site, &[], "info,ancm_serve=debug");
+    // Opened one after another and kept open: whatever worker the kernel hands each to, the one
+    // serving fewer connections gets it, so no worker serves more than one more than another.
+    let mut held = Vec::new();
+    for _ in 0..40 {
+        let mut c = Conn::open(serve.addr);
+        c.send("GET", "/", &[], b"");
+        assert_eq!(c.read_response(false).status, 200);
+        held.push(c);
+    }
+    let log = serve.log();
+    let workers: usize = log
+        .lines()
+        .find_map(|l| {
+            l.split(" workers, each with")
+                .next()
+                .filter(|_| l.contains("workers, each with"))
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no worker count in the log:\n{log}"));
+    let mut served = vec![0usize; workers];
+    for l in log.lines() {
+        if let Some(w) = l.split("served by worker ").nth(1) {
+            served[w.trim().parse::<usize>().unwrap()] += 1;
+        }
+    }
+    assert_eq!(served.iter().sum::<usize>(), 40, "{served:?}\n{log}");
+    let (min, max) = (served.iter().min().unwrap(), served.iter().max().unwrap());
+    assert!(max - min <= 1, "uneven: {served:?}");
+}

@@ -79,11 +79,16 @@ impl Serve {
     }
 
     pub fn start_args(site: &Path, extra: &[&str]) -> Serve {
+        Self::start_logging(site, extra, "info")
+    }
+
+    /// As [`Serve::start_args`], with `RUST_LOG` set to `filter`.
+    pub fn start_logging(site: &Path, extra: &[&str], filter: &str) -> Serve {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ancm-serve"))
             .args(["--listen", "127.0.0.1:0"])
             .args(extra)
             .arg(site.join("web.config"))
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", filter)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
