@@ -88,6 +88,14 @@ fn bad(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what.to_owned())
 }
 
+/// One header line, its name's bytes as they came.
+fn put_header(out: &mut Vec<u8>, h: &httparse::Header<'_>) {
+    out.extend_from_slice(h.name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(h.value);
+    out.extend_from_slice(b"\r\n");
+}
+
 fn dropped(name: &str, list: &[&str]) -> bool {
     list.iter().any(|d| d.eq_ignore_ascii_case(name))
 }
@@ -133,13 +141,9 @@ async fn serve(
                         {
                             return Err(bad("request bodies are out of scope"));
                         }
-                        if dropped(h.name, DROPPED_REQUEST) {
-                            continue;
+                        if !dropped(h.name, DROPPED_REQUEST) {
+                            put_header(&mut out, h);
                         }
-                        out.extend_from_slice(h.name.as_bytes());
-                        out.extend_from_slice(b": ");
-                        out.extend_from_slice(h.value);
-                        out.extend_from_slice(b"\r\n");
                     }
                     out.extend_from_slice(b"X-Forwarded-For: ");
                     out.extend_from_slice(&xff);
@@ -187,13 +191,9 @@ async fn serve(
                                 .ok()
                                 .and_then(|v| v.parse::<usize>().ok());
                         }
-                        if dropped(h.name, DROPPED_RESPONSE) {
-                            continue;
+                        if !dropped(h.name, DROPPED_RESPONSE) {
+                            put_header(&mut out, h);
                         }
-                        out.extend_from_slice(h.name.as_bytes());
-                        out.extend_from_slice(b": ");
-                        out.extend_from_slice(h.value);
-                        out.extend_from_slice(b"\r\n");
                     }
                     out.extend_from_slice(b"\r\n");
                     break (n, len.ok_or_else(|| bad("no Content-Length"))?);
