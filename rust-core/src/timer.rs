@@ -5,7 +5,7 @@
 //! head and drops it once the head is in). With tokio's timer each costs a timer-wheel entry and
 //! the time driver's lock in and out, hundreds of instructions per request (docs/benchmarks.md).
 //! Neither needs millisecond precision, so here sleeps sit in a slab under one lock that is
-//! uncontended in practice (one [`Wheel`] per worker thread, or per accept loop), and a ticker
+//! uncontended in practice (one set of sleeps per worker thread, or per accept loop), and a ticker
 //! task, which runs only while sleeps are registered, wakes the expired ones once per tick. A sleep
 //! fires between its deadline and one tick later.
 
@@ -83,10 +83,10 @@ pub fn sleep_until(deadline: Instant) -> CoarseSleep {
 impl Future for CoarseSleep {
     type Output = ();
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let wheel = self.wheel.clone();
-        let mut state = wheel.lock();
-        match self.key {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let mut state = this.wheel.lock();
+        match this.key {
             Some(key) => match state.sleeps.get_mut(key) {
                 Some(e) if e.fired => return Poll::Ready(()),
                 Some(e) => match &mut e.waker {
@@ -96,12 +96,11 @@ impl Future for CoarseSleep {
                 None => return Poll::Ready(()),
             },
             None => {
-                let key = state.sleeps.insert(Entry {
-                    deadline: self.deadline,
+                this.key = Some(state.sleeps.insert(Entry {
+                    deadline: this.deadline,
                     waker: Some(cx.waker().clone()),
                     fired: false,
-                });
-                self.key = Some(key);
+                }));
             }
         }
         if !state.ticking {
@@ -109,7 +108,7 @@ impl Future for CoarseSleep {
                 Ok(rt) => {
                     state.ticking = true;
                     drop(state);
-                    rt.spawn(ticker(wheel));
+                    rt.spawn(ticker(this.wheel.clone()));
                 }
                 // Polled outside a runtime (a bug of the caller): nothing could wake it.
                 Err(e) => log::error!("a timer was polled outside a tokio runtime: {e}"),
@@ -182,8 +181,8 @@ async fn tick_while_needed(mut guard: TickerGuard) {
     }
 }
 
-/// A [`hyper::rt::Timer`] over its own wheel, for a host's header-read timeout. Clones share the
-/// wheel; give each accept loop its own so that its lock stays on one thread.
+/// A [`hyper::rt::Timer`] over its own set of sleeps, for a host's header-read timeout. Clones
+/// share it; give each worker thread its own so that its lock stays on one thread.
 #[derive(Clone)]
 pub struct CoarseTimer {
     wheel: Arc<Wheel>,

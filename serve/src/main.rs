@@ -107,11 +107,11 @@ fn run(args: Args) -> Result<(), (u8, String)> {
             for ((index, listeners), inbox) in per_worker.into_iter().enumerate().zip(inboxes) {
                 // One scheduler thread per runtime. tokio's multi-thread scheduler rather than
                 // its current-thread one, for its LIFO slot: a task woken by the running one
-                // (the backend connection by the client's, and back) runs next, so a request's
-                // allocations are freed before the next request's are made, and glibc's
-                // per-thread cache serves them (−9 % instructions per request, measured in
-                // docs/benchmarks.md). Its blocking-pool threads (if any) count as the worker
-                // too, which only means they would share its pool stack.
+                // (the backend connection by the client's, and back) runs next, so a request is
+                // parsed, written and freed before the next is started (−9 % instructions per
+                // request under glibc, −8 % under jemalloc, measured in docs/benchmarks.md). Its
+                // blocking-pool threads (if any) count as the worker too, which only means they
+                // would share its pool stack.
                 let rt = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(1)
                     .thread_name(format!("ancm-worker-{index}"))

@@ -76,24 +76,35 @@ pub async fn accept_loop(listener: TcpListener, ctx: ConnContext, placement: Pla
             Placement::Local => serve_connection(stream, peer, &ctx, None),
             Placement::Balanced(me, balancer) => {
                 let to = balancer.target(*me);
-                if to == *me {
+                let kept = if to == *me {
+                    Some(stream)
+                } else {
+                    hand_off(balancer, to, stream, peer)
+                };
+                if let Some(stream) = kept {
                     serve_connection(stream, peer, &ctx, Some(balancer.open(*me)));
-                    continue;
-                }
-                // Deregistered from this worker's reactor; the other registers it with its own.
-                match stream.into_std() {
-                    Ok(std_stream) => {
-                        if let Err((back, peer)) = balancer.hand_to(to, (std_stream, peer)) {
-                            if let Ok(stream) = TcpStream::from_std(back) {
-                                serve_connection(stream, peer, &ctx, Some(balancer.open(*me)));
-                            }
-                        }
-                    }
-                    Err(e) => log::warn!("connection from {peer}: {e}"),
                 }
             }
         }
     }
+}
+
+/// Gives `stream` to worker `to`; returns it if it must be served here (that worker is gone).
+fn hand_off(
+    balancer: &Balancer,
+    to: usize,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Option<TcpStream> {
+    // Deregistered from this worker's reactor; the other registers it with its own.
+    let std_stream = stream
+        .into_std()
+        .map_err(|e| log::warn!("connection from {peer}: {e}"))
+        .ok()?;
+    let (back, _) = balancer.hand_to(to, (std_stream, peer)).err()?;
+    TcpStream::from_std(back)
+        .map_err(|e| log::warn!("connection from {peer}: {e}"))
+        .ok()
 }
 
 /// Serves the connections other workers hand to worker `me`, until they all stop.
