@@ -67,14 +67,9 @@ pub struct CoarseSleep {
 /// share one), ticking every 100 ms: for the engine's own per-request deadlines.
 pub fn sleep_until(deadline: Instant) -> CoarseSleep {
     static WHEELS: OnceLock<Box<[Arc<Wheel>]>> = OnceLock::new();
-    let wheels = WHEELS.get_or_init(|| {
-        (0..=crate::worker::count())
-            .map(|_| Wheel::new(ENGINE_TICK))
-            .collect()
-    });
-    let index = crate::worker::current().map_or(wheels.len() - 1, |i| i % wheels.len());
+    let wheels = WHEELS.get_or_init(|| crate::worker::per_worker(|| Wheel::new(ENGINE_TICK)));
     CoarseSleep {
-        wheel: wheels[index].clone(),
+        wheel: wheels[crate::worker::slot(wheels.len())].clone(),
         deadline,
         key: None,
     }

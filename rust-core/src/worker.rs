@@ -43,6 +43,19 @@ pub fn current() -> Option<usize> {
     (i != usize::MAX).then_some(i)
 }
 
+/// One value per worker declared so far, plus one more (the last) shared by every other thread:
+/// per-worker state, indexed with [`slot`].
+pub fn per_worker<T>(mut make: impl FnMut() -> T) -> Box<[T]> {
+    (0..=count()).map(|_| make()).collect()
+}
+
+/// The calling thread's index into a [`per_worker`] array of `len` values: its worker's, else the
+/// shared last one (also for a worker numbered beyond the array).
+pub fn slot(len: usize) -> usize {
+    let last = len.saturating_sub(1);
+    current().map_or(last, |w| w.min(last))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +70,19 @@ mod tests {
         .join()
         .unwrap();
         assert_eq!(current(), None);
+    }
+
+    #[test]
+    fn workers_get_their_own_slot_and_other_threads_the_last() {
+        assert_eq!(slot(3), 2);
+        std::thread::spawn(|| {
+            enter(1);
+            assert_eq!(slot(3), 1);
+            // A worker numbered beyond the array shares the last slot.
+            enter(7);
+            assert_eq!(slot(3), 2);
+        })
+        .join()
+        .unwrap();
     }
 }

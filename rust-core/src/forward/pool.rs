@@ -87,9 +87,7 @@ impl Default for Pool {
     /// A pool with a stack per worker declared so far ([`crate::worker::configure`]).
     fn default() -> Self {
         Pool {
-            stacks: (0..=crate::worker::count())
-                .map(|_| Stack::default())
-                .collect(),
+            stacks: crate::worker::per_worker(Stack::default),
         }
     }
 }
@@ -97,9 +95,7 @@ impl Default for Pool {
 impl Pool {
     /// The calling thread's stack: its worker's, else the shared one (the last).
     fn stack(&self) -> &Mutex<Vec<Sender>> {
-        let last = self.stacks.len() - 1;
-        let i = crate::worker::current().map_or(last, |w| w.min(last));
-        &self.stacks[i].0
+        &self.stacks[crate::worker::slot(self.stacks.len())].0
     }
 
     /// An idle connection that is still open, if there is one.
