@@ -160,6 +160,15 @@ static void on_complete(void *ud, ancm_result result, const uint8_t *msg, size_t
     pthread_mutex_unlock(&t->mu);
 }
 
+/* The source has nothing yet: keep the read outstanding and try again shortly. Called, and
+ * returns, with t->mu held. */
+static void retry_read_later(test_req *t) {
+    pthread_mutex_unlock(&t->mu);
+    sleep_us(1000);
+    pthread_mutex_lock(&t->mu);
+    t->want_read = true;
+}
+
 static void *worker_main(void *p) {
     test_req *t = p;
     uint8_t buf[64 * 1024];
@@ -214,10 +223,7 @@ static void *worker_main(void *p) {
                 int k = t->frag_source(t, &f, buf, sizeof buf);
                 pthread_mutex_lock(&t->mu);
                 if (k < 0) {
-                    pthread_mutex_unlock(&t->mu);
-                    sleep_us(1000);
-                    pthread_mutex_lock(&t->mu);
-                    t->want_read = true;
+                    retry_read_later(t);
                     continue;
                 }
                 t->read_outstanding = false;
@@ -230,11 +236,8 @@ static void *worker_main(void *p) {
             pthread_mutex_unlock(&t->mu);
             long n = t->source ? t->source(t, buf, sizeof buf) : 0;
             pthread_mutex_lock(&t->mu);
-            if (n < 0) { /* not yet: try again shortly, keeping the read outstanding */
-                pthread_mutex_unlock(&t->mu);
-                sleep_us(1000);
-                pthread_mutex_lock(&t->mu);
-                t->want_read = true;
+            if (n < 0) {
+                retry_read_later(t);
                 continue;
             }
             t->read_outstanding = false;
