@@ -95,6 +95,16 @@ std::wstring TicksToTimeSpan(unsigned long long ticks)
     return out;
 }
 
+// Element `i` of a configuration collection, as the IIS configuration API indexes them.
+VARIANT IndexVariant(DWORD i)
+{
+    VARIANT index;
+    VariantInit(&index);
+    V_VT(&index) = VT_UI4;
+    V_UI4(&index) = i;
+    return index;
+}
+
 // A property value as the text a web.config would hold. IIS hands typed VARIANTs: strings as
 // VT_BSTR, bool as VT_BOOL, uint as VT_UI4, and timeSpan as 64-bit ticks (the section has no
 // int64 attribute, so a 64-bit integer is a timeSpan). Booleans are spelled true/false
@@ -224,12 +234,8 @@ bool AddCollection(IAppHostElement *section, PCWSTR name, ancm_config_builder *b
         return false;
     }
     for (DWORD i = 0; i < count; ++i) {
-        VARIANT index;
-        VariantInit(&index);
-        V_VT(&index) = VT_UI4;
-        V_UI4(&index) = i;
         ComRef<IAppHostElement> item;
-        hr = collection.get()->get_Item(index, item.put());
+        hr = collection.get()->get_Item(IndexVariant(i), item.put());
         std::wstring key, value;
         if (SUCCEEDED(hr) && item.get() != nullptr) {
             hr = ReadProperty(item.get(), L"name", key);
@@ -284,15 +290,11 @@ bool BuildConfigImpl(PCWSTR configPath, ConfigPtr &out, std::string &error)
         return false;
     }
     for (DWORD i = 0; i < count; ++i) {
-        VARIANT index;
-        VariantInit(&index);
-        V_VT(&index) = VT_UI4;
-        V_UI4(&index) = i;
         ComRef<IAppHostProperty> prop;
         Bstr name;
         Variant value;
         std::wstring text;
-        hr = props.get()->get_Item(index, prop.put());
+        hr = props.get()->get_Item(IndexVariant(i), prop.put());
         if (SUCCEEDED(hr) && prop.get() == nullptr) {
             hr = E_POINTER;
         }
@@ -564,13 +566,9 @@ uint16_t ReadHttpsPort(PCWSTR configPath) noexcept
             return 0;
         }
         for (DWORD i = 0; i < count; ++i) {
-            VARIANT index;
-            VariantInit(&index);
-            V_VT(&index) = VT_UI4;
-            V_UI4(&index) = i;
             ComRef<IAppHostElement> entry;
             std::wstring name;
-            if (FAILED(list.get()->get_Item(index, entry.put())) || entry.get() == nullptr ||
+            if (FAILED(list.get()->get_Item(IndexVariant(i), entry.put())) || entry.get() == nullptr ||
                 FAILED(ReadProperty(entry.get(), L"name", name)) ||
                 CompareStringOrdinal(name.c_str(), -1, site.c_str(), -1, TRUE) != CSTR_EQUAL) {
                 continue;
@@ -588,10 +586,9 @@ uint16_t ReadHttpsPort(PCWSTR configPath) noexcept
             // ANCM's rule: the https bindings' port when they all agree, else none.
             unsigned port = 0;
             for (DWORD j = 0; j < n; ++j) {
-                V_UI4(&index) = j;
                 ComRef<IAppHostElement> binding;
                 std::wstring protocol, info;
-                if (FAILED(items.get()->get_Item(index, binding.put())) ||
+                if (FAILED(items.get()->get_Item(IndexVariant(j), binding.put())) ||
                     binding.get() == nullptr ||
                     FAILED(ReadProperty(binding.get(), L"protocol", protocol)) ||
                     CompareStringOrdinal(protocol.c_str(), -1, L"https", -1, TRUE) != CSTR_EQUAL ||
