@@ -21,6 +21,27 @@ pub struct LaunchSpec {
     pub cwd: PathBuf,
 }
 
+/// The system's `cmd.exe` (found through `SystemRoot`).
+#[cfg(all(test, windows))]
+pub(crate) fn system_cmd_exe() -> PathBuf {
+    let system = std::env::var_os("SystemRoot").unwrap_or_else(|| "C:\\windows".into());
+    PathBuf::from(system).join("system32").join("cmd.exe")
+}
+
+#[cfg(all(test, windows))]
+impl LaunchSpec {
+    /// `cmd.exe` with the raw arguments `args`, this process's environment, in the temporary
+    /// folder: a child for Windows tests.
+    pub(crate) fn cmd(args: &str) -> LaunchSpec {
+        LaunchSpec {
+            program: system_cmd_exe(),
+            args: Args::Raw(args.into()),
+            env: std::env::vars_os().collect(),
+            cwd: std::env::temp_dir(),
+        }
+    }
+}
+
 /// The arguments, in the form the platform passes them.
 #[derive(Debug, Clone)]
 pub enum Args {

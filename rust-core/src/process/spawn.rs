@@ -305,16 +305,9 @@ mod tests {
     /// exit code.
     #[tokio::test]
     async fn child_runs_inside_the_job() {
-        let system = std::env::var_os("SystemRoot").unwrap_or_else(|| "C:\\windows".into());
-        let spec = LaunchSpec {
-            program: std::path::Path::new(&system)
-                .join("system32")
-                .join("cmd.exe"),
-            args: Args::Raw("/c exit 7".into()),
-            env: std::env::vars_os().collect(),
-            cwd: std::env::temp_dir(),
-        };
-        let mut child = spawn(spec, Handle::current()).await.expect("spawn");
+        let mut child = spawn(LaunchSpec::cmd("/c exit 7"), Handle::current())
+            .await
+            .expect("spawn");
         let process = child.raw_handle().expect("handle");
         let mut in_job = 0;
         // SAFETY: a valid process handle; a null job handle means "any job".
@@ -329,12 +322,7 @@ mod tests {
     /// and resumed. Checked under Wine 8, which implements TH32CS_SNAPTHREAD.
     #[tokio::test]
     async fn suspended_child_is_resumed_through_toolhelp() {
-        let system = std::env::var_os("SystemRoot").unwrap_or_else(|| "C:\\windows".into());
-        let mut cmd = Command::new(
-            std::path::Path::new(&system)
-                .join("system32")
-                .join("cmd.exe"),
-        );
+        let mut cmd = Command::new(crate::process::launch::system_cmd_exe());
         cmd.raw_arg("/c exit 3")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -182,7 +182,7 @@ impl RemoteToken {
 #[cfg(all(test, windows))]
 mod windows_tests {
     use super::*;
-    use crate::process::launch::{Args, LaunchSpec};
+    use crate::process::launch::LaunchSpec;
     use crate::process::OutputSink;
     use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
     use windows_sys::Win32::Foundation::{DuplicateHandle, DUPLICATE_SAME_ACCESS, HANDLE, LUID};
@@ -234,17 +234,8 @@ mod windows_tests {
 
     #[tokio::test]
     async fn a_duplicate_lands_in_the_child_and_a_reclaim_closes_it_there() {
-        let system = std::env::var_os("SystemRoot").unwrap_or_else(|| "C:\\windows".into());
-        let spec = LaunchSpec {
-            program: std::path::Path::new(&system)
-                .join("system32")
-                .join("cmd.exe"),
-            args: Args::Raw("/c ping -n 30 127.0.0.1 >nul".into()),
-            env: std::env::vars_os().collect(),
-            cwd: std::env::temp_dir(),
-        };
         let child = Child::start(
-            spec,
+            LaunchSpec::cmd("/c ping -n 30 127.0.0.1 >nul"),
             &tokio::runtime::Handle::current(),
             OutputSink::HostLog,
             |_, _| {},
