@@ -135,11 +135,8 @@ impl App {
         if let Err(rule) = forward::framing::check(req.headers()) {
             return pages::bad_request(rule);
         }
-        if inner.shutting_down.load(Ordering::Acquire) {
-            return pages::shutting_down();
-        }
-        if let Some(page) = inner.offline.load_full() {
-            return pages::app_offline((*page).clone());
+        if let Some(page) = inner.unavailable_page() {
+            return page;
         }
         // A bodiless request that finds its process just gone can go to a restarted (or another)
         // process: always when it was never sent, and when it is idempotent if the connection
@@ -202,6 +199,66 @@ impl App {
     }
 }
 
+/// What becomes of a request on the engine's own HTTP/1.1 path ([`crate::h1`]).
+pub(crate) enum Admission {
+    /// The engine answers it itself (offline, shutting down, the app could not start). Boxed:
+    /// the common variant is a pointer.
+    Page(Box<Response<ResponseBody>>),
+    /// It goes to this backend.
+    Backend(Arc<Backend>),
+}
+
+/// The steps of [`App::handle`], for the engine's own HTTP/1.1 path, which forwards head bytes
+/// rather than an `http::Request` but follows the same rules.
+impl App {
+    /// The page for a request while the app cannot take any, else its backend (started if
+    /// needed).
+    pub(crate) async fn admit(&self) -> Admission {
+        let inner = &self.inner;
+        if let Some(page) = inner.unavailable_page() {
+            return Admission::Page(Box::new(page));
+        }
+        match inner
+            .pick_slot()
+            .acquire(|| Inner::start_future(inner.clone()))
+            .await
+        {
+            Ok(b) => Admission::Backend(b),
+            Err(f) => Admission::Page(Box::new(inner.failure_response(Failure::Start(f)))),
+        }
+    }
+
+    /// The page for a request `backend` did not answer.
+    pub(crate) fn failure_page(
+        &self,
+        backend: Arc<Backend>,
+        e: forward::ForwardError,
+    ) -> Response<ResponseBody> {
+        self.inner.failure_response(Failure::Forward(backend, e))
+    }
+
+    /// Whether a request that failed with `e` is sent once more ([`App::handle`]'s rule); if so,
+    /// returns after giving a dying process a moment to be seen dead.
+    pub(crate) async fn retry_after(
+        &self,
+        backend: &Backend,
+        e: &forward::ForwardError,
+        idempotent: bool,
+    ) -> bool {
+        if !may_resend_idempotent(e, idempotent) {
+            return false;
+        }
+        log::info!("{e} (process {}); trying once more", backend.child.pid());
+        let _ = tokio::time::timeout(UNREACHABLE_GRACE, backend.child.wait()).await;
+        true
+    }
+
+    /// How long a backend may take to start answering (requestTimeout; zero: no limit).
+    pub(crate) fn request_timeout(&self) -> Duration {
+        self.inner.config.request_timeout
+    }
+}
+
 /// Why a request got no answer from the application.
 enum Failure {
     /// No process could be started.
@@ -212,9 +269,13 @@ enum Failure {
 
 /// Whether a request that failed with `e` may be sent again (RFC 9110 §9.2.2).
 fn may_resend(e: &forward::ForwardError, method: &http::Method) -> bool {
+    may_resend_idempotent(e, method.is_idempotent())
+}
+
+fn may_resend_idempotent(e: &forward::ForwardError, idempotent: bool) -> bool {
     match e {
         forward::ForwardError::Unreachable(_) => true,
-        forward::ForwardError::ConnectionLost(_) => method.is_idempotent(),
+        forward::ForwardError::ConnectionLost(_) => idempotent,
         _ => false,
     }
 }
@@ -223,6 +284,16 @@ fn may_resend(e: &forward::ForwardError, method: &http::Method) -> bool {
 const UNREACHABLE_GRACE: Duration = Duration::from_millis(200);
 
 impl Inner {
+    /// The page for any request while the app takes none: shutting down, or app_offline.htm.
+    fn unavailable_page(&self) -> Option<Response<ResponseBody>> {
+        if self.shutting_down.load(Ordering::Acquire) {
+            return Some(pages::shutting_down());
+        }
+        self.offline
+            .load_full()
+            .map(|page| pages::app_offline((*page).clone()))
+    }
+
     /// Picks a process (starting one if needed) and forwards `req` to it.
     async fn forward_once(
         self: &Arc<Self>,

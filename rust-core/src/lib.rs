@@ -9,6 +9,7 @@ pub mod config;
 pub mod event;
 pub mod ffi;
 pub mod forward;
+pub mod h1;
 pub mod host;
 pub mod process;
 pub mod timer;

@@ -4,6 +4,7 @@
 
 mod balance;
 mod listen;
+mod prefixed;
 mod reload;
 mod server;
 mod sniff;
@@ -38,6 +39,10 @@ struct Args {
     /// the limit off. Enforced to within a second.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     header_timeout: u64,
+    /// Serve every request through hyper's HTTP/1.1 server and client instead of taking plain
+    /// requests through the engine's own path first (for comparison; the rules are the same).
+    #[arg(long)]
+    hyper_only: bool,
     /// The web.config to serve.
     #[arg(value_name = "CONFIG", default_value = "web.config")]
     config: PathBuf,
@@ -121,7 +126,8 @@ fn run(args: Args) -> Result<(), (u8, String)> {
                     .map_err(runtime_error)?;
                 {
                     let _in_rt = rt.enter();
-                    let ctx = server::ConnContext::new(current.clone(), header_timeout);
+                    let ctx =
+                        server::ConnContext::new(current.clone(), header_timeout, !args.hyper_only);
                     let placement = server::Placement::Balanced(index, balancer.clone());
                     for l in listeners {
                         let l = tokio::net::TcpListener::from_std(l).map_err(runtime_error)?;
@@ -151,7 +157,7 @@ fn run(args: Args) -> Result<(), (u8, String)> {
                     let l = tokio::net::TcpListener::from_std(l).map_err(runtime_error)?;
                     tokio::spawn(server::accept_loop(
                         l,
-                        server::ConnContext::new(current.clone(), header_timeout),
+                        server::ConnContext::new(current.clone(), header_timeout, !args.hyper_only),
                         server::Placement::Local,
                     ));
                 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use ancm_core::forward::upgrade::{is_upgrade_request, tunnel, BackendUpgrade};
 use ancm_core::timer::CoarseTimer;
 use ancm_core::{App, ClientInfo, EngineStatus, RequestBody, ResponseBody};
-use http::{HeaderName, HeaderValue, Request, Response};
+use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -17,16 +17,18 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::balance::{Balancer, Handoff, OpenConnection};
+use crate::prefixed::Prefixed;
 use crate::reload::CurrentApp;
 use crate::sniff::Sniffed;
 
-/// The header that carries IIS's status.substatus (e.g. `502.5`) on responses the engine
-/// made, since plain HTTP has no substatus.
-pub const STATUS_HEADER: HeaderName = HeaderName::from_static("x-ancm-status");
+pub use ancm_core::forward::pages::STATUS_HEADER;
 
 /// What a worker's connections share: the app, the header timeout, and its timer.
 #[derive(Clone)]
 pub struct ConnContext {
+    /// Whether plain requests take the engine's own HTTP/1.1 path (`ancm_core::h1`) before a
+    /// connection falls back to hyper.
+    pub engine_http1: bool,
     /// The app of the moment.
     pub app: CurrentApp,
     /// A client that has not sent a whole request head within this long of the connection
@@ -40,8 +42,9 @@ pub struct ConnContext {
 
 impl ConnContext {
     /// The context for one worker's connections.
-    pub fn new(app: CurrentApp, header_timeout: Option<Duration>) -> Self {
+    pub fn new(app: CurrentApp, header_timeout: Option<Duration>, engine_http1: bool) -> Self {
         ConnContext {
+            engine_http1,
             app,
             header_timeout,
             timer: CoarseTimer::new(Duration::from_secs(1)),
@@ -136,9 +139,20 @@ fn serve_connection(
     let app = ctx.app.clone();
     let timer = ctx.timer.clone();
     let header_timeout = ctx.header_timeout;
+    let engine_http1 = ctx.engine_http1;
     let client = Arc::new(ClientInfo::http(peer));
     tokio::spawn(async move {
         let _open = open;
+        // Plain requests first take the engine's own path; it hands the connection back, at a
+        // request boundary, for the first request it does not take.
+        let (stream, buffered) = if engine_http1 {
+            match ancm_core::h1::serve(stream, &client, || app.load_full(), header_timeout).await {
+                Some(h) => (h.stream, h.buffered),
+                None => return,
+            }
+        } else {
+            (stream, Vec::new())
+        };
         let service = service_fn(move |req: Request<Incoming>| {
             // The app of the moment: a configuration change swaps it between requests.
             let app = app.load_full();
@@ -148,12 +162,13 @@ fn serve_connection(
             // request and leaves an idle connection an empty pointer-sized slot.
             Box::pin(async move { Ok::<_, Infallible>(serve(&app, &client, req).await) })
         });
+        let io = Sniffed::new(Prefixed::new(buffered, stream));
         let conn = http1::Builder::new()
             .timer(timer)
             .header_read_timeout(header_timeout)
             .keep_alive(true)
             .preserve_header_case(true)
-            .serve_connection(TokioIo::new(Sniffed::new(stream)), service)
+            .serve_connection(TokioIo::new(io), service)
             .with_upgrades();
         if let Err(e) = conn.await {
             log::debug!("connection from {peer}: {e}");

@@ -7,6 +7,10 @@ use http::{header, HeaderValue, Response, StatusCode};
 
 use super::body::ResponseBody;
 
+/// The header that carries IIS's status.substatus (e.g. `502.5`) on responses the engine made,
+/// for hosts that speak plain HTTP, which has no substatus.
+pub const STATUS_HEADER: header::HeaderName = header::HeaderName::from_static("x-ancm-status");
+
 /// Marks a response the engine made, with IIS's status and substatus (e.g. 502 / 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EngineStatus {

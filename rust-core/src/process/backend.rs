@@ -28,8 +28,10 @@ pub struct Backend {
     pub ready_at: Instant,
     in_flight: AtomicUsize,
     served: std::sync::atomic::AtomicU64,
-    /// Its idle keep-alive connections.
+    /// Its idle keep-alive connections (hyper's, for the general path).
     pub pool: crate::forward::pool::Pool,
+    /// Its idle keep-alive sockets for the engine's own HTTP/1.1 path ([`crate::h1`]).
+    pub idle: crate::h1::Idle,
 }
 
 impl Backend {
@@ -51,6 +53,7 @@ impl Backend {
             in_flight: AtomicUsize::new(0),
             served: std::sync::atomic::AtomicU64::new(0),
             pool: Default::default(),
+            idle: Default::default(),
         })
     }
 

@@ -1,0 +1,210 @@
+//! Connections to one backend process for the engine's own path: a stack of idle keep-alive
+//! sockets per worker (as `forward::pool` keeps hyper's), and one exchange on them: send the
+//! request, wait for the final response head within requestTimeout while watching the client.
+
+use std::io;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::bufs::Lent;
+use super::io::reserve;
+use super::response::{self, Head};
+use crate::forward::{ForwardError, MAX_RESPONSE_HEAD};
+use crate::process::Backend;
+
+/// Idle connections kept per backend, at most.
+const MAX_IDLE: usize = 256;
+/// Bytes a client may send ahead (pipelined requests) while its request waits for the backend;
+/// beyond this the client is not read until the response is out.
+const MAX_AHEAD: usize = 64 * 1024;
+
+/// The idle sockets to one backend, one stack per worker plus one for other threads: a socket is
+/// registered with the reactor of the worker that opened it, so it is only reused there.
+#[derive(Debug)]
+pub struct Idle {
+    stacks: Box<[Stack]>,
+}
+
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Stack(Mutex<Vec<TcpStream>>);
+
+impl Default for Idle {
+    fn default() -> Self {
+        Idle {
+            stacks: crate::worker::per_worker(Stack::default),
+        }
+    }
+}
+
+impl Idle {
+    fn stack(&self) -> &Mutex<Vec<TcpStream>> {
+        &self.stacks[crate::worker::slot(self.stacks.len())].0
+    }
+
+    /// An idle socket the backend has not closed (nor sent anything on since).
+    fn take(&self) -> Option<TcpStream> {
+        let mut idle = self.stack().lock().ok()?;
+        while let Some(s) = idle.pop() {
+            // No system call unless the reactor saw the socket readable: a close, or bytes no
+            // request asked for. Either way it is not reused.
+            let mut probe = [0u8; 1];
+            if matches!(s.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    /// Keeps a socket whose last response ended exactly where it said.
+    pub fn put(&self, s: TcpStream) {
+        if let Ok(mut idle) = self.stack().lock() {
+            if idle.len() < MAX_IDLE {
+                idle.push(s);
+            }
+        }
+    }
+
+    /// Idle sockets held now, over all workers.
+    pub fn idle_count(&self) -> usize {
+        self.stacks
+            .iter()
+            .map(|s| s.0.lock().map_or(0, |v| v.len()))
+            .sum()
+    }
+}
+
+/// Why an exchange gave no response head.
+#[derive(Debug)]
+pub enum Failed {
+    /// The backend failed; answered by the engine's page (or sent again).
+    Forward(ForwardError),
+    /// The client closed its connection while it waited.
+    ClientGone,
+}
+
+/// Sends `bufs.request` to `backend` and waits for the final response head, whose client
+/// version is then in `bufs.out` and whose bytes start `bufs.backend`. A request that a pooled
+/// socket fails before any answer goes to the next (or a new) one when it was never sent or is
+/// idempotent; a new socket's failure is returned, for the app's own retry rule.
+pub async fn exchange(
+    backend: &Backend,
+    bufs: &mut Lent,
+    client: &mut TcpStream,
+    head_method: bool,
+    idempotent: bool,
+    timeout: Duration,
+) -> Result<(TcpStream, Head), Failed> {
+    loop {
+        let (mut conn, fresh) = match backend.idle.take() {
+            Some(s) => (s, false),
+            None => (connect(backend.port, timeout).await?, true),
+        };
+        if let Err(e) = conn.write_all(&bufs.request).await {
+            if fresh {
+                return Err(Failed::Forward(ForwardError::ConnectionLost(e.to_string())));
+            }
+            // A pooled socket the backend had closed: nothing of the request was taken.
+            continue;
+        }
+        bufs.backend.clear();
+        match head(&mut conn, bufs, client, head_method, timeout).await {
+            Ok(h) => return Ok((conn, h)),
+            Err(Failed::Forward(ForwardError::ConnectionLost(_)))
+                if !fresh && idempotent && bufs.backend.is_empty() => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Opens a socket to 127.0.0.1:`port` (a zero timeout waits as long as the system does).
+async fn connect(port: u16, timeout: Duration) -> Result<TcpStream, Failed> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let connecting = TcpStream::connect(addr);
+    let r = if timeout.is_zero() {
+        connecting.await
+    } else {
+        match tokio::time::timeout(timeout, connecting).await {
+            Ok(r) => r,
+            Err(_) => {
+                return Err(Failed::Forward(ForwardError::Unreachable(format!(
+                    "connecting to {addr} timed out"
+                ))))
+            }
+        }
+    };
+    let s = r.map_err(|e| {
+        Failed::Forward(ForwardError::Unreachable(format!(
+            "cannot connect to {addr}: {e}"
+        )))
+    })?;
+    let _ = s.set_nodelay(true);
+    Ok(s)
+}
+
+/// Reads the final response head, skipping informational ones.
+async fn head(
+    conn: &mut TcpStream,
+    bufs: &mut Lent,
+    client: &mut TcpStream,
+    head_method: bool,
+    timeout: Duration,
+) -> Result<Head, Failed> {
+    let deadline = (!timeout.is_zero()).then(|| Instant::now() + timeout);
+    let mut watch_client = true;
+    loop {
+        match response::parse(&bufs.backend, head_method, &mut bufs.out) {
+            Ok(response::Parsed::Final(h)) => return Ok(h),
+            Ok(response::Parsed::Informational(n)) => {
+                bufs.backend.drain(..n);
+                continue;
+            }
+            Ok(response::Parsed::Partial) if bufs.backend.len() <= MAX_RESPONSE_HEAD => {}
+            Ok(response::Parsed::Partial) => {
+                return Err(Failed::Forward(ForwardError::InvalidResponse(format!(
+                    "its response headers exceed {} KiB",
+                    MAX_RESPONSE_HEAD / 1024
+                ))))
+            }
+            Err(e) => return Err(Failed::Forward(e)),
+        }
+        reserve(&mut bufs.backend);
+        // The bytes are often there already: no timer then.
+        let read = match conn.try_read_buf(&mut bufs.backend) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let sleep = async {
+                    match deadline {
+                        Some(at) => crate::timer::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    biased;
+                    r = conn.read_buf(&mut bufs.backend) => r,
+                    r = client.read_buf(&mut bufs.client), if watch_client => {
+                        match r {
+                            Ok(0) | Err(_) => return Err(Failed::ClientGone),
+                            // Pipelined bytes: kept for after this response.
+                            Ok(_) => watch_client = bufs.client.len() < MAX_AHEAD,
+                        }
+                        continue;
+                    }
+                    () = sleep => return Err(Failed::Forward(ForwardError::Timeout(timeout))),
+                }
+            }
+            r => r,
+        };
+        match read {
+            Ok(0) => {
+                return Err(Failed::Forward(ForwardError::ConnectionLost(
+                    "the connection closed before the response head".into(),
+                )))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(Failed::Forward(ForwardError::ConnectionLost(e.to_string()))),
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! Reads with a deadline, and writes that copy small pieces together to save system calls.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// Pieces up to this size are copied behind what is already waiting to go out, so that a head
+/// and a small body leave in one write.
+const COPY_BELOW: usize = 16 * 1024;
+/// Room made in a read buffer before each read.
+const READ_ROOM: usize = 8 * 1024;
+
+/// Reads more bytes into `buf`: what is there at once, else what comes within `timeout` (zero
+/// waits forever). `Ok(0)` is the peer's end; running out of time is `ErrorKind::TimedOut`.
+pub async fn read_within(
+    s: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    timeout: Duration,
+) -> io::Result<usize> {
+    reserve(buf);
+    // Costs no system call when the reactor has not seen the socket readable since the last
+    // read that drained it, and saves a timer when the bytes are already there.
+    match s.try_read_buf(buf) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+        r => return r,
+    }
+    read_until(
+        s,
+        buf,
+        (!timeout.is_zero()).then(|| Instant::now() + timeout),
+    )
+    .await
+}
+
+/// Reads more bytes into `buf`, giving up at `deadline` (`None`: never).
+pub async fn read_until(
+    s: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    deadline: Option<Instant>,
+) -> io::Result<usize> {
+    use tokio::io::AsyncReadExt;
+    reserve(buf);
+    match deadline {
+        None => s.read_buf(buf).await,
+        Some(at) => tokio::select! {
+            biased;
+            r = s.read_buf(buf) => r,
+            () = crate::timer::sleep_until(at) => Err(io::ErrorKind::TimedOut.into()),
+        },
+    }
+}
+
+/// Makes room for a read of a useful size.
+pub fn reserve(buf: &mut Vec<u8>) {
+    if buf.capacity() - buf.len() < READ_ROOM / 4 {
+        buf.reserve(READ_ROOM);
+    }
+}
+
+/// Bytes on their way to the client: small pieces are gathered, large ones written directly.
+pub struct Sink<'a> {
+    /// The client connection.
+    pub stream: &'a mut TcpStream,
+    /// What is waiting to go out.
+    pub pending: &'a mut Vec<u8>,
+}
+
+impl Sink<'_> {
+    /// Queues `data` (writing what is pending first when `data` is large).
+    pub async fn data(&mut self, data: &[u8]) -> io::Result<()> {
+        if self.pending.len() + data.len() <= COPY_BELOW {
+            self.pending.extend_from_slice(data);
+            return Ok(());
+        }
+        self.flush().await?;
+        self.stream.write_all(data).await
+    }
+
+    /// Writes everything pending.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        if !self.pending.is_empty() {
+            self.stream.write_all(self.pending).await?;
+            self.pending.clear();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,226 @@
+//! The engine's own HTTP/1.1 path, for hosts that own the client's socket (ancm-serve).
+//!
+//! Why it exists: through hyper's server and client dispatchers a small proxied GET costs about
+//! 33,000 instructions, two thirds of them in the two dispatchers, and nginx spends 16,500
+//! (docs/benchmarks.md). Here a request head is parsed in place (httparse) in a buffer lent for
+//! the exchange, the backend's head is written from its bytes (so names keep their case for
+//! free), and the response head comes back the same way.
+//!
+//! It takes plain requests only ([`request`]): anything else — upgrades, chunked or large
+//! uploads, `Expect`, HTTP/1.0, odd targets, client certificates — is handed back to the host
+//! with the bytes already read ([`Handover`]), at a request boundary, for the general path
+//! (`App::handle` behind hyper), which then serves the rest of that connection. The rules are the
+//! engine's either way: the same header rules (`forward::headers`), framing checks
+//! (`forward::framing`), pages, retry rule, requestTimeout, process start and balancing
+//! ([`crate::App`]).
+
+mod backend;
+mod bufs;
+mod date;
+mod io;
+mod page;
+pub mod relay;
+pub mod request;
+pub mod response;
+
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+pub use backend::Idle;
+
+use crate::app::Admission;
+use crate::forward::headers;
+use crate::{App, ClientInfo};
+use backend::Failed;
+use bufs::Lent;
+use request::Parsed;
+
+/// The longest request head this path waits for; a longer one goes to the general path.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// A client connection given back for the general path, at the start of a request.
+#[derive(Debug)]
+pub struct Handover {
+    /// The connection.
+    pub stream: TcpStream,
+    /// Bytes already read from it: they come before anything still in the socket.
+    pub buffered: Vec<u8>,
+}
+
+/// Serves the requests of one client connection, each with the app `current()` returns at the
+/// time (a configuration change swaps it between requests), until the client closes (`None`) or
+/// sends a request this path does not take (`Some`: serve the rest of the connection with
+/// `App::handle`). `header_timeout` bounds the wait for each request head, idle time included.
+pub async fn serve<F, A>(
+    mut client: TcpStream,
+    info: &ClientInfo,
+    current: F,
+    header_timeout: Option<Duration>,
+) -> Option<Handover>
+where
+    F: Fn() -> A,
+    A: Deref<Target = App>,
+{
+    if info.client_cert_der.is_some() || info.windows_token.is_some() {
+        return Some(Handover {
+            stream: client,
+            buffered: Vec::new(),
+        });
+    }
+    let canonical = SocketAddr::new(info.addr.ip().to_canonical(), info.addr.port());
+    let client_addr = headers::addr_value(canonical);
+    let mut lent: Option<Lent> = None;
+    loop {
+        let deadline = header_timeout.map(|t| Instant::now() + t);
+        let b = match &mut lent {
+            Some(b) if !b.client.is_empty() => b,
+            _ => {
+                // Idle: no buffers held until the next request starts to arrive.
+                lent = None;
+                if !readable_by(&client, deadline).await {
+                    return None;
+                }
+                lent.insert(Lent::new(Vec::new()))
+            }
+        };
+        let head = loop {
+            match request::parse(
+                &b.client,
+                client_addr.as_bytes(),
+                info.https,
+                &mut b.request,
+            ) {
+                Parsed::Plain(h) => break h,
+                Parsed::Partial if b.client.len() <= MAX_HEAD => {
+                    match io::read_until(&mut client, &mut b.client, deadline).await {
+                        Ok(0) | Err(_) => return None,
+                        Ok(_) => {}
+                    }
+                }
+                Parsed::Partial | Parsed::Other => {
+                    return Some(Handover {
+                        stream: client,
+                        buffered: std::mem::take(&mut b.client),
+                    })
+                }
+            }
+        };
+        let keep = match forward(&mut client, b, head, &current()).await {
+            Some(keep) => keep,
+            None => return None,
+        };
+        if !keep || head.close {
+            let _ = client.shutdown().await;
+            return None;
+        }
+        b.client.drain(..head.len + head.body);
+    }
+}
+
+/// Waits until the client sends something (or closes); false when `deadline` passed first.
+async fn readable_by(client: &TcpStream, deadline: Option<Instant>) -> bool {
+    match deadline {
+        None => client.readable().await.is_ok(),
+        Some(at) => tokio::select! {
+            biased;
+            r = client.readable() => r.is_ok(),
+            () = crate::timer::sleep_until(at) => false,
+        },
+    }
+}
+
+/// Answers the plain request `head` at the start of `b.client`, whose backend head (less the
+/// token) is in `b.request`. Returns whether the connection may carry another request, or `None`
+/// when the client went away.
+async fn forward(
+    client: &mut TcpStream,
+    b: &mut Lent,
+    head: request::Head,
+    app: &App,
+) -> Option<bool> {
+    let timeout = app.request_timeout();
+    let base = b.request.len();
+    let mut retried = false;
+    let (in_flight, mut conn, resp) = loop {
+        let backend = match app.admit().await {
+            Admission::Backend(backend) => backend,
+            Admission::Page(p) => return answer_page(client, b, *p, head).await,
+        };
+        b.request.truncate(base);
+        b.request.extend_from_slice(b"MS-ASPNETCORE-TOKEN: ");
+        b.request.extend_from_slice(backend.token_header.as_bytes());
+        b.request.extend_from_slice(b"\r\n\r\n");
+        b.request
+            .extend_from_slice(&b.client[head.len..head.len + head.body]);
+        let in_flight = backend.begin_request();
+        match backend::exchange(
+            &backend,
+            b,
+            client,
+            head.head_method,
+            head.idempotent,
+            timeout,
+        )
+        .await
+        {
+            Ok((conn, resp)) => break (in_flight, conn, resp),
+            Err(Failed::ClientGone) => return None,
+            Err(Failed::Forward(e)) => {
+                drop(in_flight);
+                if !retried && app.retry_after(&backend, &e, head.idempotent).await {
+                    retried = true;
+                    continue;
+                }
+                let page = app.failure_page(backend, e);
+                return answer_page(client, b, page, head).await;
+            }
+        }
+    };
+    if head.close {
+        // Say so, as the general path's server does: before the head's empty line.
+        let end = b.out.len() - 2;
+        b.out.truncate(end);
+        b.out.extend_from_slice(b"connection: close\r\n\r\n");
+    }
+    let mut sink = io::Sink {
+        stream: client,
+        pending: &mut b.out,
+    };
+    match relay::relay(
+        &mut conn,
+        &mut b.backend,
+        resp.len,
+        &mut sink,
+        resp.body,
+        timeout,
+    )
+    .await
+    {
+        Ok(()) => {
+            if resp.reusable {
+                in_flight.backend().idle.put(conn);
+            }
+            Some(true)
+        }
+        Err(stop) => {
+            log::debug!("response aborted: {stop}");
+            None
+        }
+    }
+}
+
+async fn answer_page(
+    client: &mut TcpStream,
+    b: &mut Lent,
+    page: http::Response<crate::ResponseBody>,
+    head: request::Head,
+) -> Option<bool> {
+    match page::write(client, page, head.head_method, &mut b.out).await {
+        Ok(close) => Some(!close),
+        Err(_) => None,
+    }
+}

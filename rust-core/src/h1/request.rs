@@ -1,0 +1,263 @@
+//! The client's request head, parsed where it was read, and the backend's head written from its
+//! bytes: names keep their case and fields their order because nothing is re-encoded.
+//!
+//! Only plain requests are taken here: HTTP/1.1, an origin-form target of ordinary characters, no
+//! `Transfer-Encoding`, `Upgrade`, `Expect` or other hop-by-hop fields beyond `Connection:
+//! keep-alive|close`, exactly one `Host`, and a body (if any) of at most [`MAX_BODY`] bytes. Anything
+//! else is [`Parsed::Other`], for the general path, whose rules are the same but slower to apply.
+
+use std::mem::MaybeUninit;
+
+use crate::forward::framing::{Fields, Framing};
+use crate::forward::headers;
+
+/// The most request header fields this path takes (hyper's server default): a head with more goes
+/// to the general path.
+const MAX_FIELDS: usize = 100;
+/// The largest request body taken here; it is read whole before the request is sent. Larger
+/// bodies stream through the general path.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// A plain request head at the start of the buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    /// Bytes of the head, its final empty line included.
+    pub len: usize,
+    /// Bytes of the body that follows it (all of them are in the buffer).
+    pub body: usize,
+    /// The client asked to close the connection after this response.
+    pub close: bool,
+    /// `HEAD`: the response has no body whatever its headers say.
+    pub head_method: bool,
+    /// The method is idempotent (RFC 9110 §9.2.2), so the request may be sent again.
+    pub idempotent: bool,
+}
+
+/// What the start of the buffer holds.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parsed {
+    /// Not all of a plain request yet: read more.
+    Partial,
+    /// A plain request; the backend's head is written.
+    Plain(Head),
+    /// Something for the general path (or for its error response), untouched.
+    Other,
+}
+
+/// Parses the request at the start of `buf`. For a plain one, `out` gets the backend's head up to
+/// and excluding the pairing token line and the empty line (they depend on the backend chosen):
+/// request line, the client's fields minus hop-by-hop ones and any `MS-ASPNETCORE-*`, then
+/// `X-Forwarded-For` (the client's list, if any, with `client_addr` appended) and
+/// `X-Forwarded-Proto`.
+pub fn parse(buf: &[u8], client_addr: &[u8], https: bool, out: &mut Vec<u8>) -> Parsed {
+    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, &mut fields) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::Other,
+    };
+    let (Some(method), Some(target), Some(1)) = (req.method, req.path, req.version) else {
+        return Parsed::Other;
+    };
+    if method == "CONNECT" || !target.starts_with('/') || !target.bytes().all(plain_target_byte) {
+        return Parsed::Other;
+    }
+    out.clear();
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut framing = Fields::default();
+    let mut hosts = 0;
+    let mut close = false;
+    // The client's own X-Forwarded-For / -Proto lists, joined (rare: a proxy in front).
+    let mut xff: Vec<u8> = Vec::new();
+    let mut xfp: Vec<u8> = Vec::new();
+    for f in req.headers.iter() {
+        let name = f.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"connection") {
+            for token in f.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"keep-alive") {
+                    // Names other fields as hop-by-hop, or asks for an upgrade.
+                    return Parsed::Other;
+                }
+            }
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"transfer-encoding")
+            || name.eq_ignore_ascii_case(b"expect")
+            || headers::is_hop_by_hop(name)
+        {
+            return Parsed::Other;
+        }
+        if headers::is_reserved(name) {
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"x-forwarded-for") {
+            join(&mut xff, f.value);
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"x-forwarded-proto") {
+            join(&mut xfp, f.value);
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"host") {
+            hosts += 1;
+        }
+        framing.feed(name, f.value);
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(f.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    let body = match framing.finish() {
+        Ok(Framing::Unframed) => 0,
+        Ok(Framing::Length(n)) if n <= MAX_BODY as u64 => n as usize,
+        _ => return Parsed::Other,
+    };
+    if hosts != 1 {
+        return Parsed::Other;
+    }
+    if buf.len() - len < body {
+        return Parsed::Partial;
+    }
+    join(&mut xff, client_addr);
+    out.extend_from_slice(b"X-Forwarded-For: ");
+    out.extend_from_slice(&xff);
+    join(&mut xfp, if https { b"https" } else { b"http" });
+    out.extend_from_slice(b"\r\nX-Forwarded-Proto: ");
+    out.extend_from_slice(&xfp);
+    out.extend_from_slice(b"\r\n");
+    Parsed::Plain(Head {
+        len,
+        body,
+        close,
+        head_method: method == "HEAD",
+        idempotent: matches!(
+            method,
+            "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
+        ),
+    })
+}
+
+/// Appends `value` to a comma-separated list.
+fn join(list: &mut Vec<u8>, value: &[u8]) {
+    if !list.is_empty() {
+        list.extend_from_slice(b", ");
+    }
+    list.extend_from_slice(value);
+}
+
+/// Whether a target byte is one every URI parser reads the same way (RFC 3986 `pchar`, `/`, `?`
+/// and `%`); anything else goes to the general path, which decides.
+fn plain_target_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plain(raw: &str) -> (Head, String) {
+        let mut out = Vec::new();
+        match parse(raw.as_bytes(), b"10.0.0.1:5000", false, &mut out) {
+            Parsed::Plain(h) => (h, String::from_utf8(out).unwrap()),
+            other => panic!("{raw:?}: {other:?}"),
+        }
+    }
+
+    fn other(raw: &str) -> Parsed {
+        parse(raw.as_bytes(), b"10.0.0.1:5000", false, &mut Vec::new())
+    }
+
+    #[test]
+    fn a_plain_get_keeps_case_and_order_and_gets_the_forwarded_fields() {
+        let raw = "GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-CamelCase: v\r\nconnection: keep-alive\r\nAccept: */*\r\n\r\n";
+        let (h, out) = plain(raw);
+        assert_eq!(
+            out,
+            "GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-CamelCase: v\r\nAccept: */*\r\n\
+             X-Forwarded-For: 10.0.0.1:5000\r\nX-Forwarded-Proto: http\r\n"
+        );
+        assert_eq!(
+            h,
+            Head {
+                len: raw.len(),
+                body: 0,
+                close: false,
+                head_method: false,
+                idempotent: true
+            }
+        );
+    }
+
+    #[test]
+    fn forged_ms_aspnetcore_fields_are_dropped_and_forwarded_lists_extended() {
+        let (_, out) = plain(
+            "POST / HTTP/1.1\r\nHost: x\r\nMS-ASPNETCORE-TOKEN: forged\r\nms-aspnetcore-event: shutdown\r\n\
+             X-Forwarded-For: 1.1.1.1:1\r\nx-forwarded-for: 2.2.2.2:2\r\nX-Forwarded-Proto: https\r\n\r\n",
+        );
+        assert!(!out.to_ascii_lowercase().contains("ms-aspnetcore"), "{out}");
+        assert!(out.ends_with(
+            "X-Forwarded-For: 1.1.1.1:1, 2.2.2.2:2, 10.0.0.1:5000\r\nX-Forwarded-Proto: https, http\r\n"
+        ), "{out}");
+    }
+
+    #[test]
+    fn small_bodies_are_waited_for_and_counted() {
+        let raw = "PUT /u HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhel";
+        assert_eq!(other(raw), Parsed::Partial);
+        let (h, _) = plain(&format!("{raw}lo"));
+        assert_eq!((h.len, h.body, h.idempotent), (raw.len() - 3, 5, true));
+        assert_eq!(other("GET / HTTP/1.1\r\nHost: x\r\n"), Parsed::Partial);
+    }
+
+    #[test]
+    fn close_and_head_are_noted() {
+        let (h, out) = plain("HEAD / HTTP/1.1\r\nHost: x\r\nConnection: Close\r\n\r\n");
+        assert!(h.close && h.head_method && h.idempotent);
+        assert!(!out.to_ascii_lowercase().contains("connection"), "{out}");
+        let (h, _) = plain("PATCH / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(!h.idempotent && !h.close && !h.head_method);
+    }
+
+    #[test]
+    fn everything_else_goes_to_the_general_path() {
+        let big = format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            MAX_BODY + 1
+        );
+        let many = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\n{}\r\n",
+            "A: b\r\n".repeat(MAX_FIELDS)
+        );
+        for raw in [
+            "GET / HTTP/1.0\r\nHost: x\r\n\r\n",
+            "GET http://x/ HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET * HTTP/1.1\r\nHost: x\r\n\r\n",
+            "CONNECT x:443 HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET /a\"b HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET /a{b} HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET / HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\r\nKeep-Alive: 5\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\r\nTE: trailers\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +1\r\n\r\nx",
+            "POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\r\nX: a\0b\r\n\r\n",
+            &big,
+            &many,
+        ] {
+            assert_eq!(other(raw), Parsed::Other, "{raw:?}");
+        }
+    }
+}
