@@ -558,3 +558,74 @@ fn connections_the_backend_closes_between_requests_are_not_reused() {
         assert_eq!(r.text(), "ok");
     }
 }
+
+/// Requests sent back to back on one connection are answered in order, also when one in the
+/// middle is of a shape the engine's own HTTP/1.1 path hands to the general path (a chunked
+/// upload): the bytes already read are not lost, and the connection goes on.
+#[test]
+fn pipelined_requests_and_a_handover_mid_connection_answer_in_order() {
+    let raw = Raw::start("pipeline", "");
+    raw.case(
+        "a",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\naaa",
+        false,
+    );
+    raw.case(
+        "b",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nbbb",
+        false,
+    );
+    let mut c = Conn::open(raw.serve.addr);
+    c.stream()
+        .write_all(
+            b"GET /raw/a HTTP/1.1\r\nHost: t\r\n\r\n\
+              GET /raw/b HTTP/1.1\r\nHost: t\r\n\r\n\
+              POST /one HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n\
+              GET /raw/a HTTP/1.1\r\nHost: t\r\n\r\n",
+        )
+        .unwrap();
+    for want in ["aaa", "bbb", "ok", "aaa"] {
+        let r = c.read_response(false);
+        assert_eq!((r.status, r.text().as_str()), (200, want));
+    }
+    c.send("PUT", "/two", &[], b"small body");
+    let r = c.read_response(false);
+    assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    let bodies = read_lines(&raw.dir.join("bodies.log"));
+    for (target, body) in [("/one", &b"hello"[..]), ("/two", b"small body")] {
+        let line = format!("{target} {}", sha256_hex(body));
+        assert!(bodies.contains(&line), "{line} not in {bodies:?}");
+    }
+}
+
+/// A response delimited by the backend's close reaches the client chunked, on a connection that
+/// stays open; informational heads (103) are not forwarded; `Connection: close` from the client
+/// is answered in kind, and the connection then ends.
+#[test]
+fn close_delimited_and_informational_responses_and_client_close() {
+    let raw = Raw::start("reframe", "");
+    raw.case(
+        "untilclose",
+        b"HTTP/1.1 200 OK\r\nX-Kind: until-close\r\n\r\nstreamed until the backend closed",
+        true,
+    );
+    raw.case(
+        "hints",
+        b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        false,
+    );
+    let mut c = Conn::open(raw.serve.addr);
+    c.send("GET", "/raw/untilclose", &[], b"");
+    let r = c.read_response(false);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(r.header("x-kind"), Some("until-close"));
+    assert_eq!(r.text(), "streamed until the backend closed");
+    c.send("GET", "/raw/hints", &[("Connection", "close")], b"");
+    let r = c.read_response(false);
+    assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    assert_eq!(r.header("connection"), Some("close"));
+    let mut rest = Vec::new();
+    c.reader.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+}

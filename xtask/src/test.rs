@@ -28,6 +28,14 @@ pub fn run(_args: &[String]) -> Result {
             .current_dir(&root)
             .args(["test", "--workspace", "--locked"]),
     )?;
+    // The standalone host's suites again with every request on the general path (hyper's
+    // server and client), which plain requests otherwise skip.
+    sh_run(
+        Command::new("cargo")
+            .current_dir(&root)
+            .env("ANCM_SERVE_TEST_ARGS", "--hyper-only")
+            .args(["test", "-p", "ancm-serve", "--locked", "--tests"]),
+    )?;
     crate::ctests::run(&[])?;
     crate::iis::vtable_check()?;
     crate::iis_emu::run()?;

@@ -101,6 +101,21 @@ where
                         Ok(_) => {}
                     }
                 }
+                // The header timeout is for heads: a body still coming when it runs out is left
+                // to the general path, which waits for bodies as long as they progress.
+                Parsed::AwaitingBody => {
+                    match io::read_until(&mut client, &mut b.client, deadline).await {
+                        Ok(0) => return None,
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                            return Some(Handover {
+                                stream: client,
+                                buffered: std::mem::take(&mut b.client),
+                            })
+                        }
+                        Err(_) => return None,
+                    }
+                }
                 Parsed::Partial | Parsed::Other => {
                     return Some(Handover {
                         stream: client,

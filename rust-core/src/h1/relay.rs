@@ -15,6 +15,8 @@ use super::response::Body;
 /// The longest chunk-size line or trailer section accepted.
 const MAX_CHUNK_LINE: usize = 4 * 1024;
 const MAX_TRAILERS: usize = 64 * 1024;
+/// The read size for bodies that take more than one read (fewer system calls for large ones).
+const BODY_READ: usize = 64 * 1024;
 
 /// Why a body stopped before its end; the client connection is then aborted.
 #[derive(Debug)]
@@ -93,6 +95,10 @@ impl Reader<'_> {
             self.buf.drain(..self.pos);
         }
         self.pos = 0;
+        // A body that needs more than one read is likely large: read it in large pieces.
+        if self.buf.capacity() < BODY_READ {
+            self.buf.reserve(BODY_READ);
+        }
         match read_within(self.backend, self.buf, self.timeout).await {
             Ok(0) => Err(Stop::Backend(format!(
                 "the connection closed in the middle of {what}"
@@ -222,6 +228,9 @@ impl Reader<'_> {
             sink.flush().await.map_err(Stop::Client)?;
             self.buf.clear();
             self.pos = 0;
+            if self.buf.capacity() < BODY_READ {
+                self.buf.reserve(BODY_READ);
+            }
             match read_within(self.backend, self.buf, self.timeout).await {
                 Ok(0) => {
                     sink.pending.extend_from_slice(b"0\r\n\r\n");

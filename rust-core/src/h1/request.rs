@@ -36,8 +36,10 @@ pub struct Head {
 /// What the start of the buffer holds.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Parsed {
-    /// Not all of a plain request yet: read more.
+    /// Not all of the head yet: read more.
     Partial,
+    /// A whole plain head, but not all of its body yet: read more.
+    AwaitingBody,
     /// A plain request; the backend's head is written.
     Plain(Head),
     /// Something for the general path (or for its error response), untouched.
@@ -122,7 +124,7 @@ pub fn parse(buf: &[u8], client_addr: &[u8], https: bool, out: &mut Vec<u8>) -> 
         return Parsed::Other;
     }
     if buf.len() - len < body {
-        return Parsed::Partial;
+        return Parsed::AwaitingBody;
     }
     join(&mut xff, client_addr);
     out.extend_from_slice(b"X-Forwarded-For: ");
@@ -209,7 +211,7 @@ mod tests {
     #[test]
     fn small_bodies_are_waited_for_and_counted() {
         let raw = "PUT /u HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhel";
-        assert_eq!(other(raw), Parsed::Partial);
+        assert_eq!(other(raw), Parsed::AwaitingBody);
         let (h, _) = plain(&format!("{raw}lo"));
         assert_eq!((h.len, h.body, h.idempotent), (raw.len() - 3, 5, true));
         assert_eq!(other("GET / HTTP/1.1\r\nHost: x\r\n"), Parsed::Partial);

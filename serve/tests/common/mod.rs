@@ -87,6 +87,13 @@ impl Serve {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ancm-serve"))
             .args(["--listen", "127.0.0.1:0"])
             .args(extra)
+            // `cargo xtask test` runs the suites again with `--hyper-only` here, so that the
+            // general path is tested whole as well as the engine's own HTTP/1.1 path.
+            .args(
+                std::env::var("ANCM_SERVE_TEST_ARGS")
+                    .unwrap_or_default()
+                    .split_whitespace(),
+            )
             .arg(site.join("web.config"))
             .env("RUST_LOG", filter)
             .stdin(Stdio::null())
