@@ -19,7 +19,13 @@ use std::time::Instant;
 use crate::sh::{root, Result};
 
 /// The targets, as named in fuzz/Cargo.toml.
-const TARGETS: [&str; 4] = ["web_config", "headers", "config_builder", "c_request_head"];
+const TARGETS: [&str; 5] = [
+    "web_config",
+    "headers",
+    "config_builder",
+    "c_request_head",
+    "h1_heads",
+];
 
 /// Inputs per target in CI mode: enough to run every seed and a few mutation rounds in about a
 /// second each, so the build dominates the time.
