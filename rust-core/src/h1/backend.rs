@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::bufs::Lent;
+use super::bufs::Bufs;
 use super::io::reserve;
 use super::response::{self, Head};
 use crate::forward::{ForwardError, MAX_RESPONSE_HEAD};
@@ -92,7 +92,7 @@ pub enum Failed {
 /// idempotent; a new socket's failure is returned, for the app's own retry rule.
 pub async fn exchange(
     backend: &Backend,
-    bufs: &mut Lent,
+    bufs: &mut Bufs,
     client: &mut TcpStream,
     head_method: bool,
     idempotent: bool,
@@ -148,7 +148,7 @@ async fn connect(port: u16, timeout: Duration) -> Result<TcpStream, Failed> {
 /// Reads the final response head, skipping informational ones.
 async fn head(
     conn: &mut TcpStream,
-    bufs: &mut Lent,
+    bufs: &mut Bufs,
     client: &mut TcpStream,
     head_method: bool,
     timeout: Duration,

@@ -36,7 +36,7 @@ use crate::app::Admission;
 use crate::forward::headers;
 use crate::{App, ClientInfo};
 use backend::Failed;
-use bufs::Lent;
+use bufs::{Bufs, Lent};
 use request::Parsed;
 
 /// The longest request head this path waits for; a longer one goes to the general path.
@@ -77,14 +77,14 @@ where
     loop {
         let deadline = header_timeout.map(|t| Instant::now() + t);
         let b = match &mut lent {
-            Some(b) if !b.client.is_empty() => b,
+            Some(b) if b.has_client_bytes() => b.bufs(),
             _ => {
                 // Idle: no buffers held until the next request starts to arrive.
                 lent = None;
                 if !readable_by(&client, deadline).await {
                     return None;
                 }
-                lent.insert(Lent::new(Vec::new()))
+                lent.insert(Lent::new()).bufs()
             }
         };
         let head = loop {
@@ -153,7 +153,7 @@ async fn readable_by(client: &TcpStream, deadline: Option<Instant>) -> bool {
 /// when the client went away.
 async fn forward(
     client: &mut TcpStream,
-    b: &mut Lent,
+    b: &mut Bufs,
     head: request::Head,
     app: &App,
 ) -> Option<bool> {
@@ -230,7 +230,7 @@ async fn forward(
 
 async fn answer_page(
     client: &mut TcpStream,
-    b: &mut Lent,
+    b: &mut Bufs,
     page: http::Response<crate::ResponseBody>,
     head: request::Head,
 ) -> Option<bool> {

@@ -126,13 +126,13 @@ pub fn parse(buf: &[u8], client_addr: &[u8], https: bool, out: &mut Vec<u8>) -> 
     if buf.len() - len < body {
         return Parsed::AwaitingBody;
     }
-    join(&mut xff, client_addr);
-    out.extend_from_slice(b"X-Forwarded-For: ");
-    out.extend_from_slice(&xff);
-    join(&mut xfp, if https { b"https" } else { b"http" });
-    out.extend_from_slice(b"\r\nX-Forwarded-Proto: ");
-    out.extend_from_slice(&xfp);
-    out.extend_from_slice(b"\r\n");
+    put_list(out, b"X-Forwarded-For: ", &xff, client_addr);
+    put_list(
+        out,
+        b"X-Forwarded-Proto: ",
+        &xfp,
+        if https { b"https" } else { b"http" },
+    );
     Parsed::Plain(Head {
         len,
         body,
@@ -143,6 +143,17 @@ pub fn parse(buf: &[u8], client_addr: &[u8], https: bool, out: &mut Vec<u8>) -> 
             "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
         ),
     })
+}
+
+/// Writes the field line `name` with the client's `list` (if any) and then `ours`.
+fn put_list(out: &mut Vec<u8>, name: &[u8], list: &[u8], ours: &[u8]) {
+    out.extend_from_slice(name);
+    if !list.is_empty() {
+        out.extend_from_slice(list);
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(ours);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Appends `value` to a comma-separated list.
