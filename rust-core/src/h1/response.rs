@@ -243,7 +243,7 @@ mod tests {
         assert_eq!((h.body, h.reusable), (Body::None, true));
         assert!(out.contains("Content-Length: 9") && !out.contains("transfer-encoding"));
 
-        for code in ["204 No Content", "304 Not Modified"] {
+        for code in ["204 No Content", "304 Not Modified", "204", "204 "] {
             let raw = format!("HTTP/1.1 {code}\r\n\r\n");
             assert_eq!(head(raw.as_bytes(), false).0.body, Body::None, "{code}");
         }
