@@ -9,7 +9,7 @@
 //! host's control thread) share one extra slot.
 
 use std::cell::Cell;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 /// The number of workers, set once by the host.
 static COUNT: OnceLock<usize> = OnceLock::new();
@@ -54,6 +54,68 @@ pub fn per_worker<T>(mut make: impl FnMut() -> T) -> Box<[T]> {
 pub fn slot(len: usize) -> usize {
     let last = len.saturating_sub(1);
     current().map_or(last, |w| w.min(last))
+}
+
+/// A stack of values per worker plus one shared by other threads (see [`per_worker`]), each
+/// under its own lock on its own cache line, so that workers never touch each other's: for
+/// things only the thread that made them should reuse (sockets registered with its runtime).
+/// Most recently pushed on top.
+#[derive(Debug)]
+pub struct Stacks<T> {
+    stacks: Box<[Stack<T>]>,
+}
+
+#[derive(Debug)]
+#[repr(align(128))]
+struct Stack<T>(Mutex<Vec<T>>);
+
+impl<T> Default for Stacks<T> {
+    /// A stack per worker declared so far ([`configure`]), and the shared one.
+    fn default() -> Self {
+        Stacks {
+            stacks: per_worker(|| Stack(Mutex::new(Vec::new()))),
+        }
+    }
+}
+
+impl<T> Stacks<T> {
+    fn mine(&self) -> &Mutex<Vec<T>> {
+        &self.stacks[slot(self.stacks.len())].0
+    }
+
+    /// Pops the calling thread's values until one is `usable`, and returns it; the others are
+    /// dropped.
+    pub fn pop_usable(&self, mut usable: impl FnMut(&T) -> bool) -> Option<T> {
+        let mut stack = self.mine().lock().ok()?;
+        while let Some(v) = stack.pop() {
+            if usable(&v) {
+                return Some(v);
+            }
+        }
+        None
+    }
+
+    /// Pushes onto the calling thread's stack, unless it holds `max` values already.
+    pub fn push(&self, v: T, max: usize) {
+        if let Ok(mut stack) = self.mine().lock() {
+            if stack.len() < max {
+                stack.push(v);
+            }
+        }
+    }
+
+    /// Values held now, over all stacks.
+    pub fn len(&self) -> usize {
+        self.stacks
+            .iter()
+            .map(|s| s.0.lock().map_or(0, |v| v.len()))
+            .sum()
+    }
+
+    /// Whether no stack holds anything.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@
 
 mod balance;
 mod listen;
-mod prefixed;
 mod reload;
 mod server;
 mod sniff;

@@ -17,7 +17,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::balance::{Balancer, Handoff, OpenConnection};
-use crate::prefixed::Prefixed;
 use crate::reload::CurrentApp;
 use crate::sniff::Sniffed;
 
@@ -162,7 +161,7 @@ fn serve_connection(
             // request and leaves an idle connection an empty pointer-sized slot.
             Box::pin(async move { Ok::<_, Infallible>(serve(&app, &client, req).await) })
         });
-        let io = Sniffed::new(Prefixed::new(buffered, stream));
+        let io = Sniffed::with_front(buffered, stream);
         let conn = http1::Builder::new()
             .timer(timer)
             .header_read_timeout(header_timeout)

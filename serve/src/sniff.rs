@@ -23,19 +23,26 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// A client connection whose request bytes are checked for framing conflicts on their way to
-/// hyper; writes pass through untouched.
+/// hyper; writes pass through untouched. Bytes already read from the connection (by the engine's
+/// own HTTP/1.1 path, which hands a connection over at a request boundary) can be put in front.
 #[derive(Debug)]
 pub struct Sniffed<S> {
     inner: S,
     framing: Framing,
+    /// Read before `inner`, from `front_read` on.
+    front: Vec<u8>,
+    front_read: usize,
 }
 
 impl<S> Sniffed<S> {
-    /// Wraps a freshly accepted connection (positioned before its first request).
-    pub fn new(inner: S) -> Self {
+    /// Wraps a connection positioned at the start of a request, `front` holding the bytes
+    /// already read from it (none for a fresh one); they are read (and checked) first.
+    pub fn with_front(front: Vec<u8>, inner: S) -> Self {
         Sniffed {
             inner,
             framing: Framing::default(),
+            front,
+            front_read: 0,
         }
     }
 }
@@ -48,7 +55,17 @@ impl<S: AsyncRead + Unpin> AsyncRead for Sniffed<S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        if this.front_read < this.front.len() {
+            let n = buf.remaining().min(this.front.len() - this.front_read);
+            buf.put_slice(&this.front[this.front_read..this.front_read + n]);
+            this.front_read += n;
+            if this.front_read == this.front.len() {
+                this.front = Vec::new();
+                this.front_read = 0;
+            }
+        } else {
+            ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        }
         this.framing.feed(&mut buf.filled_mut()[before..]);
         Poll::Ready(Ok(()))
     }
@@ -530,5 +547,32 @@ mod tests {
         assert_eq!(parse_length(b"4 2"), None);
         assert_eq!(parse_length(b"-1"), None);
         assert_eq!(parse_length(b"99999999999999999999999"), None);
+    }
+
+    /// Bytes put in front are read first, in reads of any size, and checked like the rest: a
+    /// head with both framing headers split between them and the socket is still caught.
+    #[tokio::test]
+    async fn bytes_in_front_are_read_first_and_checked() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut client, server) = tokio::io::duplex(256);
+        client
+            .write_all(b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+            .await
+            .unwrap();
+        drop(client);
+        let front =
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\nPOST / HTTP/1.1\r\nContent-Length: 3\r\n".to_vec();
+        let mut s = Sniffed::with_front(front.clone(), server);
+        let mut first = [0u8; 7];
+        s.read_exact(&mut first).await.unwrap();
+        assert_eq!(&first, b"GET / H");
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(&rest[..front.len() - 7], &front[7..]);
+        assert!(
+            rest.contains(&0),
+            "the conflicting head was not marked: {:?}",
+            String::from_utf8_lossy(&rest)
+        );
     }
 }

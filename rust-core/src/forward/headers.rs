@@ -72,6 +72,31 @@ pub fn is_reserved(name: &[u8]) -> bool {
         && name[..MS_PREFIX.len()].eq_ignore_ascii_case(MS_PREFIX.as_bytes())
 }
 
+/// What one `Connection` field value says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionOptions {
+    /// `close`: the connection ends after this message.
+    pub close: bool,
+    /// Any token other than `close` and `keep-alive`: it names other fields as hop-by-hop (or
+    /// asks for an upgrade).
+    pub names_fields: bool,
+}
+
+impl ConnectionOptions {
+    /// Reads a `Connection` field value (tokens in any case, comma-separated).
+    pub fn parse(value: &[u8]) -> ConnectionOptions {
+        let mut o = ConnectionOptions::default();
+        for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            if token.eq_ignore_ascii_case(b"close") {
+                o.close = true;
+            } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"keep-alive") {
+                o.names_fields = true;
+            }
+        }
+        o
+    }
+}
+
 /// Removes the hop-by-hop headers and every header the `Connection` header names.
 pub fn remove_hop_by_hop(h: &mut HeaderMap) {
     // One pass over the names (no hashing) finds the common case: nothing to remove. Saves
@@ -291,6 +316,15 @@ mod tests {
         assert_eq!(h.get_all(XFF).iter().count(), 1);
         assert_eq!(h[XFF], "1.1.1.1:1, 2.2.2.2:2, [::1]:6000");
         assert_eq!(h[XFP], "https, http");
+    }
+
+    #[test]
+    fn connection_options() {
+        let o = |v: &str| ConnectionOptions::parse(v.as_bytes());
+        assert_eq!(o("keep-alive"), ConnectionOptions::default());
+        assert!(o("Keep-Alive, CLOSE").close && !o("close").names_fields);
+        assert!(o("upgrade").names_fields && !o("upgrade").close);
+        assert!(o(" , x-hop ,").names_fields);
     }
 
     #[test]

@@ -14,7 +14,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -71,62 +71,29 @@ const MAX_IDLE: usize = 256;
 const MAX_RESPONSE_HEADERS: usize = 1024;
 
 /// The idle connections to one backend, one stack per worker plus one shared by other
-/// threads; most recently used on top (warm in cache, and the ones at the bottom are left to
-/// time out at the backend).
-#[derive(Debug)]
-pub struct Pool {
-    stacks: Box<[Stack]>,
-}
-
-/// One thread's stack, on its own cache line so that workers do not share one.
+/// threads ([`crate::worker::Stacks`]); most recently used on top (warm in cache, and the ones at
+/// the bottom are left to time out at the backend).
 #[derive(Debug, Default)]
-#[repr(align(128))]
-struct Stack(Mutex<Vec<Sender>>);
-
-impl Default for Pool {
-    /// A pool with a stack per worker declared so far ([`crate::worker::configure`]).
-    fn default() -> Self {
-        Pool {
-            stacks: crate::worker::per_worker(Stack::default),
-        }
-    }
+pub struct Pool {
+    stacks: crate::worker::Stacks<Sender>,
 }
 
 impl Pool {
-    /// The calling thread's stack: its worker's, else the shared one (the last).
-    fn stack(&self) -> &Mutex<Vec<Sender>> {
-        &self.stacks[crate::worker::slot(self.stacks.len())].0
-    }
-
     /// An idle connection that is still open, if there is one.
     fn take(&self) -> Option<Sender> {
-        let mut idle = self.stack().lock().ok()?;
-        while let Some(s) = idle.pop() {
-            if !s.is_closed() {
-                return Some(s);
-            }
-        }
-        None
+        self.stacks.pop_usable(|s| !s.is_closed())
     }
 
     /// Returns a connection whose last response was read to the end.
     pub fn put(&self, s: Sender) {
-        if s.is_closed() {
-            return;
-        }
-        if let Ok(mut idle) = self.stack().lock() {
-            if idle.len() < MAX_IDLE {
-                idle.push(s);
-            }
+        if !s.is_closed() {
+            self.stacks.push(s, MAX_IDLE);
         }
     }
 
     /// Idle connections held now, over all workers (for tests and diagnostics).
     pub fn idle_count(&self) -> usize {
-        self.stacks
-            .iter()
-            .map(|s| s.0.lock().map(|v| v.len()).unwrap_or(0))
-            .sum()
+        self.stacks.len()
     }
 }
 

@@ -3,7 +3,6 @@
 //! request, wait for the final response head within requestTimeout while watching the client.
 
 use std::io;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,59 +20,33 @@ const MAX_IDLE: usize = 256;
 /// beyond this the client is not read until the response is out.
 const MAX_AHEAD: usize = 64 * 1024;
 
-/// The idle sockets to one backend, one stack per worker plus one for other threads: a socket is
-/// registered with the reactor of the worker that opened it, so it is only reused there.
-#[derive(Debug)]
-pub struct Idle {
-    stacks: Box<[Stack]>,
-}
-
+/// The idle sockets to one backend, one stack per worker plus one for other threads
+/// ([`crate::worker::Stacks`]): a socket is registered with the reactor of the worker that opened
+/// it, so it is only reused there.
 #[derive(Debug, Default)]
-#[repr(align(128))]
-struct Stack(Mutex<Vec<TcpStream>>);
-
-impl Default for Idle {
-    fn default() -> Self {
-        Idle {
-            stacks: crate::worker::per_worker(Stack::default),
-        }
-    }
+pub struct Idle {
+    stacks: crate::worker::Stacks<TcpStream>,
 }
 
 impl Idle {
-    fn stack(&self) -> &Mutex<Vec<TcpStream>> {
-        &self.stacks[crate::worker::slot(self.stacks.len())].0
-    }
-
     /// An idle socket the backend has not closed (nor sent anything on since).
     fn take(&self) -> Option<TcpStream> {
-        let mut idle = self.stack().lock().ok()?;
-        while let Some(s) = idle.pop() {
+        self.stacks.pop_usable(|s| {
             // No system call unless the reactor saw the socket readable: a close, or bytes no
             // request asked for. Either way it is not reused.
             let mut probe = [0u8; 1];
-            if matches!(s.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
-                return Some(s);
-            }
-        }
-        None
+            matches!(s.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        })
     }
 
     /// Keeps a socket whose last response ended exactly where it said.
     pub fn put(&self, s: TcpStream) {
-        if let Ok(mut idle) = self.stack().lock() {
-            if idle.len() < MAX_IDLE {
-                idle.push(s);
-            }
-        }
+        self.stacks.push(s, MAX_IDLE);
     }
 
     /// Idle sockets held now, over all workers.
     pub fn idle_count(&self) -> usize {
-        self.stacks
-            .iter()
-            .map(|s| s.0.lock().map_or(0, |v| v.len()))
-            .sum()
+        self.stacks.len()
     }
 }
 

@@ -79,14 +79,11 @@ pub fn parse(buf: &[u8], client_addr: &[u8], https: bool, out: &mut Vec<u8>) -> 
     for f in req.headers.iter() {
         let name = f.name.as_bytes();
         if name.eq_ignore_ascii_case(b"connection") {
-            for token in f.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                if token.eq_ignore_ascii_case(b"close") {
-                    close = true;
-                } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"keep-alive") {
-                    // Names other fields as hop-by-hop, or asks for an upgrade.
-                    return Parsed::Other;
-                }
+            let o = headers::ConnectionOptions::parse(f.value);
+            if o.names_fields {
+                return Parsed::Other;
             }
+            close |= o.close;
             continue;
         }
         if name.eq_ignore_ascii_case(b"transfer-encoding")

@@ -53,28 +53,27 @@ pub enum Parsed {
 /// `head_method`. For a final head, `out` gets the client's head, ending with the empty line.
 pub fn parse(buf: &[u8], head_method: bool, out: &mut Vec<u8>) -> Result<Parsed, ForwardError> {
     let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_FIELDS];
-    let mut resp = httparse::Response::new(&mut []);
-    match httparse::ParserConfig::default().parse_response_with_uninit_headers(
-        &mut resp,
-        buf,
-        &mut fields,
-    ) {
-        Ok(status) => finish(resp, status, head_method, out),
+    match parse_with(buf, &mut fields, head_method, out) {
         Err(httparse::Error::TooManyHeaders) => {
             let mut fields = Vec::with_capacity(MAX_FIELDS);
             fields.resize_with(MAX_FIELDS, MaybeUninit::uninit);
-            let mut resp = httparse::Response::new(&mut []);
-            match httparse::ParserConfig::default().parse_response_with_uninit_headers(
-                &mut resp,
-                buf,
-                &mut fields,
-            ) {
-                Ok(status) => finish(resp, status, head_method, out),
-                Err(e) => Err(invalid(e)),
-            }
+            parse_with(buf, &mut fields, head_method, out).map_err(invalid)?
         }
-        Err(e) => Err(invalid(e)),
+        r => r.map_err(invalid)?,
     }
+}
+
+/// [`parse`] with room for `fields.len()` fields; the outer error is httparse's.
+fn parse_with<'b>(
+    buf: &'b [u8],
+    fields: &mut [MaybeUninit<httparse::Header<'b>>],
+    head_method: bool,
+    out: &mut Vec<u8>,
+) -> Result<Result<Parsed, ForwardError>, httparse::Error> {
+    let mut resp = httparse::Response::new(&mut []);
+    let status = httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, buf, fields)?;
+    Ok(finish(resp, status, head_method, out))
 }
 
 fn invalid(e: httparse::Error) -> ForwardError {
@@ -119,13 +118,9 @@ fn finish(
     for f in resp.headers.iter() {
         let name = f.name.as_bytes();
         if name.eq_ignore_ascii_case(b"connection") {
-            for token in f.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                if token.eq_ignore_ascii_case(b"close") {
-                    reusable = false;
-                } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"keep-alive") {
-                    named_by_connection = true;
-                }
-            }
+            let o = headers::ConnectionOptions::parse(f.value);
+            reusable &= !o.close;
+            named_by_connection |= o.names_fields;
         }
         framing.feed(name, f.value);
     }
