@@ -629,3 +629,34 @@ fn close_delimited_and_informational_responses_and_client_close() {
     c.reader.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
 }
+
+/// A backend that drops the connection of one request without answering (an app that aborts
+/// it) sees a bodiless idempotent request at most twice, whichever connection it arrived on
+/// (docs/forwarding.md, "Sent once more"); a POST once. Both are then answered 502.3.
+#[test]
+fn a_request_whose_connection_the_backend_drops_is_sent_at_most_twice() {
+    let raw = Raw::start("dropped", "");
+    raw.case("drop", b"", true);
+    for method in ["GET", "POST"] {
+        let mut c = Conn::open(raw.serve.addr);
+        // Leaves an idle backend connection with this client connection's worker.
+        c.send("GET", "/", &[], b"");
+        assert_eq!(c.read_response(false).status, 200);
+        let target = format!("/raw/drop?{method}");
+        c.send(method, &target, &[], b"");
+        let r = c.read_response(false);
+        assert_eq!(r.status, 502, "{method}: {}", r.text());
+        assert_eq!(r.header("x-ancm-status"), Some("502.3"), "{method}");
+        let sent = raw
+            .received()
+            .iter()
+            .filter(|l| **l == format!("{method} {target}"))
+            .count();
+        let most = if method == "GET" { 2 } else { 1 };
+        assert!(
+            (1..=most).contains(&sent),
+            "{method} reached the backend {sent} times"
+        );
+    }
+    raw.assert_healthy();
+}

@@ -61,14 +61,14 @@ pub enum Failed {
 
 /// Sends `bufs.request` to `backend` and waits for the final response head, whose client
 /// version is then in `bufs.out` and whose bytes start `bufs.backend`. A request that a pooled
-/// socket fails before any answer goes to the next (or a new) one when it was never sent or is
-/// idempotent; a new socket's failure is returned, for the app's own retry rule.
+/// socket refuses unsent goes to the next (or a new) one; a socket lost after the request went
+/// out is returned like any failure, for the app's own retry rule (sent once more at most, as
+/// on the general path: the backend may have seen it).
 pub async fn exchange(
     backend: &Backend,
     bufs: &mut Bufs,
     client: &mut TcpStream,
     head_method: bool,
-    idempotent: bool,
     timeout: Duration,
 ) -> Result<(TcpStream, Head), Failed> {
     loop {
@@ -84,12 +84,9 @@ pub async fn exchange(
             continue;
         }
         bufs.backend.clear();
-        match head(&mut conn, bufs, client, head_method, timeout).await {
-            Ok(h) => return Ok((conn, h)),
-            Err(Failed::Forward(ForwardError::ConnectionLost(_)))
-                if !fresh && idempotent && bufs.backend.is_empty() => {}
-            Err(e) => return Err(e),
-        }
+        return head(&mut conn, bufs, client, head_method, timeout)
+            .await
+            .map(|h| (conn, h));
     }
 }
 

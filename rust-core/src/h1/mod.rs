@@ -172,16 +172,7 @@ async fn forward(
         b.request
             .extend_from_slice(&b.client[head.len..head.len + head.body]);
         let in_flight = backend.begin_request();
-        match backend::exchange(
-            &backend,
-            b,
-            client,
-            head.head_method,
-            head.idempotent,
-            timeout,
-        )
-        .await
-        {
+        match backend::exchange(&backend, b, client, head.head_method, timeout).await {
             Ok((conn, resp)) => break (in_flight, conn, resp),
             Err(Failed::ClientGone) => return None,
             Err(Failed::Forward(e)) => {
