@@ -660,3 +660,19 @@ fn a_request_whose_connection_the_backend_drops_is_sent_at_most_twice() {
     }
     raw.assert_healthy();
 }
+
+/// `Connection: close` from the client is answered in kind also when the engine answers itself
+/// (here the 502.3 page for a backend that dropped the request), and the connection then ends.
+#[test]
+fn engine_pages_say_connection_close_when_the_client_asked_for_it() {
+    let raw = Raw::start("pageclose", "");
+    raw.case("drop", b"", true);
+    let mut c = Conn::open(raw.serve.addr);
+    c.send("POST", "/raw/drop", &[("Connection", "close")], b"x");
+    let r = c.read_response(false);
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(r.header("connection"), Some("close"), "{:?}", r.headers);
+    let mut rest = Vec::new();
+    c.reader.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+}

@@ -225,7 +225,7 @@ async fn answer_page(
     page: http::Response<crate::ResponseBody>,
     head: request::Head,
 ) -> Option<bool> {
-    match page::write(client, page, head.head_method, &mut b.out).await {
+    match page::write(client, page, head.head_method, head.close, &mut b.out).await {
         Ok(close) => Some(!close),
         Err(_) => None,
     }

@@ -12,11 +12,13 @@ use crate::forward::pages::{EngineStatus, STATUS_HEADER};
 use crate::forward::ResponseBody;
 
 /// Writes `page` (no body for a `HEAD` request); returns whether the connection must close
-/// after it (the page says `Connection: close`).
+/// after it (the page says `Connection: close`, or the client did: `client_close`, then said
+/// in the page too, as the general path's server does).
 pub async fn write(
     client: &mut TcpStream,
     page: Response<ResponseBody>,
     head_method: bool,
+    client_close: bool,
     out: &mut Vec<u8>,
 ) -> io::Result<bool> {
     let body = match page.body() {
@@ -39,6 +41,10 @@ pub async fn write(
             continue;
         }
         put(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    if client_close && !close {
+        put(out, b"connection", b"close");
+        close = true;
     }
     if let Some(s) = page.extensions().get::<EngineStatus>() {
         put(
