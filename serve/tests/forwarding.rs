@@ -676,3 +676,43 @@ fn engine_pages_say_connection_close_when_the_client_asked_for_it() {
     c.reader.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
 }
+
+/// The name the httpPlatform dialect gives the Windows token is the engine's too: a client's
+/// `X-IIS-WindowsAuthToken` (a handle value the app would use as the user's token) never
+/// reaches the app, like `MS-ASPNETCORE-*`.
+#[test]
+fn a_clients_windows_token_headers_never_reach_the_app() {
+    let site = temp_site("forgedtoken");
+    let attrs = format!(
+        "processPath=\"python3\" arguments=\"{}\"",
+        backend("env_dump.py")
+    );
+    std::fs::write(site.join("web.config"), web_config(&attrs, "")).unwrap();
+    let serve = Serve::start(&site);
+    for body in [&b""[..], b"with a body"] {
+        let r = serve.request(
+            "POST",
+            "/",
+            &[
+                ("X-IIS-WindowsAuthToken", "4a8"),
+                ("MS-ASPNETCORE-WINAUTHTOKEN", "4a8"),
+                ("X-Kept", "1"),
+            ],
+            body,
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        let names: Vec<String> = r.json()["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h[0].as_str().unwrap().to_ascii_lowercase())
+            .collect();
+        assert!(names.contains(&"x-kept".to_owned()), "{names:?}");
+        assert!(
+            !names
+                .iter()
+                .any(|n| n == "x-iis-windowsauthtoken" || n == "ms-aspnetcore-winauthtoken"),
+            "a forged token arrived: {names:?}"
+        );
+    }
+}

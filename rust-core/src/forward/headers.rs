@@ -65,11 +65,13 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
         .any(|h| name.eq_ignore_ascii_case(h.as_str().as_bytes()))
 }
 
-/// Whether a header name (in any case) is in the `MS-ASPNETCORE-*` space that only the engine
-/// may set; the client's are dropped.
+/// Whether a header name (in any case) is one only the engine may set, the client's being
+/// dropped: the `MS-ASPNETCORE-*` space, and `X-IIS-WindowsAuthToken` (the Windows token in the
+/// httpPlatform dialect: a handle value the app would act on as the user's token).
 pub fn is_reserved(name: &[u8]) -> bool {
-    name.len() >= MS_PREFIX.len()
-        && name[..MS_PREFIX.len()].eq_ignore_ascii_case(MS_PREFIX.as_bytes())
+    (name.len() >= MS_PREFIX.len()
+        && name[..MS_PREFIX.len()].eq_ignore_ascii_case(MS_PREFIX.as_bytes()))
+        || name.eq_ignore_ascii_case(HPH_WIN_AUTH_TOKEN.as_str().as_bytes())
 }
 
 /// What one `Connection` field value says.
@@ -290,6 +292,7 @@ mod tests {
             ("ms-aspnetcore-event", "shutdown"),
             ("MS-ASPNETCORE-CLIENTCERT", "forged"),
             ("ms-aspnetcorex", "x"),
+            ("X-IIS-WindowsAuthToken", "4a8"),
             ("accept", "*/*"),
         ]);
         translate_request(&mut h, &client("10.0.0.1:5000"), &tok());
@@ -297,6 +300,7 @@ mod tests {
         assert!(h.get("ms-aspnetcore-event").is_none());
         assert!(h.get("ms-aspnetcore-clientcert").is_none());
         assert!(h.get("ms-aspnetcorex").is_none());
+        assert!(h.get(HPH_WIN_AUTH_TOKEN).is_none());
         assert_eq!(h["accept"], "*/*");
     }
 

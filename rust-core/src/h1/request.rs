@@ -207,10 +207,14 @@ mod tests {
     #[test]
     fn forged_ms_aspnetcore_fields_are_dropped_and_forwarded_lists_extended() {
         let (_, out) = plain(
-            "POST / HTTP/1.1\r\nHost: x\r\nMS-ASPNETCORE-TOKEN: forged\r\nms-aspnetcore-event: shutdown\r\n\
+            "POST / HTTP/1.1\r\nHost: x\r\nMS-ASPNETCORE-TOKEN: forged\r\nms-aspnetcore-event: shutdown\r\nX-IIS-WindowsAuthToken: 4a8\r\n\
              X-Forwarded-For: 1.1.1.1:1\r\nx-forwarded-for: 2.2.2.2:2\r\nX-Forwarded-Proto: https\r\n\r\n",
         );
         assert!(!out.to_ascii_lowercase().contains("ms-aspnetcore"), "{out}");
+        assert!(
+            !out.to_ascii_lowercase().contains("windowsauthtoken"),
+            "{out}"
+        );
         assert!(out.ends_with(
             "X-Forwarded-For: 1.1.1.1:1, 2.2.2.2:2, 10.0.0.1:5000\r\nX-Forwarded-Proto: https, http\r\n"
         ), "{out}");
