@@ -716,3 +716,41 @@ fn a_clients_windows_token_headers_never_reach_the_app() {
         );
     }
 }
+
+/// A client that leaves while the response body is still coming (a long poll, server-sent
+/// events between two events) cancels the backend request at once, as when it leaves before the
+/// head: the backend sees its connection close, well before requestTimeout.
+#[test]
+fn a_client_leaving_during_the_response_body_cancels_the_backend_request() {
+    let raw = Raw::start("bodyabort", "");
+    for (name, response) in [
+        (
+            "lengthpoll",
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nfirst"[..],
+        ),
+        (
+            "chunkedpoll",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n",
+        ),
+        ("closepoll", b"HTTP/1.1 200 OK\r\n\r\nfirst"),
+    ] {
+        raw.case(name, response, false);
+        std::fs::write(raw.dir.join(format!("{name}.stall")), b"").unwrap();
+        let mut c = Conn::open(raw.serve.addr);
+        c.send("GET", &format!("/raw/{name}"), &[], b"");
+        let (status, _) = c.read_head();
+        assert_eq!(status, 200, "{name}");
+        drop(c);
+        let needle = format!("CLOSED /raw/{name}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !raw.received().contains(&needle) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name}: the backend request was not cancelled: {:?}",
+                raw.received()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    raw.assert_healthy();
+}

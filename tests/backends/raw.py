@@ -4,7 +4,8 @@ Listens on 127.0.0.1:ASPNETCORE_PORT. RAW_DIR (environment) is a folder shared w
 - every request received is logged as one line "<METHOD> <target>" to RAW_DIR/received.log, after its
   body was read (Content-Length or chunked), so a test can count what reached the backend;
 - GET/POST /raw/<name> answers with the bytes of RAW_DIR/<name>.bin, sent as they are, then closes the
-  connection if RAW_DIR/<name>.close exists (else keeps it open for the next request);
+  connection if RAW_DIR/<name>.close exists, or stalls like /stall if RAW_DIR/<name>.stall exists (else
+  keeps it open for the next request);
 - /stall reads the request and never answers; when the proxy closes the connection it logs
   "CLOSED <target>" (so a test sees that a client's disconnect reached the backend);
 - every non-empty request body is logged as "<target> <sha256 hex>" to RAW_DIR/bodies.log;
@@ -82,7 +83,12 @@ def serve(conn):
                 with LOCK, open(os.path.join(DIR, "bodies.log"), "ab") as f:
                     f.write(target + b" " + hashlib.sha256(body).hexdigest().encode() + b"\n")
             path = target.decode("latin-1").split("?")[0]
-            if path == "/stall":
+            stall = path.startswith("/raw/") and os.path.exists(
+                os.path.join(DIR, path[len("/raw/"):] + ".stall"))
+            if stall:
+                with open(os.path.join(DIR, path[len("/raw/"):] + ".bin"), "rb") as f:
+                    conn.sendall(f.read())
+            if path == "/stall" or stall:
                 while conn.recv(65536):
                     pass
                 with LOCK, open(os.path.join(DIR, "received.log"), "ab") as f:

@@ -9,16 +9,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::bufs::Bufs;
-use super::io::reserve;
+use super::io::{reserve, MAX_AHEAD};
 use super::response::{self, Head};
 use crate::forward::{ForwardError, MAX_RESPONSE_HEAD};
 use crate::process::Backend;
 
 /// Idle connections kept per backend, at most.
 const MAX_IDLE: usize = 256;
-/// Bytes a client may send ahead (pipelined requests) while its request waits for the backend;
-/// beyond this the client is not read until the response is out.
-const MAX_AHEAD: usize = 64 * 1024;
 
 /// The idle sockets to one backend, one stack per worker plus one for other threads
 /// ([`crate::worker::Stacks`]): a socket is registered with the reactor of the worker that opened

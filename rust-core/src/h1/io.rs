@@ -1,7 +1,7 @@
 //! Reads with a deadline, and writes that copy small pieces together to save system calls.
 
 use std::io;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -11,28 +11,9 @@ use tokio::net::TcpStream;
 const COPY_BELOW: usize = 16 * 1024;
 /// Room made in a read buffer before each read.
 const READ_ROOM: usize = 8 * 1024;
-
-/// Reads more bytes into `buf`: what is there at once, else what comes within `timeout` (zero
-/// waits forever). `Ok(0)` is the peer's end; running out of time is `ErrorKind::TimedOut`.
-pub async fn read_within(
-    s: &mut TcpStream,
-    buf: &mut Vec<u8>,
-    timeout: Duration,
-) -> io::Result<usize> {
-    reserve(buf);
-    // Costs no system call when the reactor has not seen the socket readable since the last
-    // read that drained it, and saves a timer when the bytes are already there.
-    match s.try_read_buf(buf) {
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-        r => return r,
-    }
-    read_until(
-        s,
-        buf,
-        (!timeout.is_zero()).then(|| Instant::now() + timeout),
-    )
-    .await
-}
+/// Bytes a client may send ahead (pipelined requests) while its request is answered; beyond
+/// this the client is not read until the response is out.
+pub const MAX_AHEAD: usize = 64 * 1024;
 
 /// Reads more bytes into `buf`, giving up at `deadline` (`None`: never).
 pub async fn read_until(
@@ -65,6 +46,9 @@ pub struct Sink<'a> {
     pub stream: &'a mut TcpStream,
     /// What is waiting to go out.
     pub pending: &'a mut Vec<u8>,
+    /// Bytes the client sent ahead while its response was on its way (read while the backend
+    /// is awaited, to see a client leave).
+    pub ahead: &'a mut Vec<u8>,
 }
 
 impl Sink<'_> {

@@ -195,6 +195,7 @@ async fn forward(
     let mut sink = io::Sink {
         stream: client,
         pending: &mut b.out,
+        ahead: &mut b.client,
     };
     match relay::relay(
         &mut conn,

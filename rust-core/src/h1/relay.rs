@@ -1,15 +1,17 @@
 //! The response body, from the backend connection to the client: a `Content-Length` body as it
 //! is, a chunked one decoded and chunked again (trailers dropped, as the general path does), one
 //! delimited by the backend's close chunked. Each wait for the backend is bounded by
-//! requestTimeout. Bytes after the end of the body mean the backend framed its response wrongly:
-//! the client connection is then aborted before the response completes (the general path's rule).
+//! requestTimeout, and watches the client: one that leaves cancels the backend request at once.
+//! Bytes after the end of the body mean the backend framed its response wrongly: the client
+//! connection is then aborted before the response completes (the general path's rules).
 
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
-use super::io::{read_within, Sink};
+use super::io::{reserve, Sink, MAX_AHEAD};
 use super::response::Body;
 
 /// The longest chunk-size line or trailer section accepted.
@@ -87,8 +89,49 @@ impl Reader<'_> {
         &self.buf[self.pos..]
     }
 
+    /// Reads more of the backend's bytes (`Ok(0)`: its end) within requestTimeout, watching the
+    /// client meanwhile: one that leaves (or fails) ends the response at once, as the general
+    /// path's server does, and bytes it sends ahead (pipelined requests) are kept in
+    /// `sink.ahead`, up to [`MAX_AHEAD`].
+    async fn read(&mut self, sink: &mut Sink<'_>) -> Result<usize, Stop> {
+        reserve(self.buf);
+        // Costs no system call when the reactor has not seen the socket readable since the last
+        // read that drained it, and saves a timer when the bytes are already there.
+        match self.backend.try_read_buf(self.buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            r => return r.map_err(|e| Stop::Backend(e.to_string())),
+        }
+        let deadline = (!self.timeout.is_zero()).then(|| Instant::now() + self.timeout);
+        loop {
+            let sleep = async {
+                match deadline {
+                    Some(at) => crate::timer::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let watch_client = sink.ahead.len() < MAX_AHEAD;
+            tokio::select! {
+                biased;
+                r = self.backend.read_buf(self.buf) => {
+                    return r.map_err(|e| Stop::Backend(e.to_string()));
+                }
+                r = sink.stream.read_buf(sink.ahead), if watch_client => match r {
+                    Ok(0) => {
+                        return Err(Stop::Client(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "the client closed its connection",
+                        )))
+                    }
+                    Ok(_) => {}
+                    Err(e) => return Err(Stop::Client(e)),
+                },
+                () = sleep => return Err(Stop::Timeout(self.timeout)),
+            }
+        }
+    }
+
     /// Reads more, keeping what is unread. `what` names what was expected, for the error.
-    async fn more(&mut self, what: &str) -> Result<(), Stop> {
+    async fn more(&mut self, sink: &mut Sink<'_>, what: &str) -> Result<(), Stop> {
         if self.pos == self.buf.len() {
             self.buf.clear();
         } else if self.pos > 0 {
@@ -99,13 +142,11 @@ impl Reader<'_> {
         if self.buf.capacity() < BODY_READ {
             self.buf.reserve(BODY_READ);
         }
-        match read_within(self.backend, self.buf, self.timeout).await {
-            Ok(0) => Err(Stop::Backend(format!(
+        match self.read(sink).await? {
+            0 => Err(Stop::Backend(format!(
                 "the connection closed in the middle of {what}"
             ))),
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(Stop::Timeout(self.timeout)),
-            Err(e) => Err(Stop::Backend(e.to_string())),
+            _ => Ok(()),
         }
     }
 
@@ -127,7 +168,7 @@ impl Reader<'_> {
                 return Ok(());
             }
             sink.flush().await.map_err(Stop::Client)?;
-            self.more("the body").await?;
+            self.more(sink, "the body").await?;
         }
     }
 
@@ -143,7 +184,7 @@ impl Reader<'_> {
                     }
                     Ok(httparse::Status::Partial) if self.available().len() < MAX_CHUNK_LINE => {
                         sink.flush().await.map_err(Stop::Client)?;
-                        self.more("a chunk size").await?;
+                        self.more(sink, "a chunk size").await?;
                     }
                     _ => return Err(Stop::Backend("a chunk size line is malformed".into())),
                 }
@@ -156,7 +197,7 @@ impl Reader<'_> {
             while left > 0 {
                 if self.available().is_empty() {
                     sink.flush().await.map_err(Stop::Client)?;
-                    self.more("a chunk").await?;
+                    self.more(sink, "a chunk").await?;
                 }
                 let take = self
                     .available()
@@ -171,7 +212,7 @@ impl Reader<'_> {
             }
             while self.available().len() < 2 {
                 sink.flush().await.map_err(Stop::Client)?;
-                self.more("a chunk").await?;
+                self.more(sink, "a chunk").await?;
             }
             if &self.available()[..2] != b"\r\n" {
                 return Err(Stop::Backend("a chunk is longer than its size".into()));
@@ -204,7 +245,7 @@ impl Reader<'_> {
                         return Err(Stop::Backend("its trailers are too long".into()));
                     }
                     sink.flush().await.map_err(Stop::Client)?;
-                    self.more("the trailers").await?;
+                    self.more(sink, "the trailers").await?;
                 }
             }
             if seen > MAX_TRAILERS {
@@ -231,16 +272,9 @@ impl Reader<'_> {
             if self.buf.capacity() < BODY_READ {
                 self.buf.reserve(BODY_READ);
             }
-            match read_within(self.backend, self.buf, self.timeout).await {
-                Ok(0) => {
-                    sink.pending.extend_from_slice(b"0\r\n\r\n");
-                    return Ok(());
-                }
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                    return Err(Stop::Timeout(self.timeout))
-                }
-                Err(e) => return Err(Stop::Backend(e.to_string())),
+            if self.read(sink).await? == 0 {
+                sink.pending.extend_from_slice(b"0\r\n\r\n");
+                return Ok(());
             }
         }
     }
