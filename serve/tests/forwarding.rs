@@ -754,3 +754,23 @@ fn a_client_leaving_during_the_response_body_cancels_the_backend_request() {
     }
     raw.assert_healthy();
 }
+
+/// Without a header timeout (`--header-timeout 0`) an upload that stops half way is still
+/// bounded: the backend has the request and requestTimeout runs out (502.3), as for any
+/// upload that stops making progress.
+#[test]
+fn an_upload_that_stalls_without_a_header_timeout_gets_502_3() {
+    let (site, _dir) = raw_site("stalledup", "requestTimeout=\"00:00:01\"");
+    let serve = Serve::start_args(&site, &["--header-timeout", "0"]);
+    assert_eq!(serve.get("/").status, 200);
+    let mut c = Conn::open(serve.addr);
+    c.stream()
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    c.stream()
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhalf")
+        .unwrap();
+    let r = c.read_response(false);
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(r.header("x-ancm-status"), Some("502.3"));
+}

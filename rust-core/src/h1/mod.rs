@@ -102,9 +102,15 @@ where
                     }
                 }
                 // The header timeout is for heads: a body still coming when it runs out is left
-                // to the general path, which waits for bodies as long as they progress.
+                // to the general path, which waits for bodies as long as they progress. Without
+                // one, each wait for the body is bounded by requestTimeout, that path's bound
+                // for an upload that stops.
                 Parsed::AwaitingBody => {
-                    match io::read_until(&mut client, &mut b.client, deadline).await {
+                    let by = deadline.or_else(|| {
+                        let t = current().request_timeout();
+                        (!t.is_zero()).then(|| Instant::now() + t)
+                    });
+                    match io::read_until(&mut client, &mut b.client, by).await {
                         Ok(0) => return None,
                         Ok(_) => {}
                         Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
