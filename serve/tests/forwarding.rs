@@ -774,3 +774,39 @@ fn an_upload_that_stalls_without_a_header_timeout_gets_502_3() {
     assert_eq!(r.status, 502, "{}", r.text());
     assert_eq!(r.header("x-ancm-status"), Some("502.3"));
 }
+
+/// A client's `X-Forwarded-For` / `X-Forwarded-Proto` values are extended byte for byte, obs-text
+/// included (as every other field's value), not re-encoded.
+#[test]
+fn forwarded_lists_keep_the_clients_bytes() {
+    let site = temp_site("xffobs");
+    let attrs = format!(
+        "processPath=\"python3\" arguments=\"{}\"",
+        backend("env_dump.py")
+    );
+    std::fs::write(site.join("web.config"), web_config(&attrs, "")).unwrap();
+    let serve = Serve::start(&site);
+    let mut c = Conn::open(serve.addr);
+    c.stream()
+        .write_all(
+            b"GET / HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 1.1.1.1, caf\xe9\r\nX-Forwarded-Proto: caf\xe9\r\n\r\n",
+        )
+        .unwrap();
+    let r = c.read_response(false);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let headers = r.json()["headers"].as_array().unwrap().clone();
+    let get = |name: &str| -> Vec<String> {
+        headers
+            .iter()
+            .filter(|h| h[0].as_str().unwrap().eq_ignore_ascii_case(name))
+            .map(|h| h[1].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // The backend reads field values as Latin-1: \xe9 is "é".
+    let local = c.stream().local_addr().unwrap().to_string();
+    assert_eq!(
+        get("x-forwarded-for"),
+        vec![format!("1.1.1.1, caf\u{e9}, {local}")]
+    );
+    assert_eq!(get("x-forwarded-proto"), vec!["caf\u{e9}, http".to_owned()]);
+}

@@ -215,18 +215,19 @@ fn is_ms_aspnetcore(name: &HeaderName) -> bool {
 /// Appends `value` to a comma-separated list header, joining the values of repeated headers
 /// first (IIS hands the module one joined value; we must forward the same).
 fn append_list(h: &mut HeaderMap, name: HeaderName, value: &str) {
-    let mut joined = String::new();
+    // Bytes, not text: the client's values go on byte for byte (obs-text too).
+    let mut joined = Vec::new();
     for v in h.get_all(&name) {
         if !joined.is_empty() {
-            joined.push_str(", ");
+            joined.extend_from_slice(b", ");
         }
-        joined.push_str(&String::from_utf8_lossy(v.as_bytes()));
+        joined.extend_from_slice(v.as_bytes());
     }
     if !joined.is_empty() {
-        joined.push_str(", ");
+        joined.extend_from_slice(b", ");
     }
-    joined.push_str(value);
-    match HeaderValue::from_str(&joined) {
+    joined.extend_from_slice(value.as_bytes());
+    match HeaderValue::from_bytes(&joined) {
         Ok(v) => {
             h.insert(name, v);
         }
