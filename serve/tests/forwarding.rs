@@ -810,3 +810,68 @@ fn forwarded_lists_keep_the_clients_bytes() {
     );
     assert_eq!(get("x-forwarded-proto"), vec!["caf\u{e9}, http".to_owned()]);
 }
+
+/// A repeated, identical `Content-Length` (RFC 9110 §8.6: a duplicate made upstream) goes on as
+/// one field, both ways: backends such as Kestrel refuse a request with two. A 204 or 304
+/// response carries none to the client (RFC 9110 §8.6 forbids it in a 204).
+#[test]
+fn content_length_goes_on_once_and_not_with_204_or_304() {
+    let site = temp_site("onecl");
+    let attrs = format!(
+        "processPath=\"python3\" arguments=\"{}\"",
+        backend("env_dump.py")
+    );
+    std::fs::write(site.join("web.config"), web_config(&attrs, "")).unwrap();
+    let serve = Serve::start(&site);
+    let mut c = Conn::open(serve.addr);
+    c.stream()
+        .write_all(
+            b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\ncontent-length: 2\r\n\r\nok",
+        )
+        .unwrap();
+    let r = c.read_response(false);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let lengths: Vec<String> = r.json()["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| {
+            h[0].as_str()
+                .unwrap()
+                .eq_ignore_ascii_case("content-length")
+        })
+        .map(|h| h[1].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(lengths, vec!["2".to_owned()]);
+
+    let raw = Raw::start("onecl-resp", "");
+    raw.case(
+        "twice",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\ncontent-length: 2\r\n\r\nok",
+        false,
+    );
+    raw.case(
+        "r204",
+        b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nX-A: 1\r\n\r\n",
+        false,
+    );
+    raw.case(
+        "r304",
+        b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\nETag: \"x\"\r\n\r\n",
+        false,
+    );
+    let mut c = Conn::open(raw.serve.addr);
+    for (case, want) in [("twice", 1), ("r204", 0), ("r304", 0)] {
+        c.send("GET", &format!("/raw/{case}"), &[], b"");
+        let r = c.read_response(false);
+        let n = r
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .count();
+        assert_eq!(n, want, "{case}: {:?}", r.headers);
+    }
+    // Still in step.
+    c.send("GET", "/", &[], b"");
+    assert_eq!(c.read_response(false).text(), "ok");
+}

@@ -48,6 +48,11 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// Whether a `Content-Length` field was fed.
+    pub fn has_length(&self) -> bool {
+        self.length.is_some()
+    }
+
     /// The message's framing, or the rule its headers break.
     pub fn finish(self) -> Result<Framing, &'static str> {
         if let Some(first) = self.length {

@@ -106,7 +106,13 @@ pub fn parse(buf: &[u8], client_addr: &[u8], https: bool, out: &mut Vec<u8>) -> 
         if name.eq_ignore_ascii_case(b"host") {
             hosts += 1;
         }
+        let repeated_length = framing.has_length() && name.eq_ignore_ascii_case(b"content-length");
         framing.feed(name, f.value);
+        if repeated_length {
+            // Identical (else refused below): sent once, as the general path does; backends
+            // such as Kestrel refuse a request with two.
+            continue;
+        }
         out.extend_from_slice(name);
         out.extend_from_slice(b": ");
         out.extend_from_slice(f.value);
@@ -226,6 +232,9 @@ mod tests {
         assert_eq!(other(raw), Parsed::AwaitingBody);
         let (h, _) = plain(&format!("{raw}lo"));
         assert_eq!((h.len, h.body, h.idempotent), (raw.len() - 3, 5, true));
+        let (_, out) =
+            plain("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\ncontent-length: 1\r\n\r\nx");
+        assert_eq!(out.matches("ontent-").count(), 1, "{out}");
         assert_eq!(other("GET / HTTP/1.1\r\nHost: x\r\n"), Parsed::Partial);
     }
 

@@ -145,6 +145,9 @@ fn finish(
     out.push(b' ');
     out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
+    // A repeated (identical) Content-Length goes on once, and none with a 204 or 304 (RFC 9110
+    // §8.6), as the general path's server writes them.
+    let mut length_written = code == 204 || code == 304;
     for f in resp.headers.iter() {
         let name = f.name.as_bytes();
         if headers::is_hop_by_hop(name)
@@ -152,6 +155,12 @@ fn finish(
             || (named_by_connection && is_named_by_connection(resp.headers, name))
         {
             continue;
+        }
+        if name.eq_ignore_ascii_case(b"content-length") {
+            if length_written {
+                continue;
+            }
+            length_written = true;
         }
         out.extend_from_slice(name);
         out.extend_from_slice(b": ");
@@ -239,9 +248,23 @@ mod tests {
         assert!(out.contains("Content-Length: 9") && !out.contains("transfer-encoding"));
 
         for code in ["204 No Content", "304 Not Modified", "204", "204 "] {
-            let raw = format!("HTTP/1.1 {code}\r\n\r\n");
-            assert_eq!(head(raw.as_bytes(), false).0.body, Body::None, "{code}");
+            let raw = format!("HTTP/1.1 {code}\r\nContent-Length: 0\r\n\r\n");
+            let (h, out) = head(raw.as_bytes(), false);
+            assert_eq!(h.body, Body::None, "{code}");
+            assert!(
+                !out.to_ascii_lowercase().contains("content-length"),
+                "{out}"
+            );
         }
+        let (_, out) = head(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\ncontent-length: 2\r\n\r\n",
+            false,
+        );
+        assert_eq!(
+            out.to_ascii_lowercase().matches("content-length").count(),
+            1,
+            "{out}"
+        );
         let (h, _) = head(
             b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
             false,
