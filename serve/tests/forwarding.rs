@@ -875,3 +875,31 @@ fn content_length_goes_on_once_and_not_with_204_or_304() {
     c.send("GET", "/", &[], b"");
     assert_eq!(c.read_response(false).text(), "ok");
 }
+
+/// A client that leaves while its request waits for the app's process to start is not
+/// forwarded once the process is up: nobody waits for the answer (and a POST would act for no
+/// one).
+#[test]
+fn a_request_whose_client_left_during_the_start_is_not_sent() {
+    let (site, dir) = raw_site("leftearly", "");
+    let config = std::fs::read_to_string(site.join("web.config")).unwrap();
+    let config = config.replace(
+        "</environmentVariables>",
+        "<environmentVariable name=\"RAW_START_DELAY\" value=\"2\" /></environmentVariables>",
+    );
+    std::fs::write(site.join("web.config"), config).unwrap();
+    let serve = Serve::start(&site);
+    let mut c = Conn::open(serve.addr);
+    c.send("POST", "/gone", &[], b"x");
+    drop(c);
+    // Waits for the same start; then one more round trip, after which the POST would have
+    // arrived long before.
+    assert_eq!(serve.get("/after").status, 200);
+    assert_eq!(serve.get("/last").status, 200);
+    let got = read_lines(&dir.join("received.log"));
+    assert!(got.contains(&"GET /last".to_owned()), "{got:?}");
+    assert!(
+        !got.contains(&"POST /gone".to_owned()),
+        "the abandoned request was sent: {got:?}"
+    );
+}

@@ -11,6 +11,7 @@ Listens on 127.0.0.1:ASPNETCORE_PORT. RAW_DIR (environment) is a folder shared w
 - every non-empty request body is logged as "<target> <sha256 hex>" to RAW_DIR/bodies.log;
 - every accepted connection adds a line to RAW_DIR/connections.log;
 - anything else: 200 with body "ok".
+RAW_START_DELAY (environment, seconds, optional) delays listening (a slow start).
 No token check: this backend tests the proxy's handling of bad responses, not the pairing.
 """
 
@@ -19,6 +20,7 @@ import os
 import socket
 import sys
 import threading
+import time
 
 PORT = int(os.environ["ASPNETCORE_PORT"])
 DIR = os.environ["RAW_DIR"]
@@ -105,6 +107,7 @@ def serve(conn):
 
 
 def main():
+    time.sleep(float(os.environ.get("RAW_START_DELAY", "0")))
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("127.0.0.1", PORT))

@@ -23,11 +23,13 @@ pub mod relay;
 pub mod request;
 pub mod response;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::ops::Deref;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub use backend::Idle;
@@ -167,7 +169,7 @@ async fn forward(
     let base = b.request.len();
     let mut retried = false;
     let (in_flight, mut conn, resp) = loop {
-        let backend = match app.admit().await {
+        let backend = match admit(app, client, &mut b.client).await? {
             Admission::Backend(backend) => backend,
             Admission::Page(p) => return answer_page(client, b, *p, head).await,
         };
@@ -222,6 +224,29 @@ async fn forward(
         Err(stop) => {
             log::debug!("response aborted: {stop}");
             None
+        }
+    }
+}
+
+/// [`App::admit`], watching the client while it waits (a process start takes a while): `None`
+/// when the client left, so that a request nobody waits for is never sent (the general path's
+/// server drops it too). Bytes the client sends meanwhile (pipelined requests) are kept in
+/// `ahead`.
+async fn admit(app: &App, client: &mut TcpStream, ahead: &mut Vec<u8>) -> Option<Admission> {
+    let mut admitting = std::pin::pin!(app.admit());
+    // The usual case, a running process, is ready at once: no watch then.
+    let first = std::future::poll_fn(|cx| Poll::Ready(admitting.as_mut().poll(cx))).await;
+    if let Poll::Ready(a) = first {
+        return Some(a);
+    }
+    loop {
+        tokio::select! {
+            biased;
+            a = &mut admitting => return Some(a),
+            r = client.read_buf(ahead), if ahead.len() < io::MAX_AHEAD => match r {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            },
         }
     }
 }
