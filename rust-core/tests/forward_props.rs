@@ -294,7 +294,9 @@ proptest! {
 /// Whether a message with these framing headers has exactly one reading (RFC 9112 §6.1, §6.3),
 /// stated directly: either no framing header; or Content-Length fields that all carry the same
 /// non-empty run of digits and no Transfer-Encoding; or Transfer-Encoding fields whose joined
-/// coding list names `chunked` exactly once, as the last coding, and no Content-Length.
+/// coding list is `chunked` alone, and no Content-Length. (A list like `gzip, chunked` has one
+/// reading, but the coding under chunked would reach the other side unannounced once the
+/// hop-by-hop field is dropped, so it is refused too, as nginx does.)
 fn unambiguous(h: &HeaderMap) -> bool {
     let cls: Vec<&[u8]> = h
         .get_all("content-length")
@@ -329,12 +331,7 @@ fn unambiguous(h: &HeaderMap) -> bool {
                 })
                 .filter(|c| !c.is_empty())
                 .collect();
-            codings.last().map(Vec::as_slice) == Some(&b"chunked"[..])
-                && codings
-                    .iter()
-                    .filter(|c| c.as_slice() == b"chunked")
-                    .count()
-                    == 1
+            codings == [b"chunked".to_vec()]
         }
     }
 }

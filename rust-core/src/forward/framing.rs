@@ -27,6 +27,7 @@ pub struct Fields<'a> {
     te: bool,
     chunked: u32,
     last_chunked: bool,
+    other_codings: bool,
 }
 
 impl<'a> Fields<'a> {
@@ -43,6 +44,7 @@ impl<'a> Fields<'a> {
                 if !c.is_empty() {
                     self.last_chunked = c.eq_ignore_ascii_case(b"chunked");
                     self.chunked += u32::from(self.last_chunked);
+                    self.other_codings |= !self.last_chunked;
                 }
             }
         }
@@ -77,6 +79,11 @@ impl<'a> Fields<'a> {
             }
             if self.chunked > 1 || !self.last_chunked {
                 return Err("Transfer-Encoding has chunked other than once, last");
+            }
+            if self.other_codings {
+                // Once de-chunked, the body would still be in that coding, and the field that
+                // says so is hop-by-hop: nothing would tell the other side (nginx refuses too).
+                return Err("Transfer-Encoding names a coding besides chunked (not supported)");
             }
             return Ok(Framing::Chunked);
         }
@@ -120,9 +127,9 @@ mod tests {
         assert!(check(&h(&[("content-length", "10")])).is_ok());
         assert!(check(&h(&[("content-length", "10"), ("content-length", "10")])).is_ok());
         assert!(check(&h(&[("transfer-encoding", "chunked")])).is_ok());
-        assert!(check(&h(&[("transfer-encoding", "gzip, Chunked")])).is_ok());
+        assert!(check(&h(&[("transfer-encoding", " Chunked ,")])).is_ok());
         assert!(check(&h(&[
-            ("transfer-encoding", "gzip"),
+            ("transfer-encoding", ""),
             ("transfer-encoding", "chunked")
         ]))
         .is_ok());
@@ -143,11 +150,15 @@ mod tests {
             Ok(Framing::Length(10))
         );
         assert_eq!(
+            framing(&[("Transfer-Encoding", "Chunked")]),
+            Ok(Framing::Chunked)
+        );
+        assert_eq!(
             framing(&[
                 ("Transfer-Encoding", "gzip"),
                 ("transfer-encoding", "Chunked")
             ]),
-            Ok(Framing::Chunked)
+            Err("Transfer-Encoding names a coding besides chunked (not supported)")
         );
         assert_eq!(
             framing(&[("content-length", "99999999999999999999999")]),
@@ -165,6 +176,11 @@ mod tests {
             vec![("content-length", "-1")],
             vec![("transfer-encoding", "chunked, gzip")],
             vec![("transfer-encoding", "gzip")],
+            vec![("transfer-encoding", "gzip, chunked")],
+            vec![
+                ("transfer-encoding", "gzip"),
+                ("transfer-encoding", "chunked"),
+            ],
             vec![("transfer-encoding", "chunked, chunked")],
             vec![
                 ("transfer-encoding", "chunked"),

@@ -240,8 +240,8 @@ impl Reader<'_> {
                     self.pos += line + 2;
                 }
                 None => {
-                    seen += self.available().len();
-                    if seen > MAX_TRAILERS {
+                    // The unfinished line is counted once it ends; here only bounded.
+                    if seen + self.available().len() > MAX_TRAILERS {
                         return Err(Stop::Backend("its trailers are too long".into()));
                     }
                     sink.flush().await.map_err(Stop::Client)?;

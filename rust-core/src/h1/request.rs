@@ -14,6 +14,9 @@ use crate::forward::headers;
 /// The most request header fields this path takes (hyper's server default): a head with more goes
 /// to the general path.
 const MAX_FIELDS: usize = 100;
+/// The longest request target taken here: the general path's URI type holds at most this many
+/// bytes, and answers longer ones 414.
+const MAX_TARGET: usize = u16::MAX as usize - 1;
 /// The largest request body taken here; it is read whole before the request is sent. Larger
 /// bodies stream through the general path.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -62,7 +65,11 @@ pub fn parse(buf: &[u8], client_addr: &[u8], https: bool, out: &mut Vec<u8>) -> 
     let (Some(method), Some(target), Some(1)) = (req.method, req.path, req.version) else {
         return Parsed::Other;
     };
-    if method == "CONNECT" || !target.starts_with('/') || !target.bytes().all(plain_target_byte) {
+    if method == "CONNECT"
+        || !target.starts_with('/')
+        || target.len() > MAX_TARGET
+        || !target.bytes().all(plain_target_byte)
+    {
         return Parsed::Other;
     }
     out.clear();
@@ -253,6 +260,10 @@ mod tests {
             "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
             MAX_BODY + 1
         );
+        let long_target = format!(
+            "GET /{} HTTP/1.1\r\nHost: x\r\n\r\n",
+            "a".repeat(MAX_TARGET)
+        );
         let many = format!(
             "GET / HTTP/1.1\r\nHost: x\r\n{}\r\n",
             "A: b\r\n".repeat(MAX_FIELDS)
@@ -279,6 +290,7 @@ mod tests {
             "GET / HTTP/1.1\r\nHost: x\r\nX: a\0b\r\n\r\n",
             &big,
             &many,
+            &long_target,
         ] {
             assert_eq!(other(raw), Parsed::Other, "{raw:?}");
         }
