@@ -506,25 +506,14 @@ fn slow_uploads_do_not_hit_request_timeout_while_they_progress() {
 
 #[test]
 fn header_name_case_is_preserved() {
-    let site = temp_site("case");
-    let attrs = format!(
-        "processPath=\"python3\" arguments=\"{}\"",
-        backend("env_dump.py")
-    );
-    std::fs::write(site.join("web.config"), web_config(&attrs, "")).unwrap();
-    let serve = Serve::start(&site);
+    let serve = env_dump_serve("case");
     let r = serve.request(
         "GET",
         "/",
         &[("X-CamelCase-Header", "v"), ("x-lower", "w")],
         b"",
     );
-    let names: Vec<String> = r.json()["headers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h[0].as_str().unwrap().to_owned())
-        .collect();
+    let names: Vec<String> = r.echoed_headers().into_iter().map(|(n, _)| n).collect();
     assert!(
         names.contains(&"X-CamelCase-Header".to_owned()),
         "{names:?}"
@@ -684,13 +673,7 @@ fn engine_pages_say_connection_close_when_the_client_asked_for_it() {
 /// reaches the app, like `MS-ASPNETCORE-*`.
 #[test]
 fn a_clients_windows_token_headers_never_reach_the_app() {
-    let site = temp_site("forgedtoken");
-    let attrs = format!(
-        "processPath=\"python3\" arguments=\"{}\"",
-        backend("env_dump.py")
-    );
-    std::fs::write(site.join("web.config"), web_config(&attrs, "")).unwrap();
-    let serve = Serve::start(&site);
+    let serve = env_dump_serve("forgedtoken");
     for body in [&b""[..], b"with a body"] {
         let r = serve.request(
             "POST",
@@ -703,11 +686,10 @@ fn a_clients_windows_token_headers_never_reach_the_app() {
             body,
         );
         assert_eq!(r.status, 200, "{}", r.text());
-        let names: Vec<String> = r.json()["headers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| h[0].as_str().unwrap().to_ascii_lowercase())
+        let names: Vec<String> = r
+            .echoed_headers()
+            .into_iter()
+            .map(|(n, _)| n.to_ascii_lowercase())
             .collect();
         assert!(names.contains(&"x-kept".to_owned()), "{names:?}");
         assert!(
@@ -781,13 +763,7 @@ fn an_upload_that_stalls_without_a_header_timeout_gets_502_3() {
 /// included (as every other field's value), not re-encoded.
 #[test]
 fn forwarded_lists_keep_the_clients_bytes() {
-    let site = temp_site("xffobs");
-    let attrs = format!(
-        "processPath=\"python3\" arguments=\"{}\"",
-        backend("env_dump.py")
-    );
-    std::fs::write(site.join("web.config"), web_config(&attrs, "")).unwrap();
-    let serve = Serve::start(&site);
+    let serve = env_dump_serve("xffobs");
     let mut c = Conn::open(serve.addr);
     c.stream()
         .write_all(
@@ -796,14 +772,7 @@ fn forwarded_lists_keep_the_clients_bytes() {
         .unwrap();
     let r = c.read_response(false);
     assert_eq!(r.status, 200, "{}", r.text());
-    let headers = r.json()["headers"].as_array().unwrap().clone();
-    let get = |name: &str| -> Vec<String> {
-        headers
-            .iter()
-            .filter(|h| h[0].as_str().unwrap().eq_ignore_ascii_case(name))
-            .map(|h| h[1].as_str().unwrap().to_owned())
-            .collect()
-    };
+    let get = |name: &str| r.echoed(name);
     // The backend reads field values as Latin-1: \xe9 is "é".
     let local = c.stream().local_addr().unwrap().to_string();
     assert_eq!(
@@ -818,13 +787,7 @@ fn forwarded_lists_keep_the_clients_bytes() {
 /// response carries none to the client (RFC 9110 §8.6 forbids it in a 204).
 #[test]
 fn content_length_goes_on_once_and_not_with_204_or_304() {
-    let site = temp_site("onecl");
-    let attrs = format!(
-        "processPath=\"python3\" arguments=\"{}\"",
-        backend("env_dump.py")
-    );
-    std::fs::write(site.join("web.config"), web_config(&attrs, "")).unwrap();
-    let serve = Serve::start(&site);
+    let serve = env_dump_serve("onecl");
     let mut c = Conn::open(serve.addr);
     c.stream()
         .write_all(
@@ -833,18 +796,7 @@ fn content_length_goes_on_once_and_not_with_204_or_304() {
         .unwrap();
     let r = c.read_response(false);
     assert_eq!(r.status, 200, "{}", r.text());
-    let lengths: Vec<String> = r.json()["headers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|h| {
-            h[0].as_str()
-                .unwrap()
-                .eq_ignore_ascii_case("content-length")
-        })
-        .map(|h| h[1].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(lengths, vec!["2".to_owned()]);
+    assert_eq!(r.echoed("content-length"), vec!["2".to_owned()]);
 
     let raw = Raw::start("onecl-resp", "");
     raw.case(

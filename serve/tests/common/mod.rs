@@ -247,6 +247,30 @@ impl Response {
     }
 
     /// The body as JSON (the sample app's /json route).
+    /// The request header fields env_dump.py reports it received, as (name, value), in order.
+    pub fn echoed_headers(&self) -> Vec<(String, String)> {
+        self.json()["headers"]
+            .as_array()
+            .expect("an env_dump.py response")
+            .iter()
+            .map(|h| {
+                (
+                    h[0].as_str().unwrap_or_default().to_owned(),
+                    h[1].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// The values env_dump.py reports for request header `name` (any case).
+    pub fn echoed(&self, name: &str) -> Vec<String> {
+        self.echoed_headers()
+            .into_iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+            .collect()
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
@@ -396,6 +420,18 @@ pub fn sha256_hex(data: &[u8]) -> String {
 /// Deterministic test data.
 pub fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+/// ancm-serve serving `tests/backends/env_dump.py` (which answers with what it received, as JSON)
+/// from a fresh site named `name`.
+pub fn env_dump_serve(name: &str) -> Serve {
+    let site = temp_site(name);
+    let attrs = format!(
+        "processPath=\"python3\" arguments=\"{}\"",
+        backend("env_dump.py")
+    );
+    std::fs::write(site.join("web.config"), web_config(&attrs, "")).unwrap();
+    Serve::start(&site)
 }
 
 /// A site whose app is `tests/backends/raw.py` (a backend that answers with the bytes a test
