@@ -277,7 +277,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def r_index(self, query):
         e = html.escape
-        rows = "\n".join(f"<tr><td>{e(k)}</td><td>{e(v)}</td></tr>" for k, v in self.headers.items())
+        # The pairing token is a secret between ancm-rs and this process: a page a browser shows
+        # names it but never prints it (as /env leaves out ASPNETCORE_TOKEN).
+        rows = "\n".join(
+            f"<tr><td>{e(k)}</td><td>{'(hidden)' if k.lower() == 'ms-aspnetcore-token' else e(v)}</td></tr>"
+            for k, v in self.headers.items()
+        )
         page = f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>hello from ancm-rs</title></head>
 <body>
