@@ -5,11 +5,11 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::bufs::Bufs;
-use super::io::{reserve, MAX_AHEAD};
+use super::io::{read_watching, Watched};
 use super::response::{self, Head};
 use crate::forward::{ForwardError, MAX_RESPONSE_HEAD};
 use crate::process::Backend;
@@ -121,7 +121,6 @@ async fn head(
     timeout: Duration,
 ) -> Result<Head, Failed> {
     let deadline = (!timeout.is_zero()).then(|| Instant::now() + timeout);
-    let mut watch_client = true;
     loop {
         match response::parse(&bufs.backend, head_method, &mut bufs.out) {
             Ok(response::Parsed::Final(h)) => return Ok(h),
@@ -138,40 +137,18 @@ async fn head(
             }
             Err(e) => return Err(Failed::Forward(e)),
         }
-        reserve(&mut bufs.backend);
-        // The bytes are often there already: no timer then.
-        let read = match conn.try_read_buf(&mut bufs.backend) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let sleep = async {
-                    match deadline {
-                        Some(at) => crate::timer::sleep_until(at).await,
-                        None => std::future::pending().await,
-                    }
-                };
-                tokio::select! {
-                    biased;
-                    r = conn.read_buf(&mut bufs.backend) => r,
-                    r = client.read_buf(&mut bufs.client), if watch_client => {
-                        match r {
-                            Ok(0) | Err(_) => return Err(Failed::ClientGone),
-                            // Pipelined bytes: kept for after this response.
-                            Ok(_) => watch_client = bufs.client.len() < MAX_AHEAD,
-                        }
-                        continue;
-                    }
-                    () = sleep => return Err(Failed::Forward(ForwardError::Timeout(timeout))),
-                }
-            }
-            r => r,
-        };
-        match read {
+        match read_watching(conn, &mut bufs.backend, client, &mut bufs.client, deadline).await {
             Ok(0) => {
                 return Err(Failed::Forward(ForwardError::ConnectionLost(
                     "the connection closed before the response head".into(),
                 )))
             }
             Ok(_) => {}
-            Err(e) => return Err(Failed::Forward(ForwardError::ConnectionLost(e.to_string()))),
+            Err(Watched::Backend(e)) => {
+                return Err(Failed::Forward(ForwardError::ConnectionLost(e.to_string())))
+            }
+            Err(Watched::Client(_)) => return Err(Failed::ClientGone),
+            Err(Watched::TimedOut) => return Err(Failed::Forward(ForwardError::Timeout(timeout))),
         }
     }
 }

@@ -33,6 +33,61 @@ pub async fn read_until(
     }
 }
 
+/// Why a [`read_watching`] read gave no bytes.
+#[derive(Debug)]
+pub enum Watched {
+    /// The backend connection failed.
+    Backend(io::Error),
+    /// The client closed its connection (`UnexpectedEof`) or it failed.
+    Client(io::Error),
+    /// Nothing came before the deadline.
+    TimedOut,
+}
+
+/// Reads more of the backend's bytes into `buf` (`Ok(0)`: its end) by `deadline` (`None`:
+/// never), watching the client meanwhile: one that leaves (or fails) ends the wait at once, as
+/// the general path's server cancels a request whose client left, and bytes it sends ahead
+/// (pipelined requests) are kept in `ahead`, up to [`MAX_AHEAD`].
+pub async fn read_watching(
+    backend: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    client: &mut TcpStream,
+    ahead: &mut Vec<u8>,
+    deadline: Option<Instant>,
+) -> Result<usize, Watched> {
+    use tokio::io::AsyncReadExt;
+    reserve(buf);
+    // Costs no system call when the reactor has not seen the socket readable since the last
+    // read that drained it, and saves a timer when the bytes are already there.
+    match backend.try_read_buf(buf) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+        r => return r.map_err(Watched::Backend),
+    }
+    loop {
+        let sleep = async {
+            match deadline {
+                Some(at) => crate::timer::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            r = backend.read_buf(buf) => return r.map_err(Watched::Backend),
+            r = client.read_buf(ahead), if ahead.len() < MAX_AHEAD => match r {
+                Ok(0) => {
+                    return Err(Watched::Client(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the client closed its connection",
+                    )))
+                }
+                Ok(_) => {}
+                Err(e) => return Err(Watched::Client(e)),
+            },
+            () = sleep => return Err(Watched::TimedOut),
+        }
+    }
+}
+
 /// Makes room for a read of a useful size.
 pub fn reserve(buf: &mut Vec<u8>) {
     if buf.capacity() - buf.len() < READ_ROOM / 4 {

@@ -8,10 +8,9 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
-use super::io::{reserve, Sink, MAX_AHEAD};
+use super::io::{read_watching, Sink, Watched};
 use super::response::Body;
 
 /// The longest chunk-size line or trailer section accepted.
@@ -90,44 +89,16 @@ impl Reader<'_> {
     }
 
     /// Reads more of the backend's bytes (`Ok(0)`: its end) within requestTimeout, watching the
-    /// client meanwhile: one that leaves (or fails) ends the response at once, as the general
-    /// path's server does, and bytes it sends ahead (pipelined requests) are kept in
-    /// `sink.ahead`, up to [`MAX_AHEAD`].
+    /// client meanwhile ([`read_watching`]).
     async fn read(&mut self, sink: &mut Sink<'_>) -> Result<usize, Stop> {
-        reserve(self.buf);
-        // Costs no system call when the reactor has not seen the socket readable since the last
-        // read that drained it, and saves a timer when the bytes are already there.
-        match self.backend.try_read_buf(self.buf) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            r => return r.map_err(|e| Stop::Backend(e.to_string())),
-        }
         let deadline = (!self.timeout.is_zero()).then(|| Instant::now() + self.timeout);
-        loop {
-            let sleep = async {
-                match deadline {
-                    Some(at) => crate::timer::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
-            let watch_client = sink.ahead.len() < MAX_AHEAD;
-            tokio::select! {
-                biased;
-                r = self.backend.read_buf(self.buf) => {
-                    return r.map_err(|e| Stop::Backend(e.to_string()));
-                }
-                r = sink.stream.read_buf(sink.ahead), if watch_client => match r {
-                    Ok(0) => {
-                        return Err(Stop::Client(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "the client closed its connection",
-                        )))
-                    }
-                    Ok(_) => {}
-                    Err(e) => return Err(Stop::Client(e)),
-                },
-                () = sleep => return Err(Stop::Timeout(self.timeout)),
-            }
-        }
+        read_watching(self.backend, self.buf, sink.stream, sink.ahead, deadline)
+            .await
+            .map_err(|w| match w {
+                Watched::Backend(e) => Stop::Backend(e.to_string()),
+                Watched::Client(e) => Stop::Client(e),
+                Watched::TimedOut => Stop::Timeout(self.timeout),
+            })
     }
 
     /// Reads more, keeping what is unread. `what` names what was expected, for the error.
