@@ -151,10 +151,13 @@ impl App {
         });
         match (inner.forward_once(req, client).await, retry) {
             (Ok(r), _) => r,
-            (Err(Failure::Forward(backend, e)), Some(head)) if may_resend(&e, head.method()) => {
-                log::info!("{e} (process {}); trying once more", backend.child.pid());
-                // Give the reaper a moment to notice a death, so the retry starts a new process.
-                let _ = tokio::time::timeout(UNREACHABLE_GRACE, backend.child.wait()).await;
+            (Err(Failure::Forward(backend, e)), Some(head)) => {
+                if !self
+                    .retry_after(&backend, &e, head.method().is_idempotent())
+                    .await
+                {
+                    return inner.failure_response(Failure::Forward(backend, e));
+                }
                 let req = head.map(|()| RequestBody::Empty);
                 match inner.forward_once(req, client).await {
                     Ok(r) => r,
@@ -218,13 +221,9 @@ impl App {
         if let Some(page) = inner.unavailable_page() {
             return Admission::Page(Box::new(page));
         }
-        match inner
-            .pick_slot()
-            .acquire(|| Inner::start_future(inner.clone()))
-            .await
-        {
+        match inner.backend().await {
             Ok(b) => Admission::Backend(b),
-            Err(f) => Admission::Page(Box::new(inner.failure_response(Failure::Start(f)))),
+            Err(f) => Admission::Page(Box::new(inner.failure_response(f))),
         }
     }
 
@@ -245,10 +244,11 @@ impl App {
         e: &forward::ForwardError,
         idempotent: bool,
     ) -> bool {
-        if !may_resend_idempotent(e, idempotent) {
+        if !may_resend(e, idempotent) {
             return false;
         }
         log::info!("{e} (process {}); trying once more", backend.child.pid());
+        // Give the reaper a moment to notice a death, so the retry starts a new process.
         let _ = tokio::time::timeout(UNREACHABLE_GRACE, backend.child.wait()).await;
         true
     }
@@ -267,12 +267,9 @@ enum Failure {
     Forward(Arc<Backend>, forward::ForwardError),
 }
 
-/// Whether a request that failed with `e` may be sent again (RFC 9110 §9.2.2).
-fn may_resend(e: &forward::ForwardError, method: &http::Method) -> bool {
-    may_resend_idempotent(e, method.is_idempotent())
-}
-
-fn may_resend_idempotent(e: &forward::ForwardError, idempotent: bool) -> bool {
+/// Whether a request that failed with `e` may be sent again, its method being `idempotent` or
+/// not (RFC 9110 §9.2.2).
+fn may_resend(e: &forward::ForwardError, idempotent: bool) -> bool {
     match e {
         forward::ForwardError::Unreachable(_) => true,
         forward::ForwardError::ConnectionLost(_) => idempotent,
@@ -294,17 +291,21 @@ impl Inner {
             .map(|page| pages::app_offline((*page).clone()))
     }
 
+    /// A running backend of a slot picked for the next request, started if needed.
+    async fn backend(self: &Arc<Self>) -> Result<Arc<Backend>, Failure> {
+        self.pick_slot()
+            .acquire(|| Inner::start_future(self.clone()))
+            .await
+            .map_err(Failure::Start)
+    }
+
     /// Picks a process (starting one if needed) and forwards `req` to it.
     async fn forward_once(
         self: &Arc<Self>,
         req: Request<RequestBody>,
         client: &ClientInfo,
     ) -> Result<Response<ResponseBody>, Failure> {
-        let slot = self.pick_slot();
-        let backend = slot
-            .acquire(|| Inner::start_future(self.clone()))
-            .await
-            .map_err(Failure::Start)?;
+        let backend = self.backend().await?;
         let timeout = self.config.request_timeout;
         forward::forward(
             backend.begin_request(),
