@@ -144,6 +144,14 @@ where
     }
 }
 
+/// Writes one header line, `name: value`, with the bytes as given.
+fn put_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Waits until the client sends something (or closes); false when `deadline` passed first.
 async fn readable_by(client: &TcpStream, deadline: Option<Instant>) -> bool {
     match deadline {

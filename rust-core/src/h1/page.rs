@@ -40,21 +40,21 @@ pub async fn write(
         if name == header::CONTENT_LENGTH || name == header::DATE {
             continue;
         }
-        put(out, name.as_str().as_bytes(), value.as_bytes());
+        super::put_field(out, name.as_str().as_bytes(), value.as_bytes());
     }
     if client_close && !close {
-        put(out, b"connection", b"close");
+        super::put_field(out, b"connection", b"close");
         close = true;
     }
     if let Some(s) = page.extensions().get::<EngineStatus>() {
-        put(
+        super::put_field(
             out,
             STATUS_HEADER.as_str().as_bytes(),
             s.to_string().as_bytes(),
         );
     }
     super::date::append(out);
-    put(
+    super::put_field(
         out,
         b"content-length",
         itoa::Buffer::new().format(body.len()).as_bytes(),
@@ -66,11 +66,4 @@ pub async fn write(
     client.write_all(out).await?;
     out.clear();
     Ok(close)
-}
-
-fn put(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
 }

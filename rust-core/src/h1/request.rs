@@ -120,10 +120,7 @@ pub fn parse(buf: &[u8], client_addr: &[u8], https: bool, out: &mut Vec<u8>) -> 
             // such as Kestrel refuse a request with two.
             continue;
         }
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(f.value);
-        out.extend_from_slice(b"\r\n");
+        super::put_field(out, name, f.value);
     }
     let body = match framing.finish() {
         Ok(Framing::Unframed) => 0,

@@ -162,10 +162,7 @@ fn finish(
             }
             length_written = true;
         }
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(f.value);
-        out.extend_from_slice(b"\r\n");
+        super::put_field(out, name, f.value);
     }
     super::date::append(out);
     if matches!(body, Body::Chunked | Body::UntilClose) {
