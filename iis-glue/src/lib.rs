@@ -12,6 +12,13 @@
 #[cfg(windows)]
 use ancm_core as _;
 
+/// The system allocator, named, as crate ancm-capi names it: the engine then calls `malloc`
+/// directly instead of through rustc's allocator shim (docs/decisions.md, "The C library is its
+/// own crate").
+#[cfg(windows)]
+#[global_allocator]
+static ALLOCATOR: std::alloc::System = std::alloc::System;
+
 #[cfg(windows)]
 mod windows {
     use std::ffi::c_void;

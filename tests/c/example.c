@@ -1,6 +1,6 @@
 /* example.c: the smallest complete ancm-core host. It serves one GET through an app whose
  * settings are given key by key, and prints the response.
- * Build: cc -std=c11 -Iinclude example.c target/debug/libancm_core.a -lpthread -ldl -lm
+ * Build: cc -std=c11 -Iinclude example.c target/debug/libancm.a -lpthread -ldl -lm
  * Run:   ./example <site root holding app.py>  */
 #include "ancm.h"
 

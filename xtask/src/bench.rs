@@ -125,7 +125,7 @@ pub fn run(args: &[String]) -> Result {
             "-p",
             "ancm-bench",
             "-p",
-            "ancm-core",
+            "ancm-capi",
         ]))?;
     }
     let bin = target_dir(&root).join("release");

@@ -1,6 +1,6 @@
-//! `cargo xtask c-tests [--quick]`: proves the C ABI from C and C++. Builds ancm-core's
-//! staticlib, checks include/ancm.h is what cbindgen generates, compiles tests/c with strict
-//! warnings (C11 and C++17), runs the C host test plain, under AddressSanitizer and under
+//! `cargo xtask c-tests [--quick]`: proves the C ABI from C and C++. Builds the C library
+//! (crate ancm-capi, `libancm.a`), checks include/ancm.h is what cbindgen generates, compiles
+//! tests/c with strict warnings (C11 and C++17), runs the C host test plain, under AddressSanitizer and under
 //! valgrind, runs the C++ test and the documented example (and checks docs/c-api.md quotes it
 //! verbatim). Prints `N passed, M failed`; fails if any step failed. `--quick` shrinks the
 //! transfer sizes (the valgrind run always uses them).
@@ -91,9 +91,9 @@ pub fn run(args: &[String]) -> Result {
     sh_run(
         Command::new("cargo")
             .current_dir(&root)
-            .args(["build", "-p", "ancm-core", "--lib"]),
+            .args(["build", "-p", "ancm-capi", "--lib"]),
     )?;
-    let lib = root.join("target/debug/libancm_core.a");
+    let lib = root.join("target/debug/libancm.a");
     let out = root.join("target/c-tests");
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     let bin = |n: &str| -> PathBuf { out.join(n) };

@@ -45,7 +45,7 @@ const RUST_NAME: &str = "Rust API";
 const TASK_NAME: &str = "Rust API, a task per request";
 
 /// Compiles the C driver against the release static library (built by the caller with
-/// `cargo build --release -p ancm-core`) into `bin_dir/api-load-c`.
+/// `cargo build --release -p ancm-capi`) into `bin_dir/api-load-c`.
 pub(super) fn build_c_driver(bin_dir: &Path) -> Result<PathBuf> {
     let root = root();
     let out = bin_dir.join("api-load-c");
@@ -63,7 +63,7 @@ pub(super) fn build_c_driver(bin_dir: &Path) -> Result<PathBuf> {
             ])
             .arg("-Iinclude")
             .arg("bench/c-host/api_load.c")
-            .arg(bin_dir.join("libancm_core.a"))
+            .arg(bin_dir.join("libancm.a"))
             .args(["-lpthread", "-ldl", "-lm", "-o"])
             .arg(&out),
     )?;
