@@ -814,7 +814,7 @@ pub unsafe fn parse_head(head: &ancm_request_head) -> Result<ParsedHead, ancm_re
 
 /// The client's address from its text: plain dotted-quad IPv4 (what IIS gives for most clients)
 /// directly from the bytes, anything else through the standard parser, which decides what is
-/// valid (the direct path accepts only what it accepts, with the same result; ≈ 70 instructions
+/// valid (the direct path accepts only what it accepts, with the same result; ≈ 100 instructions
 /// less per request, case (h) of `cargo xtask bench`).
 fn client_ip(text: &[u8]) -> Result<IpAddr, ancm_result> {
     if let Some(v4) = plain_ipv4(text) {
@@ -827,28 +827,34 @@ fn client_ip(text: &[u8]) -> Result<IpAddr, ancm_result> {
 }
 
 /// Four dot-separated decimal octets of 1–3 digits, no leading zero, each ≤ 255; `None` for
-/// anything else (left to the standard parser).
+/// anything else (left to the standard parser). One pass over the bytes (splitting into parts
+/// first cost ≈ 35 instructions more for `127.0.0.1`).
 fn plain_ipv4(text: &[u8]) -> Option<Ipv4Addr> {
     let mut octets = [0u8; 4];
-    let mut parts = text.split(|&c| c == b'.');
-    for octet in &mut octets {
-        let part = parts.next()?;
-        if part.is_empty() || part.len() > 3 || (part.len() > 1 && part[0] == b'0') {
-            return None;
-        }
-        let mut v: u16 = 0;
-        for &d in part {
-            if !d.is_ascii_digit() {
-                return None;
+    // Octets done, the current one's value, and its digits.
+    let (mut done, mut value, mut digits) = (0usize, 0u16, 0u8);
+    for &c in text {
+        match c {
+            b'0'..=b'9' => {
+                // A fourth digit, or a digit after a leading zero, is not plain.
+                if digits == 3 || (digits == 1 && value == 0) {
+                    return None;
+                }
+                value = value * 10 + u16::from(c - b'0');
+                digits += 1;
             }
-            v = v * 10 + u16::from(d - b'0');
+            b'.' if digits > 0 && done < 3 => {
+                octets[done] = u8::try_from(value).ok()?;
+                (done, value, digits) = (done + 1, 0, 0);
+            }
+            _ => return None,
         }
-        *octet = u8::try_from(v).ok()?;
     }
-    match parts.next() {
-        Some(_) => None,
-        None => Some(Ipv4Addr::from(octets)),
+    if done != 3 || digits == 0 {
+        return None;
     }
+    octets[3] = u8::try_from(value).ok()?;
+    Some(Ipv4Addr::from(octets))
 }
 
 /// Builds the engine request from the C head; takes the engine's own duplicate of the Windows
@@ -1181,6 +1187,11 @@ mod tests {
             "1.2.3.1000",
             "01.2.3.4",
             "0.0.0.00",
+            "1.2.3.04",
+            "1.2.3.2555",
+            "1.2.3.4\0",
+            "1.2.3..",
+            "....",
         ]
         .iter()
         .map(|s| s.to_string())
