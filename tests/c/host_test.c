@@ -598,6 +598,100 @@ static void test_many_in_flight(ancm_app *app) {
     report("300 requests in flight at once, twice (driver tasks spawned, reused, retired)", ok);
 }
 
+/* ---- requests started from inside complete: each of 4 chains starts its next request from the
+ * previous one's complete callback (the core runs it on the driver task that delivered that
+ * complete, once the callback returns); every tenth step also starts a second request from the
+ * same callback (that one goes to another driver). Every request must complete with 200. ---- */
+
+#define CHAINS 4
+#define CHAIN_LEN 40
+#define CHAIN_MAX (CHAINS * CHAIN_LEN * 2)
+
+struct chain_req {
+    ancm_request *req;
+    int status;
+    int step;
+    bool extra;
+};
+
+static struct chain_req chain_reqs[CHAIN_MAX];
+static int chain_used, chain_started, chain_done, chain_ok;
+static ancm_app *chain_app;
+static ancm_request_head chain_head;
+static pthread_mutex_t chain_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t chain_cv = PTHREAD_COND_INITIALIZER;
+
+static void chain_body_wanted(void *ud) { ancm_request_end_body(((struct chain_req *)ud)->req); }
+static void chain_on_head(void *ud, const ancm_response_head *head) { ((struct chain_req *)ud)->status = head->status; }
+static void chain_on_body(void *ud, const uint8_t *data, size_t len, bool flush) {
+    (void)data, (void)len, (void)flush;
+    ancm_request_ack_write(((struct chain_req *)ud)->req);
+}
+static void chain_complete(void *ud, ancm_result result, const uint8_t *msg, size_t len);
+static const ancm_callbacks CHAIN_CALLBACKS = {chain_body_wanted, chain_on_head, chain_on_body, chain_complete};
+
+/* Starts one request of a chain; the caller holds chain_mu (so req is written before any
+ * callback of the request reads it). */
+static void chain_start(int step, bool extra) {
+    if (chain_used == CHAIN_MAX) return;
+    struct chain_req *c = &chain_reqs[chain_used++];
+    c->step = step;
+    c->extra = extra;
+    c->status = 0;
+    c->req = NULL;
+    if (ancm_request_start(chain_app, &chain_head, &CHAIN_CALLBACKS, c, &c->req) == ANCM_RESULT_OK)
+        chain_started++;
+}
+
+static void chain_complete(void *ud, ancm_result result, const uint8_t *msg, size_t len) {
+    struct chain_req *c = ud;
+    (void)msg, (void)len;
+    pthread_mutex_lock(&chain_mu);
+    ancm_request_free(c->req);
+    c->req = NULL;
+    if (result == ANCM_RESULT_OK && c->status == 200) chain_ok++;
+    if (!c->extra && c->step + 1 < CHAIN_LEN) {
+        chain_start(c->step + 1, false);
+        if ((c->step + 1) % 10 == 0) chain_start(c->step + 1, true);
+    }
+    /* Counted after the successors started: done == started means nothing is left in flight. */
+    chain_done++;
+    pthread_cond_signal(&chain_cv);
+    pthread_mutex_unlock(&chain_mu);
+}
+
+static void test_started_from_complete(ancm_app *app) {
+    bool ok = true;
+    static ancm_header h[] = {{{(const uint8_t *)"Host", 4}, {(const uint8_t *)"example.test", 12}}};
+    memset(&chain_head, 0, sizeof chain_head);
+    chain_head.method = str("GET");
+    chain_head.target = str("/json");
+    chain_head.headers = h;
+    chain_head.header_count = 1;
+    chain_head.client_address = str("203.0.113.7");
+    chain_head.client_port = 50125;
+    chain_app = app;
+    pthread_mutex_lock(&chain_mu);
+    for (int i = 0; i < CHAINS; i++) chain_start(0, false);
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 120;
+    bool timed_out = false;
+    while (chain_done < chain_started && !timed_out)
+        timed_out = pthread_cond_timedwait(&chain_cv, &chain_mu, &deadline) == ETIMEDOUT;
+    if (timed_out) { /* complete still comes for every cancelled request */
+        for (int i = 0; i < chain_used; i++)
+            if (chain_reqs[i].req) ancm_request_cancel(chain_reqs[i].req);
+        while (chain_done < chain_started) pthread_cond_wait(&chain_cv, &chain_mu);
+    }
+    int expected = CHAINS * CHAIN_LEN + CHAINS * ((CHAIN_LEN - 1) / 10);
+    CHECK(!timed_out, "requests started from complete timed out (%d of %d done)", chain_done, chain_started);
+    CHECK(chain_started == expected, "%d of %d requests started", chain_started, expected);
+    CHECK(chain_ok == chain_started, "%d of %d answered 200", chain_ok, chain_started);
+    pthread_mutex_unlock(&chain_mu);
+    report("requests started from inside complete (chains, and a second start from the same callback)", ok);
+}
+
 static void test_startup_failure(void) {
     bool ok = true;
     char config[512];
@@ -949,6 +1043,7 @@ int main(int argc, char **argv) {
         test_cancel_before_head(app);
         test_serialized_echo(app);
         test_many_in_flight(app);
+        test_started_from_complete(app);
         ancm_app_status st;
         bool ok = ancm_app_get_status(app, &st) == ANCM_RESULT_OK && st.process_count == 1 && !st.shutting_down;
         ancm_process_info procs[4];

@@ -202,10 +202,14 @@ impl Chain {
 /// One request: the head parsed from bytes (what `ancm_request_start` does with a C head),
 /// handled, and the response checked as api_load.c checks it.
 async fn one(app: &App, client: &ClientInfo) -> Result<(), String> {
-    let method = Method::from_bytes(METHOD).map_err(|e| e.to_string())?;
-    let uri = Uri::from_maybe_shared(Bytes::copy_from_slice(TARGET)).map_err(|e| e.to_string())?;
-    let mut headers = HeaderMap::with_capacity(HEADERS.len());
-    for (name, value) in HEADERS {
+    // The head's bytes as a host receives them: at run time. Seen as constants, the parsers were
+    // specialised for them at compile time (HeaderName::from_bytes took a third of the
+    // instructions it takes on bytes from a socket or from ancm_request_start's C head).
+    let (method, target, header_list) = std::hint::black_box((METHOD, TARGET, &HEADERS));
+    let method = Method::from_bytes(method).map_err(|e| e.to_string())?;
+    let uri = Uri::from_maybe_shared(Bytes::copy_from_slice(target)).map_err(|e| e.to_string())?;
+    let mut headers = HeaderMap::with_capacity(header_list.len());
+    for &(name, value) in header_list {
         headers.append(
             HeaderName::from_bytes(name).map_err(|e| e.to_string())?,
             HeaderValue::from_bytes(value).map_err(|e| e.to_string())?,

@@ -227,7 +227,14 @@ pub struct Shared {
     /// `complete` has been (or is being) delivered. Written like `cancelled`.
     finished: AtomicBool,
     /// Held while a callback runs, so callbacks never overlap; `true` once `complete` ran.
+    /// Unused when `driver_only`.
     calling: Mutex<bool>,
+    /// Every callback comes from the request's driver task, one after another, `complete` last:
+    /// the request has no body, so no body stream polled by the forwarding client's connection
+    /// task can ask for one (after an upgrade the driver polls the client's stream itself).
+    /// Callbacks then need no `calling` lock (≈ 60 instructions per request, case (h) of
+    /// `cargo xtask bench`).
+    driver_only: bool,
 }
 
 // SAFETY: `userdata` is only handed back to the host's callbacks, which the host promises
@@ -287,6 +294,10 @@ impl Shared {
 
     /// Runs a callback unless `complete` has already run.
     fn call(&self, f: impl FnOnce(&Table, *mut c_void)) {
+        if self.driver_only {
+            // The driver is the caller, and it calls nothing after `complete`.
+            return f(&self.table, self.userdata);
+        }
         let done = lock(&self.calling);
         if !*done {
             f(&self.table, self.userdata);
@@ -305,6 +316,13 @@ impl Shared {
         };
         if let Some(w) = body_waker {
             w.wake();
+        }
+        if self.driver_only {
+            // SAFETY: the host's callback, with a message valid for the call.
+            unsafe {
+                (self.table.complete)(self.userdata, result, message.as_ptr(), message.len())
+            };
+            return;
         }
         let mut done = lock(&self.calling);
         if !*done {
@@ -960,6 +978,7 @@ pub unsafe extern "C" fn ancm_request_start(
             cancelled: AtomicBool::new(false),
             finished: AtomicBool::new(false),
             calling: Mutex::new(false),
+            driver_only: head.content_length == 0,
         });
         let (req, client) = try_ffi!(unsafe { build_request(head, &shared, app) });
         let rt = try_ffi!(runtime());
