@@ -556,17 +556,23 @@ static void many_complete(void *ud, ancm_result result, const uint8_t *msg, size
 }
 static const ancm_callbacks MANY_CALLBACKS = {many_body_wanted, many_head, many_body, many_complete};
 
-static void test_many_in_flight(ancm_app *app) {
-    bool ok = true;
-    ancm_header h[] = {{str("Host"), str("example.test")}};
+/* The head of a GET /json with one header, `Host: example.test`, from 203.0.113.7:`port`. */
+static const ancm_header JSON_HEADERS[] = {{{(const uint8_t *)"Host", 4}, {(const uint8_t *)"example.test", 12}}};
+static ancm_request_head json_head(uint16_t port) {
     ancm_request_head head;
     memset(&head, 0, sizeof head);
     head.method = str("GET");
     head.target = str("/json");
-    head.headers = h;
+    head.headers = JSON_HEADERS;
     head.header_count = 1;
     head.client_address = str("203.0.113.7");
-    head.client_port = 50124;
+    head.client_port = port;
+    return head;
+}
+
+static void test_many_in_flight(ancm_app *app) {
+    bool ok = true;
+    ancm_request_head head = json_head(50124);
     for (int wave = 0; wave < 2; wave++) {
         memset(many, 0, sizeof many);
         many_done = many_ok = 0;
@@ -608,8 +614,7 @@ static void test_many_in_flight(ancm_app *app) {
 #define CHAIN_MAX (CHAINS * CHAIN_LEN * 2)
 
 struct chain_req {
-    ancm_request *req;
-    int status;
+    struct many_req base; /* first, so that the many_* callbacks serve chain requests too */
     int step;
     bool extra;
 };
@@ -621,25 +626,18 @@ static ancm_request_head chain_head;
 static pthread_mutex_t chain_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t chain_cv = PTHREAD_COND_INITIALIZER;
 
-static void chain_body_wanted(void *ud) { ancm_request_end_body(((struct chain_req *)ud)->req); }
-static void chain_on_head(void *ud, const ancm_response_head *head) { ((struct chain_req *)ud)->status = head->status; }
-static void chain_on_body(void *ud, const uint8_t *data, size_t len, bool flush) {
-    (void)data, (void)len, (void)flush;
-    ancm_request_ack_write(((struct chain_req *)ud)->req);
-}
 static void chain_complete(void *ud, ancm_result result, const uint8_t *msg, size_t len);
-static const ancm_callbacks CHAIN_CALLBACKS = {chain_body_wanted, chain_on_head, chain_on_body, chain_complete};
+static const ancm_callbacks CHAIN_CALLBACKS = {many_body_wanted, many_head, many_body, chain_complete};
 
 /* Starts one request of a chain; the caller holds chain_mu (so req is written before any
  * callback of the request reads it). */
 static void chain_start(int step, bool extra) {
     if (chain_used == CHAIN_MAX) return;
     struct chain_req *c = &chain_reqs[chain_used++];
+    memset(c, 0, sizeof *c);
     c->step = step;
     c->extra = extra;
-    c->status = 0;
-    c->req = NULL;
-    if (ancm_request_start(chain_app, &chain_head, &CHAIN_CALLBACKS, c, &c->req) == ANCM_RESULT_OK)
+    if (ancm_request_start(chain_app, &chain_head, &CHAIN_CALLBACKS, c, &c->base.req) == ANCM_RESULT_OK)
         chain_started++;
 }
 
@@ -647,9 +645,9 @@ static void chain_complete(void *ud, ancm_result result, const uint8_t *msg, siz
     struct chain_req *c = ud;
     (void)msg, (void)len;
     pthread_mutex_lock(&chain_mu);
-    ancm_request_free(c->req);
-    c->req = NULL;
-    if (result == ANCM_RESULT_OK && c->status == 200) chain_ok++;
+    ancm_request_free(c->base.req);
+    c->base.req = NULL;
+    if (result == ANCM_RESULT_OK && c->base.status == 200) chain_ok++;
     if (!c->extra && c->step + 1 < CHAIN_LEN) {
         chain_start(c->step + 1, false);
         if ((c->step + 1) % 10 == 0) chain_start(c->step + 1, true);
@@ -662,14 +660,7 @@ static void chain_complete(void *ud, ancm_result result, const uint8_t *msg, siz
 
 static void test_started_from_complete(ancm_app *app) {
     bool ok = true;
-    static ancm_header h[] = {{{(const uint8_t *)"Host", 4}, {(const uint8_t *)"example.test", 12}}};
-    memset(&chain_head, 0, sizeof chain_head);
-    chain_head.method = str("GET");
-    chain_head.target = str("/json");
-    chain_head.headers = h;
-    chain_head.header_count = 1;
-    chain_head.client_address = str("203.0.113.7");
-    chain_head.client_port = 50125;
+    chain_head = json_head(50125);
     chain_app = app;
     pthread_mutex_lock(&chain_mu);
     for (int i = 0; i < CHAINS; i++) chain_start(0, false);
@@ -681,7 +672,7 @@ static void test_started_from_complete(ancm_app *app) {
         timed_out = pthread_cond_timedwait(&chain_cv, &chain_mu, &deadline) == ETIMEDOUT;
     if (timed_out) { /* complete still comes for every cancelled request */
         for (int i = 0; i < chain_used; i++)
-            if (chain_reqs[i].req) ancm_request_cancel(chain_reqs[i].req);
+            if (chain_reqs[i].base.req) ancm_request_cancel(chain_reqs[i].base.req);
         while (chain_done < chain_started) pthread_cond_wait(&chain_cv, &chain_mu);
     }
     int expected = CHAINS * CHAIN_LEN + CHAINS * ((CHAIN_LEN - 1) / 10);
