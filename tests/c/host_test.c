@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -61,6 +62,9 @@ struct test_req {
     /* host-side view of outstanding operations, to check serialization */
     bool read_outstanding, write_outstanding, want_read, want_write;
     int violations;
+    /* Callbacks of this request running right now, counted outside `mu` (which would serialise
+     * them and so hide an overlap). */
+    atomic_int in_callback;
     /* response */
     bool got_head, upgraded, done;
     int status, substatus, flushes;
@@ -88,10 +92,21 @@ struct test_req {
     char close_reason[64];
 };
 
+/* Called first in every callback, before taking t->mu: false when another callback of the same
+ * request is still running (the core must never overlap them). The yield widens the window in
+ * which an overlapping callback would be seen. Pair with callback_leave. */
+static bool callback_enter(test_req *t) {
+    bool alone = atomic_fetch_add(&t->in_callback, 1) == 0;
+    sched_yield();
+    return alone;
+}
+static void callback_leave(test_req *t) { atomic_fetch_sub(&t->in_callback, 1); }
+
 static void on_ws_fragment(void *ud, const ancm_ws_fragment *f) {
     test_req *t = ud;
+    bool alone = callback_enter(t);
     pthread_mutex_lock(&t->mu);
-    if (!t->upgraded || t->write_outstanding || t->got_close) t->violations++;
+    if (!alone || t->done || !t->upgraded || t->write_outstanding || t->got_close) t->violations++;
     t->write_outstanding = true;
     t->want_write = true;
     t->wfrag = *f;
@@ -99,22 +114,26 @@ static void on_ws_fragment(void *ud, const ancm_ws_fragment *f) {
     t->wlen = f->close ? 0 : f->data.len;
     pthread_cond_broadcast(&t->cv);
     pthread_mutex_unlock(&t->mu);
+    callback_leave(t);
 }
 
 static void on_body_wanted(void *ud) {
     test_req *t = ud;
+    bool alone = callback_enter(t);
     pthread_mutex_lock(&t->mu);
-    if (t->read_outstanding || (t->serialize && t->write_outstanding)) t->violations++;
+    if (!alone || t->done || t->read_outstanding || (t->serialize && t->write_outstanding)) t->violations++;
     t->read_outstanding = true;
     t->want_read = true;
     pthread_cond_broadcast(&t->cv);
     pthread_mutex_unlock(&t->mu);
+    callback_leave(t);
 }
 
 static void on_head(void *ud, const ancm_response_head *head) {
     test_req *t = ud;
+    bool alone = callback_enter(t);
     pthread_mutex_lock(&t->mu);
-    if (t->got_head) t->violations++;
+    if (!alone || t->done || t->got_head) t->violations++;
     t->got_head = true;
     t->status = head->status;
     t->substatus = head->substatus;
@@ -131,12 +150,15 @@ static void on_head(void *ud, const ancm_response_head *head) {
         }
     }
     pthread_mutex_unlock(&t->mu);
+    callback_leave(t);
 }
 
 static void on_body(void *ud, const uint8_t *data, size_t len, bool flush) {
     test_req *t = ud;
+    bool alone = callback_enter(t);
     pthread_mutex_lock(&t->mu);
-    if (!t->got_head || t->write_outstanding || len == 0 || (t->serialize && t->read_outstanding))
+    if (!alone || t->done || !t->got_head || t->write_outstanding || len == 0 ||
+        (t->serialize && t->read_outstanding))
         t->violations++;
     t->write_outstanding = true;
     t->want_write = true;
@@ -145,17 +167,21 @@ static void on_body(void *ud, const uint8_t *data, size_t len, bool flush) {
     if (flush) t->flushes++;
     pthread_cond_broadcast(&t->cv);
     pthread_mutex_unlock(&t->mu);
+    callback_leave(t);
 }
 
 static void on_complete(void *ud, ancm_result result, const uint8_t *msg, size_t len) {
     test_req *t = ud;
+    bool alone = callback_enter(t);
     pthread_mutex_lock(&t->mu);
-    if (t->done) t->violations++;
+    if (!alone || t->done) t->violations++;
     t->done = true;
     t->result = result;
     if (len >= sizeof t->message) len = sizeof t->message - 1;
     memcpy(t->message, msg, len);
     t->message[len] = 0;
+    /* Before unlocking: once `done` is seen, the test may end and `t` go away. */
+    callback_leave(t);
     pthread_cond_broadcast(&t->cv);
     pthread_mutex_unlock(&t->mu);
 }
