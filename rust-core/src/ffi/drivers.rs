@@ -6,10 +6,10 @@
 //! of `cargo xtask bench`, docs/decisions.md). Instead a driver task that has finished a
 //! request waits, idle, for the next one: a new request is handed to the most recently idled
 //! driver (LIFO: its memory is warm and it likely runs on this thread), and a driver is spawned
-//! only when none is idle. A request the host starts from inside a `complete` callback goes to
-//! the driver delivering it, which runs it as soon as the callback returns, on the same task. At
-//! most [`MAX_IDLE`] wait; the others exit, so a burst of concurrent requests does not leave its
-//! drivers behind.
+//! only when none is idle. The first request the host starts from inside a `complete` callback
+//! goes to the driver delivering it, which runs it as soon as the callback returns, on the same
+//! task (any further one goes the usual way). At most [`MAX_IDLE`] wait; the others exit, so a
+//! burst of concurrent requests does not leave its drivers behind.
 
 use std::cell::Cell;
 use std::future::poll_fn;
