@@ -1238,6 +1238,32 @@ mod tests {
         assert_eq!(client_ip(b"\xff"), Err(ancm_result::InvalidClientAddress));
     }
 
+    /// Every text of up to 8 bytes over digits that reach each octet boundary (0, 1, 2, 5, 6, 9)
+    /// and dots: the direct path never disagrees with the standard parser and never leaves a
+    /// valid dotted quad to it (the hand-picked list above cannot reach every state of the
+    /// one-pass scanner).
+    #[test]
+    fn plain_ipv4_agrees_with_the_standard_parser_on_every_short_text() {
+        const ALPHABET: &[u8] = b"012569.";
+        let mut text = Vec::with_capacity(8);
+        for len in 0..=8u32 {
+            for mut n in 0..ALPHABET.len().pow(len) {
+                text.clear();
+                for _ in 0..len {
+                    text.push(ALPHABET[n % ALPHABET.len()]);
+                    n /= ALPHABET.len();
+                }
+                let std: Option<Ipv4Addr> = std::str::from_utf8(&text).unwrap().parse().ok();
+                assert_eq!(
+                    plain_ipv4(&text),
+                    std,
+                    "{:?}",
+                    String::from_utf8_lossy(&text)
+                );
+            }
+        }
+    }
+
     #[test]
     fn parse_head_errors_in_order() {
         let bad = [ancm_header {
