@@ -292,14 +292,16 @@ impl Shared {
         self.is_cancelled() || self.finished.load(Ordering::Acquire)
     }
 
+    /// The `calling` lock, held while a callback runs; `None` when `driver_only` (the driver is
+    /// then the only caller, and it calls nothing after `complete`).
+    fn calling(&self) -> Option<MutexGuard<'_, bool>> {
+        (!self.driver_only).then(|| lock(&self.calling))
+    }
+
     /// Runs a callback unless `complete` has already run.
     fn call(&self, f: impl FnOnce(&Table, *mut c_void)) {
-        if self.driver_only {
-            // The driver is the caller, and it calls nothing after `complete`.
-            return f(&self.table, self.userdata);
-        }
-        let done = lock(&self.calling);
-        if !*done {
+        let done = self.calling();
+        if done.as_deref() != Some(&true) {
             f(&self.table, self.userdata);
         }
     }
@@ -317,21 +319,15 @@ impl Shared {
         if let Some(w) = body_waker {
             w.wake();
         }
-        if self.driver_only {
-            // SAFETY: the host's callback, with a message valid for the call.
-            unsafe {
-                (self.table.complete)(self.userdata, result, message.as_ptr(), message.len())
-            };
-            return;
-        }
-        let mut done = lock(&self.calling);
-        if !*done {
+        let mut done = self.calling();
+        if let Some(done) = done.as_deref_mut() {
+            if *done {
+                return;
+            }
             *done = true;
-            // SAFETY: the host's callback, with a message valid for the call.
-            unsafe {
-                (self.table.complete)(self.userdata, result, message.as_ptr(), message.len())
-            };
         }
+        // SAFETY: the host's callback, with a message valid for the call.
+        unsafe { (self.table.complete)(self.userdata, result, message.as_ptr(), message.len()) };
     }
 
     /// Registers `waker` as the driver's.
