@@ -47,9 +47,7 @@ impl Lent {
     pub fn new() -> Lent {
         Lent(FREE.with_borrow_mut(Vec::pop).unwrap_or_else(Bufs::fresh))
     }
-}
 
-impl Lent {
     /// Whether client bytes wait to be served (a pipelined request's start).
     pub fn has_client_bytes(&self) -> bool {
         !self.0.client.is_empty()

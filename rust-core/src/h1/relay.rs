@@ -91,6 +91,10 @@ impl Reader<'_> {
     /// Reads more of the backend's bytes (`Ok(0)`: its end) within requestTimeout, watching the
     /// client meanwhile ([`read_watching`]).
     async fn read(&mut self, sink: &mut Sink<'_>) -> Result<usize, Stop> {
+        // A body that needs more than one read is likely large: read it in large pieces.
+        if self.buf.capacity() < BODY_READ {
+            self.buf.reserve(BODY_READ);
+        }
         let deadline = (!self.timeout.is_zero()).then(|| Instant::now() + self.timeout);
         read_watching(self.backend, self.buf, sink.stream, sink.ahead, deadline)
             .await
@@ -109,10 +113,6 @@ impl Reader<'_> {
             self.buf.drain(..self.pos);
         }
         self.pos = 0;
-        // A body that needs more than one read is likely large: read it in large pieces.
-        if self.buf.capacity() < BODY_READ {
-            self.buf.reserve(BODY_READ);
-        }
         match self.read(sink).await? {
             0 => Err(Stop::Backend(format!(
                 "the connection closed in the middle of {what}"
@@ -240,9 +240,6 @@ impl Reader<'_> {
             sink.flush().await.map_err(Stop::Client)?;
             self.buf.clear();
             self.pos = 0;
-            if self.buf.capacity() < BODY_READ {
-                self.buf.reserve(BODY_READ);
-            }
             if self.read(sink).await? == 0 {
                 sink.pending.extend_from_slice(b"0\r\n\r\n");
                 return Ok(());
