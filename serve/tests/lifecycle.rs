@@ -157,6 +157,76 @@ fn stdout_log_file_captures_output_and_missing_folders_are_created() {
 }
 
 #[test]
+fn stdout_logs_rotate_at_the_size_and_keep_at_most_the_file_count() {
+    let site = temp_site("stdoutrotate");
+    // 1,000 lines of 100 bytes at startup; 8 KiB files hold 81 whole lines each.
+    let attrs = format!(
+        "processPath=\"python3\" arguments=\"{}\" stdoutLogEnabled=\"true\" stdoutLogFile=\".\\logs\\out\"",
+        backend("chatty_startup.py")
+    );
+    let settings = "<handlerSettings>\
+        <handlerSetting name=\"stdoutLogMaxSizeKB\" value=\"8\" />\
+        <handlerSetting name=\"stdoutLogMaxFiles\" value=\"3\" />\
+        </handlerSettings>";
+    std::fs::write(site.join("web.config"), web_config(&attrs, settings)).unwrap();
+    let serve = Serve::start(&site);
+    let pid = serve.get("/pid").text();
+    let dir = site.join("logs");
+    let read_logs = || {
+        let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                (name, std::fs::read_to_string(e.path()).unwrap())
+            })
+            .collect();
+        // Segment order: `_<pid>.log`, then `_<pid>_<n>.log` by n.
+        files.sort_by_key(|(n, _)| {
+            let stem = n.trim_end_matches(".log");
+            let rest = stem
+                .rsplit_once(&format!("_{pid}"))
+                .map(|(_, r)| r)
+                .unwrap_or("");
+            rest.trim_start_matches('_').parse::<u32>().unwrap_or(0)
+        });
+        files
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let files = loop {
+        let files = read_logs();
+        if files.iter().any(|(_, t)| t.contains("chatty line 01000 ")) {
+            break files;
+        }
+        assert!(std::time::Instant::now() < deadline, "{files:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        files.len() <= 3,
+        "more files than stdoutLogMaxFiles: {files:?}"
+    );
+    assert!(files.len() >= 2, "no rotation happened: {files:?}");
+    for (name, text) in &files {
+        assert!(
+            name.starts_with("out_") && name.contains(&format!("_{pid}")),
+            "{name}"
+        );
+        assert!(text.len() <= 8 * 1024, "{name} is {} bytes", text.len());
+    }
+    // What is kept is the end of the output, whole lines in order, nothing lost in between.
+    let numbers: Vec<u32> = files
+        .iter()
+        .flat_map(|(_, t)| t.lines())
+        .filter_map(|l| l.strip_prefix("chatty line "))
+        .map(|l| l[..5].parse().unwrap())
+        .collect();
+    assert_eq!(*numbers.last().unwrap(), 1000);
+    let first = numbers[0];
+    assert!(first > 1, "the oldest files were not deleted");
+    assert_eq!(numbers, (first..=1000).collect::<Vec<_>>());
+}
+
+#[test]
 fn failure_page_shows_the_first_30000_characters_of_output_escaped() {
     let site = temp_site("chatty");
     let code = "import sys; [print('chatty line ' + str(i).zfill(5) + ' ' + chr(60) + 'b' + chr(62) + 'x' * 78) for i in range(1, 1001)]; sys.exit(5)";

@@ -1,8 +1,8 @@
 //! This project's own settings, carried in `handlerSettings` (ANCM ignores keys it does not
 //! know, so a web.config using them still works under Microsoft's module): recycling a process
 //! after a number of requests, above a memory ceiling, after an age, or when a trigger file is
-//! touched. Each recycle is overlapping: the new process starts first and takes new requests
-//! once it listens; the old one drains and stops.
+//! touched (each recycle is overlapping: the new process starts first and takes new requests
+//! once it listens; the old one drains and stops); bounding the stdout log files.
 
 use std::time::Duration;
 
@@ -21,6 +21,10 @@ pub struct Extensions {
     /// `recycleTriggerFile`: a path (relative to the site root) whose modification recycles
     /// every process, without app_offline.htm.
     pub recycle_trigger_file: Option<String>,
+    /// `stdoutLogMaxSizeKB`: a stdout log file is rotated before it passes this size (bytes).
+    pub stdout_log_max_bytes: Option<u64>,
+    /// `stdoutLogMaxFiles`: at most this many stdout log files of the prefix are kept.
+    pub stdout_log_max_files: Option<u32>,
 }
 
 impl Extensions {
@@ -34,10 +38,12 @@ impl Extensions {
 }
 
 /// The keys this project reads, with their largest value (0 always means "off").
-const UINT_KEYS: [(&str, u64); 3] = [
+const UINT_KEYS: [(&str, u64); 5] = [
     ("recycleAfterRequests", 4_000_000_000),
     ("recycleAboveMemoryMB", 1_048_576),
     ("recycleAfterMinutes", 525_600),
+    ("stdoutLogMaxSizeKB", 4_194_304),
+    ("stdoutLogMaxFiles", 100_000),
 ];
 
 /// Reads the project's settings out of the handler settings. Keys match case-insensitively, as
@@ -83,7 +89,9 @@ pub fn parse(
                 "recycleAboveMemoryMB" => {
                     ext.recycle_above_memory_bytes = n.map(|m| m * 1024 * 1024)
                 }
-                _ => ext.recycle_after = n.map(|m| Duration::from_secs(m * 60)),
+                "recycleAfterMinutes" => ext.recycle_after = n.map(|m| Duration::from_secs(m * 60)),
+                "stdoutLogMaxSizeKB" => ext.stdout_log_max_bytes = n.map(|k| k * 1024),
+                _ => ext.stdout_log_max_files = n.and_then(|c| u32::try_from(c).ok()),
             }
         } else if name.eq_ignore_ascii_case("recycleTriggerFile") {
             ext.recycle_trigger_file = (!value.is_empty()).then(|| value.clone());
@@ -111,6 +119,8 @@ mod tests {
                 ("RECYCLEABOVEMEMORYMB", "512"),
                 ("recycleAfterMinutes", "0"),
                 ("recycleTriggerFile", "restart.txt"),
+                ("stdoutLogMaxSizeKB", "64"),
+                ("stdoutlogmaxfiles", "5"),
                 ("debugLevel", "TRACE"),
             ]),
             "web.config",
@@ -121,6 +131,8 @@ mod tests {
         assert_eq!(e.recycle_above_memory_bytes, Some(512 << 20));
         assert_eq!(e.recycle_after, None);
         assert_eq!(e.recycle_trigger_file.as_deref(), Some("restart.txt"));
+        assert_eq!(e.stdout_log_max_bytes, Some(64 * 1024));
+        assert_eq!(e.stdout_log_max_files, Some(5));
         assert!(e.recycles());
         assert!(!parse(&[], "web.config", Dialect::AspNetCore)
             .unwrap()

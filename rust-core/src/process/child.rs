@@ -69,6 +69,8 @@ pub enum OutputSink {
     LogFile {
         prefix: String,
         site_root: std::path::PathBuf,
+        /// Rotation size and file count (stdoutLogMaxSizeKB, stdoutLogMaxFiles).
+        limits: super::stdout_log::Limits,
     },
     /// The host's log.
     HostLog,
@@ -94,11 +96,16 @@ impl Child {
         let captured = Arc::new(Captured::default());
         let log = match sink {
             OutputSink::HostLog => None,
-            OutputSink::LogFile { prefix, site_root } => {
-                let path =
-                    output::log_file_path(&prefix, &site_root, pid, std::time::SystemTime::now());
-                match output::open_log(&path).await {
-                    Ok(f) => Some(Arc::new(tokio::sync::Mutex::new(f))),
+            OutputSink::LogFile {
+                prefix,
+                site_root,
+                limits,
+            } => {
+                let base =
+                    output::log_file_base(&prefix, &site_root, pid, std::time::SystemTime::now());
+                let path = super::stdout_log::first_file(&base);
+                match super::stdout_log::LogWriter::open(base, limits).await {
+                    Ok(w) => Some(Arc::new(tokio::sync::Mutex::new(w))),
                     Err(e) => {
                         log::warn!(
                             event = Event::StdoutLogUnavailable as u32;

@@ -11,6 +11,7 @@ mod shutdown;
 mod slot;
 mod spawn;
 mod start;
+mod stdout_log;
 mod token;
 pub mod user_token;
 

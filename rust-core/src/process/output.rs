@@ -1,12 +1,15 @@
 //! The child's stdout and stderr: always drained (a chatty app must never block on a full
 //! pipe), the first 30,000 characters kept for the startup-failure page, and everything written
-//! to the stdout log file when stdoutLogEnabled is on, else passed to the host's log.
+//! to the stdout log file when stdoutLogEnabled is on (bounded by `stdout_log`), else passed to
+//! the host's log.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::stdout_log::LogWriter;
 
 /// How much of the child's output a failure report shows (ANCM's limit).
 pub const CAPTURE_LIMIT_CHARS: usize = 30_000;
@@ -41,13 +44,14 @@ impl Captured {
     }
 }
 
-/// Where the log file of a process with id `pid` goes: `<prefix>_<yyyyMMddHHmmss UTC>_<pid>.log`,
+/// The name every log file of a process with id `pid` starts with:
+/// `<prefix>_<yyyyMMddHHmmss UTC>_<pid>` (the first file adds `.log`, rotated ones `_<n>.log`),
 /// with a relative prefix taken from the site root.
-pub fn log_file_path(prefix: &str, site_root: &Path, pid: u32, now: SystemTime) -> PathBuf {
+pub fn log_file_base(prefix: &str, site_root: &Path, pid: u32, now: SystemTime) -> PathBuf {
     let native = super::launch::native_path(prefix);
     let base = site_root.join(native);
     let mut name = base.into_os_string();
-    name.push(format!("_{}_{pid}.log", utc_stamp(now)));
+    name.push(format!("_{}_{pid}", utc_stamp(now)));
     PathBuf::from(name)
 }
 
@@ -75,24 +79,11 @@ fn utc_stamp(t: SystemTime) -> String {
     )
 }
 
-/// Opens the stdout log file, creating missing folders. Failure is returned for the caller to
-/// log: the app still starts without its log (as ANCM does).
-pub async fn open_log(path: &Path) -> std::io::Result<tokio::fs::File> {
-    if let Some(dir) = path.parent() {
-        tokio::fs::create_dir_all(dir).await?;
-    }
-    tokio::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .await
-}
-
 /// Drains one output stream of process `pid` until it closes.
 pub async fn drain(
     mut stream: impl AsyncRead + Unpin,
     captured: Arc<Captured>,
-    log: Option<Arc<tokio::sync::Mutex<tokio::fs::File>>>,
+    log: Option<Arc<tokio::sync::Mutex<LogWriter>>>,
     pid: u32,
 ) {
     let mut buf = vec![0u8; 8192];
@@ -107,7 +98,7 @@ pub async fn drain(
         match &log {
             Some(file) => {
                 let mut f = file.lock().await;
-                if f.write_all(chunk).await.is_err() {
+                if f.write(chunk).await.is_err() {
                     // A full disk must not stop the app; keep draining.
                 }
             }
@@ -153,11 +144,8 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn log_path_has_prefix_stamp_and_pid() {
-        let p = log_file_path(r".\logs\stdout", Path::new("/srv/app"), 42, UNIX_EPOCH);
-        assert_eq!(
-            p,
-            PathBuf::from("/srv/app/./logs/stdout_19700101000000_42.log")
-        );
+        let p = log_file_base(r".\logs\stdout", Path::new("/srv/app"), 42, UNIX_EPOCH);
+        assert_eq!(p, PathBuf::from("/srv/app/./logs/stdout_19700101000000_42"));
     }
 
     #[test]

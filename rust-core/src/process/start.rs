@@ -83,6 +83,10 @@ pub async fn start(
             OutputSink::LogFile {
                 prefix: config.stdout_log_file.clone(),
                 site_root: host.site_root.clone(),
+                limits: super::stdout_log::Limits {
+                    max_bytes: config.extensions.stdout_log_max_bytes,
+                    max_files: config.extensions.stdout_log_max_files,
+                },
             }
         } else {
             OutputSink::HostLog
