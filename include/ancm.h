@@ -319,6 +319,11 @@ enum ancm_event
      * hosts, which see configuration errors first.
      */
     ANCM_EVENT_CONFIGURATION_LOAD_ERROR = 1034,
+    /**
+     * A line of the module's own debug log, with `debugLevel` EVENTLOG (ANCM's
+     * ASPNETCORE_EVENT_DEBUG_LOG; the type follows the line's level).
+     */
+    ANCM_EVENT_DEBUG_LOG = 1036,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

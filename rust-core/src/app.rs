@@ -85,6 +85,7 @@ impl App {
     /// thread stays in `block_on`, as ancm-serve's control runtime). Requests may come from any
     /// runtime.
     pub fn new(config: Config, host: HostInfo, rt: Handle) -> App {
+        crate::debug_log::apply(&config.extensions.debug, &host.site_root);
         for w in config.warnings() {
             log::warn!("{w}");
         }

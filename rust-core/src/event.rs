@@ -38,6 +38,9 @@ pub enum ancm_event {
     /// The app's configuration is invalid; the message names the attribute (error). Raised by
     /// hosts, which see configuration errors first.
     ConfigurationLoadError = 1034,
+    /// A line of the module's own debug log, with `debugLevel` EVENTLOG (ANCM's
+    /// ASPNETCORE_EVENT_DEBUG_LOG; the type follows the line's level).
+    DebugLog = 1036,
 }
 
 pub use self::ancm_event as Event;

@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod config;
+pub mod debug_log;
 pub mod event;
 pub mod ffi;
 pub mod forward;

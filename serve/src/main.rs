@@ -58,7 +58,13 @@ const EXIT_USAGE: u8 = 2;
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // The host's logger, with the engine's debug log (debugLevel/debugFile) beside it.
+    let logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).build();
+    let level = logger.filter();
+    if log::set_boxed_logger(Box::new(ancm_core::debug_log::Tee(logger))).is_ok() {
+        log::set_max_level(level);
+    }
     let args = Args::parse();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,

@@ -226,6 +226,67 @@ fn stdout_logs_rotate_at_the_size_and_keep_at_most_the_file_count() {
     assert_eq!(numbers, (first..=1000).collect::<Vec<_>>());
 }
 
+/// Runs a site whose process crashes twice (the second restart waits out the crash back-off,
+/// logged at DEBUG) with `debugLevel` = `level`, and returns its debug log.
+fn debug_log_after_two_crashes(level: &str) -> String {
+    let site = temp_site("debuglog");
+    let attrs = format!(
+        "processPath=\"python3\" arguments=\"{}\"",
+        backend("crash_on_request.py")
+    );
+    let settings = format!(
+        "<handlerSettings>\
+         <handlerSetting name=\"debugFile\" value=\".\\diag\\debug.log\" />\
+         <handlerSetting name=\"debugLevel\" value=\"{level}\" />\
+         </handlerSettings>"
+    );
+    std::fs::write(site.join("web.config"), web_config(&attrs, &settings)).unwrap();
+    let serve = Serve::start(&site);
+    for _ in 0..2 {
+        let pid: u32 = serve.get("/pid").text().parse().unwrap();
+        assert_eq!(serve.request("POST", "/crash", &[], b"").status, 502);
+        assert!(wait_gone(pid, 10));
+        serve.wait_log(&format!("process {pid} exited with code 3"), 5);
+    }
+    assert_eq!(serve.get("/pid").status, 200);
+    drop(serve);
+    std::fs::read_to_string(site.join("diag/debug.log")).expect("no debug log")
+}
+
+#[test]
+fn debug_log_is_written_at_the_configured_level() {
+    let lines_at = |text: &str, level: &str| {
+        text.lines()
+            .filter(|l| l.contains(&format!("] [{level}] ")))
+            .count()
+    };
+    let warn = debug_log_after_two_crashes("FILE,WARNING");
+    assert!(lines_at(&warn, "WARN") >= 2, "{warn}");
+    assert_eq!(lines_at(&warn, "INFO"), 0, "{warn}");
+    let line = warn
+        .lines()
+        .find(|l| l.contains("exited with code 3"))
+        .unwrap();
+    // `[<UTC time>, PID: <host pid>] [<level>] <message>`, as ANCM's lines.
+    assert!(
+        line.starts_with("[20") && line.contains("Z, PID: "),
+        "{line}"
+    );
+
+    let info = debug_log_after_two_crashes("INFO");
+    assert!(
+        info.contains("] [INFO] ") && info.contains("started"),
+        "{info}"
+    );
+    assert_eq!(lines_at(&info, "DEBUG"), 0, "{info}");
+
+    let trace = debug_log_after_two_crashes("TRACE,FILE");
+    assert!(
+        trace.contains("] [DEBUG] ") && trace.contains("crash back-off"),
+        "{trace}"
+    );
+}
+
 #[test]
 fn failure_page_shows_the_first_30000_characters_of_output_escaped() {
     let site = temp_site("chatty");

@@ -25,6 +25,8 @@ pub struct Extensions {
     pub stdout_log_max_bytes: Option<u64>,
     /// `stdoutLogMaxFiles`: at most this many stdout log files of the prefix are kept.
     pub stdout_log_max_files: Option<u32>,
+    /// `debugLevel` and `debugFile`: ANCM's own diagnostic log.
+    pub debug: super::DebugSettings,
 }
 
 impl Extensions {
@@ -97,6 +99,29 @@ pub fn parse(
             ext.recycle_trigger_file = (!value.is_empty()).then(|| value.clone());
         }
     }
+    let find = |key: &str| {
+        settings
+            .iter()
+            .rev()
+            .find(|(n, _)| n.eq_ignore_ascii_case(key))
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+    };
+    let level = find("debugLevel");
+    ext.debug = super::debug::parse(level.map(|l| l.1), find("debugFile").map(|f| f.1)).map_err(
+        |rule| {
+            let (name, value) = level.unwrap_or(("debugLevel", ""));
+            ConfigError::new(
+                ConfigErrorKind::InvalidValue,
+                source,
+                format!(
+                    "{}/handlerSettings/handlerSetting[@name='{name}']/@value",
+                    dialect.section_name()
+                ),
+                Some(value),
+                rule,
+            )
+        },
+    )?;
     Ok(ext)
 }
 
@@ -133,6 +158,7 @@ mod tests {
         assert_eq!(e.recycle_trigger_file.as_deref(), Some("restart.txt"));
         assert_eq!(e.stdout_log_max_bytes, Some(64 * 1024));
         assert_eq!(e.stdout_log_max_files, Some(5));
+        assert_eq!(e.debug.level, log::LevelFilter::Trace);
         assert!(e.recycles());
         assert!(!parse(&[], "web.config", Dialect::AspNetCore)
             .unwrap()
@@ -158,5 +184,17 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.kind, ConfigErrorKind::InvalidValue);
+        let e = parse(
+            &s(&[("debugLevel", "FILE,LOUD")]),
+            "web.config",
+            Dialect::AspNetCore,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "web.config: aspNetCore/handlerSettings/handlerSetting[@name='debugLevel']/@value = \"FILE,LOUD\": must be"
+            ),
+            "{e}"
+        );
     }
 }

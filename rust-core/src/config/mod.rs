@@ -7,6 +7,7 @@
 //! feeds a `ConfigBuilder`, so both paths apply exactly the same rules.
 
 mod builder;
+mod debug;
 mod error;
 mod expand;
 mod extensions;
@@ -17,6 +18,7 @@ mod webconfig;
 use std::time::Duration;
 
 pub use builder::ConfigBuilder;
+pub use debug::DebugSettings;
 pub use error::{ConfigError, ConfigErrorKind};
 pub use expand::expand_env;
 pub use extensions::Extensions;

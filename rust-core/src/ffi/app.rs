@@ -98,6 +98,10 @@ pub unsafe extern "C" fn ancm_app_new(
         for w in config.warnings() {
             ::log::warn!("{w}");
         }
+        if config.extensions.debug.is_set() {
+            // A host without a log callback still gets the debug log it configured.
+            super::log::install();
+        }
         let app = App::new(config.clone(), info, rt.handle().clone());
         unsafe { write_out(app_out, to_box::<ancm_app>(app)) };
         ancm_result::Ok

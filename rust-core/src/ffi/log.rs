@@ -1,6 +1,7 @@
 //! Routing the engine's `log` records to a host callback.
 
 use std::ffi::c_void;
+use std::sync::atomic::Ordering;
 use std::sync::{OnceLock, RwLock};
 
 use super::panic::guard;
@@ -53,6 +54,12 @@ unsafe impl Sync for Sink {}
 static SINK: RwLock<Option<Sink>> = RwLock::new(None);
 static INSTALLED: OnceLock<bool> = OnceLock::new();
 
+/// The host's own level, below which records go only to the debug log (`log::max_level` is the
+/// more detailed of it and the debug log's).
+static HOST_LEVEL: AtomicLevel = AtomicLevel::new();
+
+use crate::debug_log::AtomicLevel;
+
 struct CallbackLogger;
 
 impl ::log::Log for CallbackLogger {
@@ -63,6 +70,10 @@ impl ::log::Log for CallbackLogger {
     fn log(&self, record: &::log::Record) {
         // (a record with key-values is not UnwindSafe; nothing of it is used after a panic)
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            crate::debug_log::write(record);
+            if record.level() > HOST_LEVEL.load(Ordering::Relaxed) {
+                return;
+            }
             let Ok(sink) = SINK.read() else { return };
             let Some(sink) = sink.as_ref() else { return };
             let level = match record.level() {
@@ -72,7 +83,11 @@ impl ::log::Log for CallbackLogger {
                 ::log::Level::Debug => ancm_log_level::Debug,
                 ::log::Level::Trace => ancm_log_level::Trace,
             };
-            let event = crate::event::of(record);
+            let mut event = crate::event::of(record);
+            if event == 0 && crate::debug_log::to_event_log(record.level()) {
+                // debugLevel's EVENTLOG: the line as ANCM's debug-log event.
+                event = crate::event::Event::DebugLog as u32;
+            }
             let mut text = record.args().to_string();
             let len = text.len();
             text.push('\0');
@@ -85,6 +100,12 @@ impl ::log::Log for CallbackLogger {
 }
 
 static LOGGER: CallbackLogger = CallbackLogger;
+
+/// Installs the engine's logger for a host that set no log callback, so that the debug log
+/// (`debugLevel`) is written by C hosts too. Returns false when another logger is installed.
+pub(crate) fn install() -> bool {
+    *INSTALLED.get_or_init(|| ::log::set_logger(&LOGGER).is_ok())
+}
 
 /// Sends the engine's log messages at `max_level` and more severe to `callback` (replacing any
 /// earlier callback); a NULL `callback` stops delivery. `max_level` is an `ancm_log_level`.
@@ -110,7 +131,7 @@ pub extern "C" fn ancm_log_set_callback(
             5 => ::log::LevelFilter::Trace,
             _ => return ancm_result::InvalidArgument,
         };
-        if !*INSTALLED.get_or_init(|| ::log::set_logger(&LOGGER).is_ok()) {
+        if !install() {
             return ancm_result::LoggerAlreadySet;
         }
         let mut sink = match SINK.write() {
@@ -118,11 +139,13 @@ pub extern "C" fn ancm_log_set_callback(
             Err(poisoned) => poisoned.into_inner(),
         };
         *sink = callback.map(|cb| Sink { cb, userdata });
-        ::log::set_max_level(if sink.is_some() {
+        let host = if sink.is_some() {
             filter
         } else {
             ::log::LevelFilter::Off
-        });
+        };
+        HOST_LEVEL.store(host);
+        ::log::set_max_level(host.max(crate::debug_log::level()));
         ancm_result::Ok
     })
 }

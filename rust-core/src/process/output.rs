@@ -56,7 +56,7 @@ pub fn log_file_base(prefix: &str, site_root: &Path, pid: u32, now: SystemTime) 
 }
 
 /// `yyyyMMddHHmmss` in UTC, without a date crate: the civil-from-days conversion is a few lines.
-fn utc_stamp(t: SystemTime) -> String {
+pub(crate) fn utc_stamp(t: SystemTime) -> String {
     let secs = t
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
