@@ -161,7 +161,7 @@ pub fn write(record: &log::Record<'_>) {
     }
     let line = format!(
         "[{}, PID: {}] [{}] {}{}",
-        utc_now(),
+        crate::utc::rfc3339_millis(std::time::SystemTime::now()),
         std::process::id(),
         record.level(),
         record.args(),
@@ -175,25 +175,6 @@ pub fn write(record: &log::Record<'_>) {
     if active.console {
         let _ = std::io::stdout().lock().write_all(line.as_bytes());
     }
-}
-
-/// `yyyy-MM-ddTHH:mm:ss.fffZ`, from the stdout log's civil-time conversion.
-fn utc_now() -> String {
-    let now = std::time::SystemTime::now();
-    let stamp = crate::process::utc_stamp(now);
-    let millis = now
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_millis())
-        .unwrap_or(0);
-    format!(
-        "{}-{}-{}T{}:{}:{}.{millis:03}Z",
-        &stamp[0..4],
-        &stamp[4..6],
-        &stamp[6..8],
-        &stamp[8..10],
-        &stamp[10..12],
-        &stamp[12..14]
-    )
 }
 
 /// A host's logger with the debug log beside it: every record goes to the debug log (when its

@@ -14,6 +14,7 @@ pub mod h1;
 pub mod host;
 pub mod process;
 pub mod timer;
+pub mod utc;
 pub mod worker;
 
 pub use app::{App, AppStatus};

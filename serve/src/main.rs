@@ -4,6 +4,7 @@
 
 mod balance;
 mod listen;
+mod logfmt;
 mod reload;
 mod server;
 mod sniff;
@@ -42,6 +43,10 @@ struct Args {
     /// requests through the engine's own path first (for comparison; the rules are the same).
     #[arg(long)]
     hyper_only: bool,
+    /// Log lines as text or as one JSON object a line (time, level, target, message, and the
+    /// record's keys such as the Event Log id `event`).
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = logfmt::LogFormat::Text)]
+    log_format: logfmt::LogFormat,
     /// The web.config to serve.
     #[arg(value_name = "CONFIG", default_value = "web.config")]
     config: PathBuf,
@@ -58,14 +63,8 @@ const EXIT_USAGE: u8 = 2;
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
-    // The host's logger, with the engine's debug log (debugLevel/debugFile) beside it.
-    let logger =
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).build();
-    let level = logger.filter();
-    if log::set_boxed_logger(Box::new(ancm_core::debug_log::Tee(logger))).is_ok() {
-        log::set_max_level(level);
-    }
     let args = Args::parse();
+    logfmt::install(args.log_format);
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err((code, message)) => {

@@ -665,3 +665,30 @@ fn client_connections_are_spread_evenly_over_the_workers() {
     let (min, max) = (served.iter().min().unwrap(), served.iter().max().unwrap());
     assert!(max - min <= 1, "uneven: {served:?}");
 }
+
+#[test]
+fn json_log_format_writes_one_object_a_line_with_the_event_id() {
+    let site = hello_site("jsonlog", "", "");
+    let serve = Serve::start_args(&site, &["--log-format", "json"]);
+    let pid = serve.get("/pid").text();
+    serve.wait_log(&format!("process {pid} started"), 5);
+    let log = serve.log();
+    let mut started = None;
+    for line in log.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON object ({e}): {line}"));
+        for key in ["time", "level", "target", "message"] {
+            assert!(v[key].is_string(), "no {key}: {line}");
+        }
+        if v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&format!("process {pid} started")))
+        {
+            started = Some(v);
+        }
+    }
+    let started = started.expect("no start line");
+    assert_eq!(started["level"], "INFO");
+    assert_eq!(started["event"], 1001, "{started}");
+    assert!(started["time"].as_str().unwrap().ends_with('Z'));
+}

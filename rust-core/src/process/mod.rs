@@ -6,7 +6,6 @@ pub mod cmdline;
 pub mod launch;
 mod memory;
 mod output;
-pub(crate) use output::utc_stamp;
 pub mod port;
 mod shutdown;
 mod slot;

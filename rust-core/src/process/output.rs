@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -51,32 +51,8 @@ pub fn log_file_base(prefix: &str, site_root: &Path, pid: u32, now: SystemTime) 
     let native = super::launch::native_path(prefix);
     let base = site_root.join(native);
     let mut name = base.into_os_string();
-    name.push(format!("_{}_{pid}", utc_stamp(now)));
+    name.push(format!("_{}_{pid}", crate::utc::stamp(now)));
     PathBuf::from(name)
-}
-
-/// `yyyyMMddHHmmss` in UTC, without a date crate: the civil-from-days conversion is a few lines.
-pub(crate) fn utc_stamp(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}{month:02}{day:02}{:02}{:02}{:02}",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
 }
 
 /// Drains one output stream of process `pid` until it closes.
@@ -131,15 +107,7 @@ fn log_lines(pending: &mut Vec<u8>, chunk: &[u8], pid: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn stamp_is_utc_civil_time() {
-        assert_eq!(utc_stamp(UNIX_EPOCH), "19700101000000");
-        // 2024-02-29T23:59:58Z
-        let t = UNIX_EPOCH + Duration::from_secs(1_709_251_198);
-        assert_eq!(utc_stamp(t), "20240229235958");
-    }
+    use std::time::UNIX_EPOCH;
 
     #[cfg(unix)]
     #[test]

@@ -111,7 +111,12 @@ impl Serve {
                 let Ok(line) = line else { break };
                 if let Some(rest) = line.split("listening on http://").nth(1) {
                     if let Some(tx) = tx.take() {
-                        let _ = tx.send(rest.trim().to_owned());
+                        // The address alone (a JSON log line goes on after it).
+                        let addr: String = rest
+                            .chars()
+                            .take_while(|c| c.is_ascii_hexdigit() || ".:[]".contains(*c))
+                            .collect();
+                        let _ = tx.send(addr);
                     }
                 }
                 let mut l = sink.lock().unwrap();
