@@ -29,6 +29,7 @@ import traceback
 import uuid
 
 HOST = "localhost"
+PORT = 80
 APPCMD = os.path.join(os.environ.get("windir", r"C:\Windows"), "System32", "inetsrv", "appcmd.exe")
 MIB = 1024 * 1024
 # Generous bounds for things that take their time on a loaded runner (not timing assertions:
@@ -39,11 +40,13 @@ REQUEST_TIMEOUT = 120.0
 RESULTS = []
 
 
-def check(name):
-    """Registers a check; its function raises AssertionError (or anything) to fail."""
+def check(name, iis_only=False):
+    """Registers a check; its function raises AssertionError (or anything) to fail.
+    `iis_only`: needs IIS itself (appcmd, sub-applications, Windows logons, IIS's logs), skipped
+    with --standin."""
 
     def wrap(fn):
-        RESULTS.append((name, fn))
+        RESULTS.append((name, fn, iis_only))
         return fn
 
     return wrap
@@ -51,7 +54,7 @@ def check(name):
 
 def request(method, path, body=None, headers=None, timeout=REQUEST_TIMEOUT):
     """One request on a new connection; returns (status, headers dict (lower-case), body bytes)."""
-    conn = http.client.HTTPConnection(HOST, 80, timeout=timeout)
+    conn = http.client.HTTPConnection(HOST, PORT, timeout=timeout)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         resp = conn.getresponse()
@@ -199,7 +202,7 @@ def app_offline():
     return f"process {before} stopped, {after} started"
 
 
-@check("startup failure: 502.5 with the startup-failure page (README status table)")
+@check("startup failure: 502.5 with the startup-failure page (README status table)", iis_only=True)
 def startup_failure():
     status, _, body = request("GET", "/broken/")
     assert status == 502, f"status {status}"
@@ -208,7 +211,7 @@ def startup_failure():
     return "502 with the 502.5 page (substatus checked in the IIS log at the end)"
 
 
-@check("invalid ASPNETCORE_PORT: 502 with a plain page (README status table)")
+@check("invalid ASPNETCORE_PORT: 502 with a plain page (README status table)", iis_only=True)
 def bad_port():
     status, _, body = request("GET", "/badport/")
     assert status == 502, f"status {status}, body {body[:300]!r}"
@@ -230,7 +233,7 @@ def crash():
 @check("streaming: the first chunk reaches the client before the app writes the second")
 def streaming():
     sid = str(uuid.uuid4())
-    conn = http.client.HTTPConnection(HOST, 80, timeout=30)
+    conn = http.client.HTTPConnection(HOST, PORT, timeout=30)
     try:
         conn.request("GET", f"/stream?id={sid}", headers={"X-Acceptance": "1"})
         resp = conn.getresponse()
@@ -251,7 +254,7 @@ def streaming():
 @check("a failure after the response head: the client's response is cut off, never completed")
 def failure_after_head():
     before = get_json("/echo")["pid"]
-    conn = http.client.HTTPConnection(HOST, 80, timeout=60)
+    conn = http.client.HTTPConnection(HOST, PORT, timeout=60)
     truncated = None
     try:
         conn.request("GET", f"/stream?id={uuid.uuid4()}&crashAfterFirst=true", headers={"X-Acceptance": "1"})
@@ -274,7 +277,7 @@ def failure_after_head():
 def websocket_echo():
     from websockets.sync.client import connect
 
-    with connect(f"ws://{HOST}/ws", max_size=4 * MIB, open_timeout=60, close_timeout=30) as ws:
+    with connect(f"ws://{HOST}:{PORT}/ws", max_size=4 * MIB, open_timeout=60, close_timeout=30) as ws:
         for i in range(20):
             text = f"hello {i} ünïcødé"
             ws.send(text)
@@ -303,7 +306,7 @@ def big_transfer():
     expected = hashlib.sha256()
     for piece in pattern(n):
         expected.update(piece)
-    conn = http.client.HTTPConnection(HOST, 80, timeout=REQUEST_TIMEOUT)
+    conn = http.client.HTTPConnection(HOST, PORT, timeout=REQUEST_TIMEOUT)
     try:
         conn.putrequest("POST", "/upload")
         conn.putheader("Content-Length", str(n))
@@ -319,7 +322,7 @@ def big_transfer():
         conn.close()
     assert up["bytes"] == n and up["sha256"] == expected.hexdigest(), f"upload arrived as {up}"
 
-    conn = http.client.HTTPConnection(HOST, 80, timeout=REQUEST_TIMEOUT)
+    conn = http.client.HTTPConnection(HOST, PORT, timeout=REQUEST_TIMEOUT)
     try:
         conn.request("GET", f"/download?bytes={n}")
         resp = conn.getresponse()
@@ -344,16 +347,15 @@ def chunked_upload():
     expected = hashlib.sha256()
     for piece in pattern(n):
         expected.update(piece)
-    status, _, body = request(
-        "POST", "/upload", body=pattern(n), headers={"Transfer-Encoding": "chunked", "Content-Type": "application/octet-stream"}
-    )
+    # No Content-Length or Transfer-Encoding given: http.client sends an iterable chunked.
+    status, _, body = request("POST", "/upload", body=pattern(n), headers={"Content-Type": "application/octet-stream"})
     assert status == 200, f"status {status}, body {body[:300]!r}"
     up = json.loads(body)
     assert up["bytes"] == n and up["sha256"] == expected.hexdigest(), f"arrived as {up}"
     return "8 MiB chunked, SHA-256 equal"
 
 
-@check("Windows authentication: the app sees the Windows user (MS-ASPNETCORE-WINAUTHTOKEN)")
+@check("Windows authentication: the app sees the Windows user (MS-ASPNETCORE-WINAUTHTOKEN)", iis_only=True)
 def windows_auth():
     status, _, _ = request("GET", "/win/echo")
     assert status == 401, f"anonymous request to /win: {status} (want IIS's 401)"
@@ -375,7 +377,7 @@ def windows_auth():
     return f"{e['user']} ({e['authType']})"
 
 
-@check("appcmd recycle apppool under load: no failed request, a new process serves")
+@check("appcmd recycle apppool under load: no failed request, a new process serves", iis_only=True)
 def recycle_under_load():
     with Load() as load:
         wait_for("load running", lambda: load.ok >= 20)
@@ -412,7 +414,7 @@ def config_change():
     return f"{load.ok} requests during the change, 0 failed"
 
 
-@check("Application Initialization: after a recycle, IIS's warm-up request starts the app before any client")
+@check("Application Initialization: after a recycle, IIS's warm-up request starts the app before any client", iis_only=True)
 def application_initialization():
     appcmd("recycle", "apppool", f"/apppool.name:{ARGS.apppool}")
 
@@ -431,7 +433,7 @@ def application_initialization():
 # --- Windows' own records ----------------------------------------------------------------------
 
 
-@check("Event Log: the module's entries (1001 process started) under AspNetCoreModuleRs")
+@check("Event Log: the module's entries (1001 process started) under AspNetCoreModuleRs", iis_only=True)
 def event_log():
     out = subprocess.run(
         ["wevtutil", "qe", "Application", "/q:*[System[Provider[@Name='AspNetCoreModuleRs']]]", "/f:text", "/c:200"],
@@ -444,7 +446,7 @@ def event_log():
     return f"{len(re.findall(r'Event ID:', out.stdout))} entries"
 
 
-@check("IIS log: substatus 502.5 for /broken, 502.3 for /crash, 503 for app_offline")
+@check("IIS log: substatus 502.5 for /broken, 502.3 for /crash, 503 for app_offline", iis_only=True)
 def iis_log():
     subprocess.run(["netsh", "http", "flush", "logbuffer"], capture_output=True)
     seen = set()
@@ -471,26 +473,40 @@ def main():
     global ARGS
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--site-dir", required=True, help="the published app's folder (the site root)")
-    p.add_argument("--apppool", required=True)
-    p.add_argument("--site-name", required=True)
-    p.add_argument("--log-dir", required=True, help="the site's IIS log folder")
+    p.add_argument("--apppool", help="IIS application pool of the site")
+    p.add_argument("--site-name", help="IIS site name")
+    p.add_argument("--log-dir", help="the site's IIS log folder")
+    p.add_argument("--port", type=int, default=80)
     p.add_argument("--only", help="run only checks whose name contains this")
+    p.add_argument(
+        "--standin",
+        action="store_true",
+        help="not IIS: ancm-serve with tests/iis-real/standin (cargo xtask workflows); skips the IIS-only checks",
+    )
     ARGS = p.parse_args()
+    if not ARGS.standin and not (ARGS.apppool and ARGS.site_name and ARGS.log_dir):
+        p.error("--apppool, --site-name and --log-dir are required (unless --standin)")
+    global PORT
+    PORT = ARGS.port
 
     # The first request starts the app: wait for it once, outside the checks.
     wait_for("the app's first answer", lambda: request("GET", "/", timeout=60)[0] == 200)
-    failed = 0
-    for name, fn in RESULTS:
+    failed = passed = 0
+    for name, fn, iis_only in RESULTS:
         if ARGS.only and ARGS.only not in name:
+            continue
+        if iis_only and ARGS.standin:
+            print(f"SKIP  {name}: needs IIS", flush=True)
             continue
         try:
             detail = fn()
+            passed += 1
             print(f"PASS  {name}: {detail}", flush=True)
         except Exception as e:
             failed += 1
             print(f"FAIL  {name}: {type(e).__name__}: {e}", flush=True)
             traceback.print_exc()
-    print(f"{len(RESULTS) - failed} passed, {failed} failed", flush=True)
+    print(f"{passed} passed, {failed} failed", flush=True)
     return failed
 
 

@@ -1,17 +1,21 @@
 //! `cargo xtask workflows`: checks every file in `.github/workflows/` against GitHub's workflow
 //! schema with `action-validator` (npm `@action-validator/cli`, pinned by
 //! `xtask/npm/package-lock.json` and installed into `target/npm-tools/`, not globally), and
-//! byte-compiles the Python scripts the Windows workflow runs (`tests/iis-real/*.py`), which
-//! cannot run here: they need a real IIS.
+//! byte-compiles the Python scripts the Windows workflow runs (`tests/iis-real/*.py`). Then it
+//! runs the acceptance script's checks that do not need IIS (`--standin`) against ancm-serve
+//! hosting `tests/iis-real/standin/app.py`, a Python stand-in of the ASP.NET Core test app, so
+//! that the script's own logic has run before it meets a real IIS.
 
-use crate::sh::{ensure_packages, have, root, run, Result};
+use crate::sh::{ensure_packages, ensure_python_modules, have, root, run, Result};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
 
 /// Installs the validator if needed, then validates each workflow and compiles each script.
 pub fn run_cmd() -> Result {
     ensure_packages(&[("npm", "npm"), ("node", "nodejs"), ("python3", "python3")])?;
+    ensure_python_modules(&[("websockets", "websockets")])?;
     if !have("npm") || !have("node") {
         return Err("npm / node still missing after installing".into());
     }
@@ -41,7 +45,91 @@ pub fn run_cmd() -> Result {
             .arg(&pyc))?;
         println!("python: {} compiles", script.display());
     }
-    Ok(())
+    standin_run()
+}
+
+/// ancm-serve with the stand-in app in a fresh site folder under target/, then
+/// `acceptance.py --standin` against it.
+fn standin_run() -> Result {
+    let root = root();
+    run(Command::new("cargo")
+        .current_dir(&root)
+        .args(["build", "--locked", "-p", "ancm-serve"]))?;
+    let serve = root.join("target").join("debug").join("ancm-serve");
+    let site = root.join("target").join("iis-real-standin");
+    let _ = fs::remove_dir_all(&site);
+    fs::create_dir_all(&site).map_err(|e| format!("cannot create {}: {e}", site.display()))?;
+    let app = root
+        .join("tests")
+        .join("iis-real")
+        .join("standin")
+        .join("app.py");
+    // The same shape as tests/iis-real/app/web.config: acceptance.py rewrites ANCMTEST_CONFIG.
+    let config = format!(
+        "<configuration>\n  <system.webServer>\n    <aspNetCore processPath=\"python3\" arguments=\"{}\" stdoutLogEnabled=\"false\">\n      <environmentVariables>\n        <environmentVariable name=\"ANCMTEST_CONFIG\" value=\"1\" />\n      </environmentVariables>\n    </aspNetCore>\n  </system.webServer>\n</configuration>\n",
+        app.display()
+    );
+    let web_config = site.join("web.config");
+    fs::write(&web_config, config)
+        .map_err(|e| format!("cannot write {}: {e}", web_config.display()))?;
+    let port = free_port()?;
+    let listen = format!("127.0.0.1:{port}");
+    eprintln!(
+        "+ {} --listen {listen} {}",
+        serve.display(),
+        web_config.display()
+    );
+    let mut child = Command::new(&serve)
+        .args(["--listen", &listen])
+        .arg(&web_config)
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", serve.display()))?;
+    let result = wait_listening(port).and_then(|()| {
+        run(Command::new("python3")
+            .arg(root.join("tests").join("iis-real").join("acceptance.py"))
+            .args(["--standin", "--port", &port.to_string(), "--site-dir"])
+            .arg(&site))
+    });
+    stop(&mut child);
+    result
+}
+
+/// A port nobody listens on now (the OS picks it; released before ancm-serve binds it).
+fn free_port() -> Result<u16> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("cannot find a free port: {e}"))
+}
+
+fn wait_listening(port: u16) -> Result {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!(
+        "ancm-serve did not listen on 127.0.0.1:{port} within 30 s"
+    ))
+}
+
+/// SIGTERM (ancm-serve stops the app gracefully), SIGKILL if it has not exited in 30 s.
+fn stop(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// `npm ci` of xtask/npm into target/npm-tools when the lock file changed; returns the
