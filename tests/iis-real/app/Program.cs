@@ -158,7 +158,9 @@ app.Map("/ws", async (HttpContext ctx) =>
     var message = new MemoryStream();
     while (true)
     {
-        var r = await ws.ReceiveAsync(buf, CancellationToken.None);
+        // ArraySegment: the Memory<byte> overload's result has no close status (and a byte[]
+        // argument would be ambiguous between the two).
+        var r = await ws.ReceiveAsync(new ArraySegment<byte>(buf), CancellationToken.None);
         if (r.MessageType == WebSocketMessageType.Close)
         {
             await ws.CloseAsync(r.CloseStatus ?? WebSocketCloseStatus.NormalClosure, r.CloseStatusDescription, CancellationToken.None);
@@ -167,7 +169,7 @@ app.Map("/ws", async (HttpContext ctx) =>
         message.Write(buf, 0, r.Count);
         if (r.EndOfMessage)
         {
-            await ws.SendAsync(message.ToArray(), r.MessageType, true, CancellationToken.None);
+            await ws.SendAsync(new ArraySegment<byte>(message.ToArray()), r.MessageType, true, CancellationToken.None);
             message.SetLength(0);
         }
     }
