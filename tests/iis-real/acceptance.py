@@ -362,7 +362,7 @@ def windows_auth():
     # Windows' own curl.exe does Negotiate/NTLM with the logged-on user's credentials (SSPI).
     curl = os.path.join(os.environ.get("windir", r"C:\Windows"), "System32", "curl.exe")
     out = subprocess.run(
-        [curl, "-sS", "--fail", "--negotiate", "-u", ":", "-H", "X-Acceptance: 1", f"http://{HOST}/win/echo"],
+        [curl, "-sS", "--fail", "--negotiate", "-u", ":", "-H", "X-Acceptance: 1", f"http://{HOST}:{PORT}/win/echo"],
         capture_output=True,
         text=True,
         timeout=REQUEST_TIMEOUT,
