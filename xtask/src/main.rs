@@ -5,6 +5,7 @@ mod bench;
 mod ctests;
 mod dll;
 mod fuzz;
+mod glue_msvc;
 mod header;
 mod iis;
 mod iis_emu;
@@ -12,6 +13,7 @@ mod msi;
 mod sh;
 mod soak;
 mod test;
+mod workflows;
 
 use std::process::ExitCode;
 
@@ -22,12 +24,16 @@ commands:
   fuzz      run the cargo-fuzz targets: [--runs N] (default 20000 each) or [--seconds S]
   soak      run ancm-serve under load with backend kills, sampling RSS/fds: [--minutes N] (default 60)
   iis-slots check the IIS interface declarations' vtable slots (mingw g++ + Wine)
-  dll       build the IIS module aspnetcore_rs.dll (x86_64-pc-windows-gnu) and check its imports
+  dll       build the IIS module aspnetcore_rs.dll (x86_64-pc-windows-gnu, stripped, debug file
+            beside it; x86_64-pc-windows-msvc on Windows) and check its imports
+  glue-msvc check the IIS glue for g++-only spellings (clang -pedantic-errors -Wgnu, a scan)
   iis-emu   build the DLL and drive it under Wine with the emulated IIS (tests/iis-emu)
   header    regenerate include/ancm.h with the pinned cbindgen (--check: fail if it differs)
   c-tests   build the C ABI's C/C++ test programs and run them (also under ASan and valgrind)
   msi       build target/msi/ancm-rs-<version>-x64.msi (wixl) and check its tables
   msi-test  msi, then install/upgrade/uninstall it and the registration helper under Wine
+  workflows check .github/workflows/* against GitHub's schema (npm action-validator) and
+            byte-compile the Windows workflow's Python scripts (tests/iis-real)
   bench     benchmarks vs direct and nginx, writes docs/benchmarks.md (--quick: one short round)
 ";
 
@@ -42,6 +48,8 @@ fn main() -> ExitCode {
         "test" => test::run(rest),
         "iis-slots" => iis::vtable_check(),
         "dll" => dll::run_cmd(),
+        "glue-msvc" => glue_msvc::run_cmd(),
+        "workflows" => workflows::run_cmd(),
         "iis-emu" => iis_emu::run(),
         "header" => header::run(rest),
         "c-tests" => ctests::run(rest),

@@ -204,6 +204,10 @@ fn build_and_inspect() -> Result<PathBuf> {
     let stage = out_dir.join("stage");
     recreate_dir(&stage)?;
     copy(&dll, &stage.join(DLL_NAME))?;
+    if std::env::var_os(DLL_OVERRIDE_VAR).is_none() {
+        // The MSI ships the stripped DLL; its debug file stays in the build output.
+        crate::dll::check_stripped(&stage.join(DLL_NAME))?;
+    }
     copy(&helper, &stage.join(HELPER_NAME))?;
     copy(
         &root.join("msi").join("schema").join(SCHEMA_NAME),

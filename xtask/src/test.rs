@@ -37,6 +37,8 @@ pub fn run(_args: &[String]) -> Result {
             .args(["test", "-p", "ancm-serve", "--locked", "--tests"]),
     )?;
     crate::ctests::run(&[])?;
+    crate::workflows::run_cmd()?;
+    crate::glue_msvc::run_cmd()?;
     crate::iis::vtable_check()?;
     crate::iis_emu::run()?;
     crate::msi::ci()?;
