@@ -1,4 +1,5 @@
-//! The HTTP/1.1 server side of ancm-serve: accept connections, hand each request to the engine.
+//! The server side of ancm-serve: accept connections (HTTP/1.1, or HTTP/2 with prior
+//! knowledge), hand each request to the engine.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -9,9 +10,9 @@ use ancm_core::timer::CoarseTimer;
 use ancm_core::{App, ClientInfo, EngineStatus, RequestBody, ResponseBody};
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -144,13 +145,17 @@ fn serve_connection(
         let _open = open;
         // Plain requests first take the engine's own path; it hands the connection back, at a
         // request boundary, for the first request it does not take.
-        let (stream, buffered) = if engine_http1 {
+        let (mut stream, mut buffered) = if engine_http1 {
             match ancm_core::h1::serve(stream, &client, || app.load_full(), header_timeout).await {
                 Some(h) => (h.stream, h.buffered),
                 None => return,
             }
         } else {
             (stream, Vec::new())
+        };
+        let Some(http2) = crate::h2c::detect(&mut stream, &mut buffered, header_timeout).await
+        else {
+            return;
         };
         let service = service_fn(move |req: Request<Incoming>| {
             // The app of the moment: a configuration change swaps it between requests.
@@ -161,6 +166,16 @@ fn serve_connection(
             // request and leaves an idle connection an empty pointer-sized slot.
             Box::pin(async move { Ok::<_, Infallible>(serve(&app, &client, req).await) })
         });
+        if http2 {
+            let io = crate::h2c::Rewound::new(buffered, stream);
+            let conn = http2::Builder::new(TokioExecutor::new())
+                .timer(timer)
+                .serve_connection(TokioIo::new(io), service);
+            if let Err(e) = conn.await {
+                log::debug!("HTTP/2 connection from {peer}: {e}");
+            }
+            return;
+        }
         let io = Sniffed::with_front(buffered, stream);
         let conn = http1::Builder::new()
             .timer(timer)

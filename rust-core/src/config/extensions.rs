@@ -21,6 +21,19 @@ pub struct Extensions {
     /// `recycleTriggerFile`: a path (relative to the site root) whose modification recycles
     /// every process, without app_offline.htm.
     pub recycle_trigger_file: Option<String>,
+    /// `backendProtocol`: how the engine speaks to the app's process.
+    pub backend_protocol: BackendProtocol,
+}
+
+/// The protocol of the hop from the engine to the app's process (`backendProtocol`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BackendProtocol {
+    /// `http1.1` (the default, what ANCM speaks).
+    #[default]
+    Http1,
+    /// `h2c`: HTTP/2 with prior knowledge over cleartext (gRPC servers, Kestrel with
+    /// `Protocols=Http2`).
+    H2c,
 }
 
 impl Extensions {
@@ -85,6 +98,20 @@ pub fn parse(
                 }
                 _ => ext.recycle_after = n.map(|m| Duration::from_secs(m * 60)),
             }
+        } else if name.eq_ignore_ascii_case("backendProtocol") {
+            ext.backend_protocol = if value.eq_ignore_ascii_case("http1.1") {
+                BackendProtocol::Http1
+            } else if value.eq_ignore_ascii_case("h2c") {
+                BackendProtocol::H2c
+            } else {
+                return Err(ConfigError::new(
+                    ConfigErrorKind::InvalidValue,
+                    source,
+                    path(),
+                    Some(value),
+                    "must be http1.1 or h2c".to_owned(),
+                ));
+            };
         } else if name.eq_ignore_ascii_case("recycleTriggerFile") {
             ext.recycle_trigger_file = (!value.is_empty()).then(|| value.clone());
         }
@@ -111,6 +138,7 @@ mod tests {
                 ("RECYCLEABOVEMEMORYMB", "512"),
                 ("recycleAfterMinutes", "0"),
                 ("recycleTriggerFile", "restart.txt"),
+                ("BACKENDPROTOCOL", "H2C"),
                 ("debugLevel", "TRACE"),
             ]),
             "web.config",
@@ -122,6 +150,13 @@ mod tests {
         assert_eq!(e.recycle_after, None);
         assert_eq!(e.recycle_trigger_file.as_deref(), Some("restart.txt"));
         assert!(e.recycles());
+        assert_eq!(e.backend_protocol, BackendProtocol::H2c);
+        assert_eq!(
+            parse(&[], "web.config", Dialect::AspNetCore)
+                .unwrap()
+                .backend_protocol,
+            BackendProtocol::Http1
+        );
         assert!(!parse(&[], "web.config", Dialect::AspNetCore)
             .unwrap()
             .recycles());
@@ -138,6 +173,16 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "web.config: aspNetCore/handlerSettings/handlerSetting[@name='recycleAfterMinutes']/@value = \"999999\": must be 0–525600 (0 = off)"
+        );
+        let e = parse(
+            &s(&[("backendProtocol", "h2")]),
+            "web.config",
+            Dialect::AspNetCore,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "web.config: aspNetCore/handlerSettings/handlerSetting[@name='backendProtocol']/@value = \"h2\": must be http1.1 or h2c"
         );
         let e = parse(
             &s(&[("recycleAfterRequests", "+5")]),

@@ -19,7 +19,7 @@ use std::time::Duration;
 pub use builder::ConfigBuilder;
 pub use error::{ConfigError, ConfigErrorKind};
 pub use expand::expand_env;
-pub use extensions::Extensions;
+pub use extensions::{BackendProtocol, Extensions};
 pub use schema::{attributes, AttributeKind, AttributeSpec};
 
 /// Which configuration section the settings came from. Both run through the same engine; the
