@@ -1,0 +1,213 @@
+//! gRPC and HTTP/2 end to end: a real grpcio server (tests/backends/grpc_server.py) started by
+//! ancm-serve from a web.config with `backendProtocol=h2c`, real grpcio clients
+//! (tests/grpc/client.py) through ancm-serve and directly, and curl speaking HTTP/2 with prior
+//! knowledge against HTTP/1.1 and h2c backends.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::process::Command;
+
+fn h2c_site(name: &str) -> std::path::PathBuf {
+    let site = temp_site(name);
+    std::fs::write(
+        site.join("web.config"),
+        web_config(
+            &format!(
+                "processPath=\"python3\" arguments=\"{}\"",
+                backend("grpc_server.py")
+            ),
+            "<handlerSettings><handlerSetting name=\"backendProtocol\" value=\"h2c\" /></handlerSettings>",
+        ),
+    )
+    .unwrap();
+    site
+}
+
+/// Runs the grpcio client against `target`, returning its JSON result.
+fn client(target: &str, extra: &[&str]) -> serde_json::Value {
+    let out = Command::new("python3")
+        .arg(repo().join("tests/grpc/client.py"))
+        .arg(target)
+        .args(extra)
+        .output()
+        .expect("run python3 tests/grpc/client.py");
+    assert!(
+        out.status.success(),
+        "client.py {target} {extra:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "client.py output is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+fn direct_port(site: &Path) -> String {
+    std::fs::read_to_string(site.join("grpc_port.txt")).expect("the server wrote its port")
+}
+
+/// Every kind of call through ancm-serve returns what the same call returns directly from the
+/// server: messages, statuses, details, trailing metadata (binary too), deadlines, a cancel the
+/// server sees, 100 concurrent calls on one client connection; then a server killed mid-stream
+/// ends the client's call with an error status.
+#[test]
+fn grpc_through_ancm_serve_equals_direct() {
+    let site = h2c_site("grpc");
+    let serve = Serve::start(&site);
+    let proxied = client(&serve.addr.to_string(), &[]);
+    let direct = client(&format!("127.0.0.1:{}", direct_port(&site)), &[]);
+
+    // The forwarding fields reached the app through the proxy only; everything else is equal.
+    let meta = &proxied["meta_raw"];
+    assert_eq!(meta["token_ok"], true, "pairing token not forwarded: {meta}");
+    assert!(
+        meta["xff"].as_str().is_some_and(|v| v.starts_with("127.0.0.1:")),
+        "{meta}"
+    );
+    assert_eq!(meta["xfp"], "http", "{meta}");
+    assert_eq!(direct["meta_raw"]["token_ok"], false);
+    let strip = |mut v: serde_json::Value| {
+        v.as_object_mut().unwrap().remove("meta_raw");
+        v
+    };
+    let (proxied, direct) = (strip(proxied), strip(direct));
+    assert_eq!(proxied, direct, "through ancm-serve ≠ direct");
+
+    // And what they are equal to is right.
+    assert_eq!(proxied["unary"], "hello");
+    assert_eq!(proxied["server_stream"]["count"], 10000);
+    assert_eq!(proxied["server_stream"]["last"], "msg-9999");
+    assert!(proxied["client_stream"]
+        .as_str()
+        .unwrap()
+        .starts_with("500 "));
+    assert_eq!(proxied["bidi"].as_array().unwrap().len(), 300);
+    assert_eq!(
+        proxied["big"],
+        serde_json::json!({"len": 4 * 1024 * 1024, "equal": true})
+    );
+    assert_eq!(
+        proxied["fail"],
+        serde_json::json!({
+            "code": "INVALID_ARGUMENT",
+            "details": "bad argument: details here",
+            "trailers": [["x-detail-bin", "0001feff"], ["x-info", "why"]],
+        })
+    );
+    assert_eq!(proxied["deadline"], "DEADLINE_EXCEEDED");
+    assert_eq!(proxied["cancel_seen_by_server"], true);
+    assert_eq!(proxied["concurrent"]["ok"], 100);
+    assert_eq!(proxied["peers_count"], 1, "one backend connection for one client's calls");
+
+    // The server killed mid-stream: the messages before it arrive, then an error status.
+    let killed = client(&serve.addr.to_string(), &["kill"]);
+    assert_eq!(
+        killed["kill"]["messages"],
+        serde_json::json!(["msg-0", "msg-1", "msg-2"])
+    );
+    assert_ne!(killed["kill"]["code"], "OK", "{killed}");
+    // A new process answers the next call.
+    let again = client(&serve.addr.to_string(), &["kill"]);
+    assert_eq!(again["kill"]["messages"].as_array().unwrap().len(), 3);
+    serve.stop();
+}
+
+fn curl(args: &[&str]) -> (String, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "30"])
+        .args(args)
+        .output()
+        .expect("run curl");
+    assert!(
+        out.status.success(),
+        "curl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// An HTTP/2 client (curl with prior knowledge) reaches an HTTP/1.1 backend through ancm-serve,
+/// and an HTTP/1.1 client on the same listener still works; `:authority` becomes `Host`.
+#[test]
+fn http2_prior_knowledge_client_to_http1_backend() {
+    let site = temp_site("h2c-to-h1");
+    let app = repo().join("examples/hello/app.py");
+    std::fs::write(
+        site.join("web.config"),
+        web_config(
+            &format!("processPath=\"python3\" arguments=\"{}\"", app.display()),
+            "",
+        ),
+    )
+    .unwrap();
+    let serve = Serve::start(&site);
+    let url = format!("http://{}/json?a=%2F", serve.addr);
+    for h2 in [true, false] {
+        let mut args = vec!["-o", "-", "-w", "\n%{http_version}", "-d", "hello"];
+        if h2 {
+            args.push("--http2-prior-knowledge");
+        }
+        args.push(&url);
+        let (out, _) = curl(&args);
+        let (body, version) = out.rsplit_once('\n').unwrap();
+        assert_eq!(version, if h2 { "2" } else { "1.1" });
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["path"], "/json?a=%2F", "{v}");
+        assert_eq!(v["body_len"], 5, "{v}");
+        let headers = v["headers"].as_array().unwrap();
+        let host = headers
+            .iter()
+            .find(|h| h[0].as_str().unwrap().eq_ignore_ascii_case("host"))
+            .unwrap_or_else(|| panic!("no Host: {v}"));
+        assert_eq!(host[1], serve.addr.to_string());
+    }
+    serve.stop();
+}
+
+/// curl over HTTP/1.1 and over HTTP/2 with prior knowledge to a gRPC (h2c) backend: a request
+/// that is not gRPC gets the server's HTTP/2 answer on both (grpcio answers a plain POST with
+/// gRPC's own status in its trailers or headers).
+#[test]
+fn http1_and_http2_clients_to_an_h2c_backend() {
+    let site = h2c_site("h1-to-h2c");
+    let serve = Serve::start(&site);
+    let url = format!("http://{}/test.Echo/Unary", serve.addr);
+    // A gRPC frame: not compressed, length 5, "hello".
+    let frame = site.join("frame.bin");
+    std::fs::write(&frame, b"\0\0\0\0\x05hello").unwrap();
+    let data = format!("@{}", frame.display());
+    for h2 in [true, false] {
+        let mut args = vec![
+            "-o",
+            "-",
+            "-D",
+            "-",
+            "-H",
+            "content-type: application/grpc",
+            "-H",
+            "te: trailers",
+            "--data-binary",
+            &data,
+        ];
+        if h2 {
+            args.push("--http2-prior-knowledge");
+        }
+        args.push(&url);
+        let (out, _) = curl(&args);
+        assert!(out.contains("hello"), "h2 {h2}: {out}");
+        let lower = out.to_ascii_lowercase();
+        assert!(lower.contains("200"), "h2 {h2}: {out}");
+        if h2 {
+            // HTTP/2 carries the trailers: grpc-status 0 reaches the client.
+            assert!(lower.contains("grpc-status: 0"), "{out}");
+        }
+    }
+    serve.stop();
+}
