@@ -63,9 +63,14 @@ fn grpc_through_ancm_serve_equals_direct() {
 
     // The forwarding fields reached the app through the proxy only; everything else is equal.
     let meta = &proxied["meta_raw"];
-    assert_eq!(meta["token_ok"], true, "pairing token not forwarded: {meta}");
+    assert_eq!(
+        meta["token_ok"], true,
+        "pairing token not forwarded: {meta}"
+    );
     assert!(
-        meta["xff"].as_str().is_some_and(|v| v.starts_with("127.0.0.1:")),
+        meta["xff"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("127.0.0.1:")),
         "{meta}"
     );
     assert_eq!(meta["xfp"], "http", "{meta}");
@@ -75,7 +80,11 @@ fn grpc_through_ancm_serve_equals_direct() {
         v
     };
     let (proxied, direct) = (strip(proxied), strip(direct));
-    assert_eq!(proxied, direct, "through ancm-serve ≠ direct");
+    let keys: Vec<&String> = proxied.as_object().unwrap().keys().collect();
+    assert_eq!(keys, direct.as_object().unwrap().keys().collect::<Vec<_>>());
+    for k in keys {
+        assert_eq!(proxied[k], direct[k], "{k}: through ancm-serve ≠ direct");
+    }
 
     // And what they are equal to is right.
     assert_eq!(proxied["unary"], "hello");
@@ -101,7 +110,10 @@ fn grpc_through_ancm_serve_equals_direct() {
     assert_eq!(proxied["deadline"], "DEADLINE_EXCEEDED");
     assert_eq!(proxied["cancel_seen_by_server"], true);
     assert_eq!(proxied["concurrent"]["ok"], 100);
-    assert_eq!(proxied["peers_count"], 1, "one backend connection for one client's calls");
+    assert_eq!(
+        proxied["peers_count"], 1,
+        "one backend connection for one client's calls"
+    );
 
     // The server killed mid-stream: the messages before it arrive, then an error status.
     let killed = client(&serve.addr.to_string(), &["kill"]);
@@ -209,5 +221,164 @@ fn http1_and_http2_clients_to_an_h2c_backend() {
             assert!(lower.contains("grpc-status: 0"), "{out}");
         }
     }
+    serve.stop();
+}
+
+fn h2_client(target: &str, case: &str) -> serde_json::Value {
+    let out = Command::new("python3")
+        .arg(repo().join("tests/grpc/h2_client.py"))
+        .args([target, case])
+        .output()
+        .expect("run python3 tests/grpc/h2_client.py");
+    assert!(
+        out.status.success(),
+        "h2_client.py {case}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Over HTTP/2 on both hops (an app on the h2 library, tests/backends/h2_raw.py): a request's
+/// trailers reach the app and the app's response trailers reach the client; a reset by the app
+/// reaches the client with its error code; a client's reset reaches the app as CANCEL.
+#[test]
+fn http2_trailers_and_resets_both_ways() {
+    let site = temp_site("h2-raw");
+    std::fs::write(
+        site.join("web.config"),
+        web_config(
+            &format!(
+                "processPath=\"python3\" arguments=\"{}\"",
+                backend("h2_raw.py")
+            ),
+            "<handlerSettings><handlerSetting name=\"backendProtocol\" value=\"h2c\" /></handlerSettings>",
+        ),
+    )
+    .unwrap();
+    let serve = Serve::start(&site);
+    let target = serve.addr.to_string();
+
+    let echo = h2_client(&target, "echo");
+    assert_eq!(echo["status"], "200", "{echo}");
+    let seen: serde_json::Value = serde_json::from_str(echo["data"].as_str().unwrap()).unwrap();
+    assert_eq!(seen["body_len"], 1000);
+    assert_eq!(
+        seen["trailers"],
+        serde_json::json!([["x-req-trailer", "tv"], ["x-other", "2"]]),
+        "request trailers lost: {seen}"
+    );
+    let names: Vec<&str> = seen["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h[0].as_str().unwrap())
+        .collect();
+    for n in [
+        "ms-aspnetcore-token",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        ":authority",
+    ] {
+        assert!(names.contains(&n), "{n} missing: {seen}");
+    }
+    assert_eq!(
+        echo["trailers"],
+        serde_json::json!([["grpc-status", "0"], ["x-echo-trailer", "done"]]),
+        "response trailers lost: {echo}"
+    );
+
+    // INTERNAL_ERROR, CANCEL, ENHANCE_YOUR_CALM: the code the app reset with is the client's.
+    // (Whether the head and data sent just before the reset get out first is up to timing.)
+    for code in [2, 8, 11] {
+        let r = h2_client(&target, &format!("reset:{code}"));
+        assert_eq!(r["reset"], code, "{r}");
+        assert_eq!(r["ended"], false, "{r}");
+    }
+
+    let r = h2_client(&target, "hold");
+    assert_eq!(r["data"], "holding", "{r}");
+    let log = site.join("resets.log");
+    let mut got = String::new();
+    for _ in 0..100 {
+        got = std::fs::read_to_string(&log).unwrap_or_default();
+        if !got.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        got, "8\n",
+        "the app did not see the client's reset as CANCEL"
+    );
+    serve.stop();
+}
+
+/// An HTTP/1.1 client to an h2c app: connection-specific fields never reach it (RFC 9113
+/// §8.2.2), `TE: trailers` does, `Host` becomes `:authority`.
+#[test]
+fn http1_client_fields_mapped_for_an_h2c_backend() {
+    let site = temp_site("h1-h2-fields");
+    std::fs::write(
+        site.join("web.config"),
+        web_config(
+            &format!(
+                "processPath=\"python3\" arguments=\"{}\"",
+                backend("h2_raw.py")
+            ),
+            "<handlerSettings><handlerSetting name=\"backendProtocol\" value=\"h2c\" /></handlerSettings>",
+        ),
+    )
+    .unwrap();
+    let serve = Serve::start(&site);
+    let (out, _) = curl(&[
+        "--http1.1",
+        "-H",
+        "Connection: keep-alive, x-named",
+        "-H",
+        "x-named: 1",
+        "-H",
+        "Keep-Alive: timeout=5",
+        "-H",
+        "Proxy-Connection: keep-alive",
+        "-H",
+        "TE: trailers",
+        "-H",
+        "Host: example.test:81",
+        "-H",
+        "x-kept: yes",
+        "--data-binary",
+        "abc",
+        &format!("http://{}/echo?x=%2F", serve.addr),
+    ]);
+    let seen: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let headers: Vec<(String, String)> = seen["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h[0].as_str().unwrap().into(), h[1].as_str().unwrap().into()))
+        .collect();
+    let get = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.as_str())
+    };
+    for gone in [
+        "connection",
+        "x-named",
+        "keep-alive",
+        "proxy-connection",
+        "host",
+        "transfer-encoding",
+        "upgrade",
+    ] {
+        assert_eq!(get(gone), None, "{gone} was sent over HTTP/2: {seen}");
+    }
+    assert_eq!(get("te"), Some("trailers"), "{seen}");
+    assert_eq!(get(":authority"), Some("example.test:81"), "{seen}");
+    assert_eq!(get(":path"), Some("/echo?x=%2F"), "{seen}");
+    assert_eq!(get(":scheme"), Some("http"), "{seen}");
+    assert_eq!(get("x-kept"), Some("yes"), "{seen}");
+    assert_eq!(seen["body_len"], 3);
     serve.stop();
 }

@@ -100,13 +100,19 @@ def bidi(request_iterator, context):
 
 
 def watch(request, context):
-    global cancelled
     check_token(context)
+
+    def ended():
+        # Watch never ends by itself: the call ended because the client cancelled it (the
+        # generator may never be resumed after that, so the count cannot sit after the loop).
+        global cancelled
+        with lock:
+            cancelled += 1
+
+    context.add_callback(ended)
     while context.is_active():
         yield b"tick"
         time.sleep(0.05)
-    with lock:
-        cancelled += 1
 
 
 def ident(b):

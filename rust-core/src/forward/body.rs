@@ -150,8 +150,9 @@ pub struct BackendBody {
     /// The connection, returned to the backend's pool when the body was read to its end (a
     /// body dropped early closes its connection, which the backend sees as a cancel).
     sender: Option<super::pool::Sender>,
-    /// The HTTP/2 stream it came on; dropping the body resets the stream (CANCEL).
-    _stream: Option<super::h2::StreamSlot>,
+    /// The HTTP/2 stream it came on, counted against its connection until the body ends
+    /// (dropping the body before its end resets the stream: CANCEL).
+    stream: Option<super::h2::StreamSlot>,
     /// The body has been read to its end and is held back (its last data frame, if any) until
     /// the connection shows nothing followed it.
     ending: Option<Option<Frame<Bytes>>>,
@@ -161,12 +162,7 @@ pub struct BackendBody {
 
 impl BackendBody {
     /// Wraps `inner`; `timeout` of zero means no timeout.
-    pub fn new(
-        inner: Incoming,
-        timeout: Duration,
-        in_flight: InFlight,
-        hop: Hop,
-    ) -> Self {
+    pub fn new(inner: Incoming, timeout: Duration, in_flight: InFlight, hop: Hop) -> Self {
         let (sender, stream) = match hop {
             Hop::H1(s) => (Some(s), None),
             Hop::H2(s) => (None, Some(s)),
@@ -178,7 +174,7 @@ impl BackendBody {
             armed: false,
             in_flight,
             sender,
-            _stream: stream,
+            stream,
             ending: None,
             done: false,
         }
@@ -197,6 +193,9 @@ impl BackendBody {
             }
         }
         self.done = true;
+        // The backend ended the stream: its slot is free now, before the host has even written
+        // the end to the client (who may send the next request as soon as it sees it).
+        self.stream = None;
         Poll::Ready(self.ending.take().flatten().map(Ok))
     }
 }

@@ -86,7 +86,10 @@ impl Conns {
     pub fn open_count(&self) -> usize {
         self.slots
             .iter()
-            .map(|s| s.try_lock().map_or(0, |v| v.iter().filter(|c| !c.send.is_closed()).count()))
+            .map(|s| {
+                s.try_lock()
+                    .map_or(0, |v| v.iter().filter(|c| !c.send.is_closed()).count())
+            })
             .sum()
     }
 }
@@ -178,7 +181,11 @@ pub fn asks_for_trailers(h: &http::HeaderMap) -> bool {
 /// fields left) into the HTTP/2 one: `Host` becomes `:authority` (RFC 9113 §8.3.1), the target
 /// an absolute URI with scheme `http` (hyper makes `:scheme`, `:authority` and `:path` of it,
 /// the path and query byte for byte), and `TE: trailers` comes back if the client sent it.
-pub fn to_http2(parts: &mut http::request::Parts, backend: &http::uri::Authority, te_trailers: bool) {
+pub fn to_http2(
+    parts: &mut http::request::Parts,
+    backend: &http::uri::Authority,
+    te_trailers: bool,
+) {
     parts.version = http::Version::HTTP_2;
     let host = parts.headers.remove(http::header::HOST);
     let authority = host
@@ -197,9 +204,60 @@ pub fn to_http2(parts: &mut http::request::Parts, backend: &http::uri::Authority
         parts.uri = u;
     }
     if te_trailers {
-        parts.headers.insert(
-            http::header::TE,
-            http::HeaderValue::from_static("trailers"),
+        parts
+            .headers
+            .insert(http::header::TE, http::HeaderValue::from_static("trailers"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(target: &str, headers: &[(&str, &str)]) -> http::request::Parts {
+        let mut b = http::Request::builder().method("POST").uri(target);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    /// `Host` moves into the URI (`:authority`), the target stays byte for byte, `TE: trailers`
+    /// comes back only when asked for.
+    #[test]
+    fn an_http1_head_becomes_an_http2_one() {
+        let backend = http::uri::Authority::from_static("127.0.0.1:5000");
+        let mut p = parts(
+            "/svc/M%2Fx?q=%20",
+            &[("host", "example.com:8080"), ("x-a", "1")],
         );
+        to_http2(&mut p, &backend, true);
+        assert_eq!(p.version, http::Version::HTTP_2);
+        assert_eq!(p.uri.to_string(), "http://example.com:8080/svc/M%2Fx?q=%20");
+        assert!(p.headers.get(http::header::HOST).is_none());
+        assert_eq!(p.headers[http::header::TE], "trailers");
+        assert_eq!(p.headers["x-a"], "1");
+
+        // No usable Host: the backend's own address.
+        let mut p = parts("/", &[("host", "bad host")]);
+        to_http2(&mut p, &backend, false);
+        assert_eq!(p.uri.to_string(), "http://127.0.0.1:5000/");
+        assert!(p.headers.get(http::header::TE).is_none());
+    }
+
+    #[test]
+    fn te_trailers_is_found_in_any_list() {
+        let ask = |vals: &[&str]| {
+            let mut h = http::HeaderMap::new();
+            for v in vals {
+                h.append(http::header::TE, http::HeaderValue::from_str(v).unwrap());
+            }
+            asks_for_trailers(&h)
+        };
+        assert!(ask(&["trailers"]));
+        assert!(ask(&["gzip;q=0.5, Trailers"]));
+        assert!(ask(&["gzip", "trailers"]));
+        assert!(!ask(&["gzip"]));
+        assert!(!ask(&[]));
     }
 }
