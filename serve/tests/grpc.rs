@@ -382,3 +382,46 @@ fn http1_client_fields_mapped_for_an_h2c_backend() {
     assert_eq!(seen["body_len"], 3);
     serve.stop();
 }
+
+/// Runs h2load (Debian's nghttp2-client) with many streams in flight per connection and returns
+/// its summary lines.
+fn h2load(url: &str) -> String {
+    let out = Command::new("h2load")
+        .args(["-n", "2000", "-c", "4", "-m", "32", "-T", "60", url])
+        .output()
+        .expect("run h2load (Debian package nghttp2-client)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "h2load {url}: {text}");
+    text
+}
+
+/// h2load, 4 connections with up to 32 streams each, against an HTTP/1.1 app and an h2c app:
+/// every request answered 2xx.
+#[test]
+fn h2load_against_http1_and_h2c_backends() {
+    for (name, script, inner) in [
+        ("h2load-h1", repo().join("examples/hello/app.py").display().to_string(), ""),
+        (
+            "h2load-h2c",
+            backend("h2_raw.py"),
+            "<handlerSettings><handlerSetting name=\"backendProtocol\" value=\"h2c\" /></handlerSettings>",
+        ),
+    ] {
+        let site = temp_site(name);
+        std::fs::write(
+            site.join("web.config"),
+            web_config(&format!("processPath=\"python3\" arguments=\"{script}\""), inner),
+        )
+        .unwrap();
+        let serve = Serve::start(&site);
+        // Started before the load, so that h2load's timeout never measures a process start.
+        assert_eq!(serve.get("/").status, 200);
+        let text = h2load(&format!("http://{}/", serve.addr));
+        assert!(
+            text.contains("2000 total, 2000 started, 2000 done, 2000 succeeded, 0 failed"),
+            "{name}: {text}"
+        );
+        assert!(text.contains("status codes: 2000 2xx"), "{name}: {text}");
+        serve.stop();
+    }
+}

@@ -7,6 +7,7 @@ Started by ancm-rs like any app (ASPNETCORE_PORT; ASPNETCORE_TOKEN checked when 
   /reset?code=N  200 head and b"partial", then RST_STREAM with error code N
   /hold          200 head and b"holding", then nothing; a reset from the proxy is appended to
                  resets.log in the working directory as "<error code>\n"
+  anything else  200 b"ok\n" once the request ends
 """
 
 import json
@@ -40,6 +41,9 @@ def serve(sock):
             conn.send_headers(sid, [(":status", "200"), ("content-type", "application/json")])
             conn.send_data(sid, body)
             conn.send_headers(sid, [("x-echo-trailer", "done"), ("grpc-status", "0")], end_stream=True)
+        elif not path.startswith(("/reset", "/hold")):
+            conn.send_headers(sid, [(":status", "200"), ("content-length", "3")])
+            conn.send_data(sid, b"ok\n", end_stream=True)
 
     while True:
         data = sock.recv(65536)

@@ -6,7 +6,12 @@ use std::process::Command;
 
 /// Runs every test suite of the project.
 pub fn run(_args: &[String]) -> Result {
-    ensure_packages(&[("python3", "python3"), ("curl", "curl"), ("make", "make")])?;
+    ensure_packages(&[
+        ("python3", "python3"),
+        ("curl", "curl"),
+        ("make", "make"),
+        ("h2load", "nghttp2-client"),
+    ])?;
     ensure_python_modules(&[
         ("websockets", "websockets"),
         ("grpc", "grpcio"),
