@@ -115,6 +115,13 @@ fn grpc_through_ancm_serve_equals_direct() {
         "one backend connection for one client's calls"
     );
 
+    // 150 calls in flight on one client connection: one connection from a direct client, two
+    // from ancm-serve (100 streams each at most).
+    let spill = client(&serve.addr.to_string(), &["spill"]);
+    assert_eq!(spill["spill"], serde_json::json!({"ok": 150, "peers": 2}));
+    let spill = client(&format!("127.0.0.1:{}", direct_port(&site)), &["spill"]);
+    assert_eq!(spill["spill"], serde_json::json!({"ok": 150, "peers": 1}));
+
     // The server killed mid-stream: the messages before it arrive, then an error status.
     let killed = client(&serve.addr.to_string(), &["kill"]);
     assert_eq!(

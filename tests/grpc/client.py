@@ -2,7 +2,8 @@
 one JSON object of what each call returned (status code, details, trailing metadata, messages),
 so that a test can compare the results through ancm-serve with those of direct calls.
 
-usage: client.py HOST:PORT [kill]   ("kill" runs only the case that kills the server mid-stream)
+usage: client.py HOST:PORT [kill|spill]   (only the case that kills the server mid-stream, or only
+150 calls in flight at once)
 """
 
 import hashlib
@@ -39,6 +40,16 @@ def main():
     watch = ch.unary_stream("/test.Echo/Watch", ident, ident)
     out = {}
     unary(b"peers", timeout=30)  # starts the count of connections the server sees
+
+    if sys.argv[2:] == ["spill"]:
+        # More calls in flight than one backend connection takes (100 streams): how many
+        # connections the server sees.
+        unary(b"peers", timeout=30)
+        calls = [unary.future(b"sleep:2", timeout=60) for _ in range(150)]
+        ok = sum(c.result() == b"slept" for c in calls)
+        out["spill"] = {"ok": ok, "peers": len(json.loads(unary(b"peers", timeout=30)))}
+        print(json.dumps(out))
+        return
 
     if sys.argv[2:] == ["kill"]:
         got = []
