@@ -8,8 +8,12 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use http_body::{Body, Frame, SizeHint};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -37,6 +41,100 @@ pub async fn detect(
     match header_timeout {
         Some(t) => tokio::time::timeout(t, reading).await.ok().flatten(),
         None => reading.await,
+    }
+}
+
+/// The streams open on one HTTP/2 connection, and since when it has had none: the HTTP/2 form
+/// of `--header-timeout`'s bound on a keep-alive connection's idle time.
+#[derive(Debug)]
+pub struct Activity {
+    active: AtomicUsize,
+    idle_since: Mutex<Instant>,
+}
+
+impl Activity {
+    /// A connection that has just started (idle from now).
+    pub fn new() -> Arc<Activity> {
+        Arc::new(Activity {
+            active: AtomicUsize::new(0),
+            idle_since: Mutex::new(Instant::now()),
+        })
+    }
+
+    /// Counts a stream until the returned guard (kept with its response body) is dropped.
+    pub fn enter(self: &Arc<Self>) -> Active {
+        self.active.fetch_add(1, Ordering::AcqRel);
+        Active(self.clone())
+    }
+
+    /// When the connection went idle, or `None` while a stream is open.
+    fn idle_since(&self) -> Option<Instant> {
+        let since = *self.idle_since.lock().unwrap_or_else(|e| e.into_inner());
+        (self.active.load(Ordering::Acquire) == 0).then_some(since)
+    }
+}
+
+/// One open stream of an [`Activity`].
+#[derive(Debug)]
+pub struct Active(Arc<Activity>);
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        let mut since = self.0.idle_since.lock().unwrap_or_else(|e| e.into_inner());
+        if self.0.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            *since = Instant::now();
+        }
+    }
+}
+
+/// A response body that keeps its stream counted until it is done with.
+pub struct Counted<B> {
+    body: B,
+    _active: Active,
+}
+
+impl<B> Counted<B> {
+    /// `body`, counted by `active`.
+    pub fn new(body: B, active: Active) -> Self {
+        Counted {
+            body,
+            _active: active,
+        }
+    }
+}
+
+impl<B: Body + Unpin> Body for Counted<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Resolves once `activity`'s connection has had no open stream for `idle` (never with `None`).
+pub async fn idle_for(activity: &Activity, idle: Option<Duration>) {
+    let Some(idle) = idle else {
+        return std::future::pending().await;
+    };
+    loop {
+        match activity.idle_since() {
+            Some(since) if since.elapsed() >= idle => return,
+            Some(since) => tokio::time::sleep_until((since + idle).into()).await,
+            // Busy: look again after another period (a stream may last any time).
+            None => tokio::time::sleep(idle).await,
+        }
     }
 }
 

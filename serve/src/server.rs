@@ -18,6 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::balance::{Balancer, Handoff, OpenConnection};
+use crate::h2c::{Activity, Counted, Rewound};
 use crate::reload::CurrentApp;
 use crate::sniff::Sniffed;
 
@@ -167,13 +168,14 @@ fn serve_connection(
             Box::pin(async move { Ok::<_, Infallible>(serve(&app, &client, req).await) })
         });
         if http2 {
-            let io = crate::h2c::Rewound::new(buffered, stream);
-            let conn = http2::Builder::new(TokioExecutor::new())
-                .timer(timer)
-                .serve_connection(TokioIo::new(io), service);
-            if let Err(e) = conn.await {
-                log::debug!("HTTP/2 connection from {peer}: {e}");
-            }
+            serve_http2(
+                Rewound::new(buffered, stream),
+                peer,
+                service,
+                timer,
+                header_timeout,
+            )
+            .await;
             return;
         }
         let io = Sniffed::with_front(buffered, stream);
@@ -188,6 +190,54 @@ fn serve_connection(
             log::debug!("connection from {peer}: {e}");
         }
     });
+}
+
+/// Serves an HTTP/2 connection with `service`; one that has had no open stream for
+/// `idle` is told to go away (GOAWAY, then closed once its streams are done), as an HTTP/1.1
+/// connection loses its idle keep-alive at `--header-timeout`.
+async fn serve_http2<S>(
+    io: Rewound<TcpStream>,
+    peer: SocketAddr,
+    service: S,
+    timer: CoarseTimer,
+    idle: Option<Duration>,
+) where
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = Response<ResponseBody>,
+            Error = Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let activity = Activity::new();
+    let counting = activity.clone();
+    let service = service_fn(move |req: Request<Incoming>| {
+        let active = counting.enter();
+        let response = service.call(req);
+        async move { response.await.map(|r| r.map(|b| Counted::new(b, active))) }
+    });
+    let conn = http2::Builder::new(TokioExecutor::new())
+        .timer(timer)
+        .serve_connection(TokioIo::new(io), service);
+    let mut conn = std::pin::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = crate::h2c::idle_for(&activity, idle) => {
+            log::debug!("HTTP/2 connection from {peer}: idle, going away");
+            conn.as_mut().graceful_shutdown();
+            // The last GOAWAY waits for the client's answer to a PING; one that does not
+            // answer within the same bound loses the connection (dropped, so closed).
+            let grace = idle.unwrap_or_default();
+            match tokio::time::timeout(grace, conn).await {
+                Ok(r) => r,
+                Err(_) => return,
+            }
+        }
+    };
+    if let Err(e) = result {
+        log::debug!("HTTP/2 connection from {peer}: {e}");
+    }
 }
 
 async fn serve(

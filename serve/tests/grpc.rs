@@ -432,3 +432,48 @@ fn h2load_against_http1_and_h2c_backends() {
         serve.stop();
     }
 }
+
+/// An HTTP/2 connection with no open stream for `--header-timeout` is sent GOAWAY and closed,
+/// as an idle HTTP/1.1 keep-alive connection is (slowloris protection); one that stays busy
+/// longer is not cut.
+#[test]
+fn idle_http2_connections_go_away_after_the_header_timeout() {
+    use std::io::{Read, Write};
+    let site = temp_site("h2-idle");
+    std::fs::write(
+        site.join("web.config"),
+        web_config(
+            &format!(
+                "processPath=\"python3\" arguments=\"{}\"",
+                backend("h2_raw.py")
+            ),
+            "<handlerSettings><handlerSetting name=\"backendProtocol\" value=\"h2c\" /></handlerSettings>",
+        ),
+    )
+    .unwrap();
+    let serve = Serve::start_args(&site, &["--header-timeout", "1"]);
+    let mut c = std::net::TcpStream::connect(serve.addr).unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    // The preface and an empty SETTINGS frame, then nothing.
+    c.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .unwrap();
+    let mut got = Vec::new();
+    c.read_to_end(&mut got)
+        .expect("the idle connection was not closed within 30 s");
+    // Frames: 3-byte length, type, flags, stream id; look for a GOAWAY (type 7).
+    let mut at = 0;
+    let mut goaway = false;
+    while at + 9 <= got.len() {
+        let len = (got[at] as usize) << 16 | (got[at + 1] as usize) << 8 | got[at + 2] as usize;
+        goaway |= got[at + 3] == 7;
+        at += 9 + len;
+    }
+    assert!(goaway, "no GOAWAY before the close: {got:?}");
+
+    // A stream open longer than the timeout keeps its connection.
+    let r = h2_client(&serve.addr.to_string(), "linger:3");
+    assert_eq!(r["data"], "holding", "{r}");
+    assert_eq!(r["gone"], false, "a busy connection was cut: {r}");
+    serve.stop();
+}

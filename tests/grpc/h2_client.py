@@ -6,6 +6,8 @@ usage: h2_client.py HOST:PORT echo|reset:N|hold
   echo     POST /echo with a body and request trailers; prints status, body, response trailers
   reset:N  GET /reset?code=N; prints the data received and the error code of the reset that ended it
   hold     GET /hold; once the first data arrives, resets the stream with CANCEL and closes
+  linger:S GET /hold; after the first data waits S seconds, noting whether the connection was told to
+           go away or closed meanwhile ("gone"), then resets the stream with CANCEL
 """
 
 import json
@@ -34,12 +36,24 @@ def main():
         conn.send_headers(sid, [(":method", "GET"), (":path", "/reset?code=" + case[6:])] + base, end_stream=True)
     else:
         conn.send_headers(sid, [(":method", "GET"), (":path", "/hold")] + base, end_stream=True)
+    linger = float(case[7:]) if case.startswith("linger:") else None
     sock.sendall(conn.data_to_send())
     out = {"status": None, "data": "", "trailers": [], "reset": None, "ended": False}
     while not (out["ended"] or out["reset"] is not None):
-        data = sock.recv(65536)
+        try:
+            data = sock.recv(65536)
+        except socket.timeout:
+            if linger is None:
+                raise
+            # Lingered with the stream open and nothing came: the connection stayed.
+            out["gone"] = False
+            conn.reset_stream(sid, error_code=h2.errors.ErrorCodes.CANCEL)
+            sock.sendall(conn.data_to_send())
+            out["reset"] = "sent"
+            break
         if not data:
             out["closed"] = True
+            out["gone"] = True
             break
         for ev in conn.receive_data(data):
             if isinstance(ev, h2.events.ResponseReceived):
@@ -47,6 +61,8 @@ def main():
             elif isinstance(ev, h2.events.DataReceived):
                 out["data"] += ev.data.decode()
                 conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                if linger is not None:
+                    sock.settimeout(linger)
                 if case == "hold":
                     conn.reset_stream(sid, error_code=h2.errors.ErrorCodes.CANCEL)
                     sock.sendall(conn.data_to_send())
@@ -57,6 +73,9 @@ def main():
                 out["ended"] = True
             elif isinstance(ev, h2.events.StreamReset):
                 out["reset"] = int(ev.error_code)
+            elif isinstance(ev, h2.events.ConnectionTerminated):
+                out["gone"] = True
+                out["reset"] = "goaway"
         pending = conn.data_to_send()
         if pending:
             sock.sendall(pending)
