@@ -288,6 +288,16 @@ fn http2_trailers_and_resets_both_ways() {
     ] {
         assert!(names.contains(&n), "{n} missing: {seen}");
     }
+    // The client's forged token never passes; the app got only the real one (it answers 400
+    // to a wrong token).
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| **n == "ms-aspnetcore-token")
+            .count(),
+        1,
+        "{seen}"
+    );
     assert_eq!(
         echo["trailers"],
         serde_json::json!([["grpc-status", "0"], ["x-echo-trailer", "done"]]),

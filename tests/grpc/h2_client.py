@@ -3,7 +3,8 @@ what came back, for the cases grpcio cannot make: request trailers, resets seen 
 reset sent by the client.
 
 usage: h2_client.py HOST:PORT echo|reset:N|hold
-  echo     POST /echo with a body and request trailers; prints status, body, response trailers
+  echo     POST /echo with a body, request trailers and a forged ms-aspnetcore-token; prints status, body,
+           response trailers
   reset:N  GET /reset?code=N; prints the data received and the error code of the reset that ended it
   hold     GET /hold; once the first data arrives, resets the stream with CANCEL and closes
   linger:S GET /hold; after the first data waits S seconds, noting whether the connection was told to
@@ -29,7 +30,7 @@ def main():
     sid = conn.get_next_available_stream_id()
     base = [(":scheme", "http"), (":authority", sys.argv[1])]
     if case == "echo":
-        conn.send_headers(sid, [(":method", "POST"), (":path", "/echo")] + base + [("x-req", "1")])
+        conn.send_headers(sid, [(":method", "POST"), (":path", "/echo")] + base + [("x-req", "1"), ("ms-aspnetcore-token", "forged")])
         conn.send_data(sid, b"x" * 1000)
         conn.send_headers(sid, [("x-req-trailer", "tv"), ("x-other", "2")], end_stream=True)
     elif case.startswith("reset:"):
