@@ -487,3 +487,41 @@ fn idle_http2_connections_go_away_after_the_header_timeout() {
     assert_eq!(r["gone"], false, "a busy connection was cut: {r}");
     serve.stop();
 }
+
+/// An HTTP/1.1 app's chunked trailers reach an HTTP/2 client and are dropped for an HTTP/1.1
+/// one (whose response still ends properly); an HTTP/2 client's request trailers to an
+/// HTTP/1.1 app are dropped and its body arrives whole.
+#[test]
+fn trailers_between_http2_clients_and_http1_backends() {
+    let (site, dir) = raw_site("h1-trailers", "");
+    std::fs::write(
+        dir.join("tr.bin"),
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-t\r\n\r\n5\r\nhello\r\n0\r\nx-t: 1\r\n\r\n",
+    )
+    .unwrap();
+    let serve = Serve::start(&site);
+    let url = format!("http://{}/raw/tr", serve.addr);
+    let (h2, _) = curl(&["--http2-prior-knowledge", "-D", "-", &url]);
+    assert!(h2.contains("hello"), "{h2}");
+    assert!(
+        h2.contains("x-t: 1"),
+        "trailer lost for an HTTP/2 client: {h2}"
+    );
+    for _ in 0..2 {
+        // Twice: the second on a reused backend connection.
+        let (h1, _) = curl(&["--http1.1", "-D", "-", &url]);
+        assert!(h1.contains("hello"), "{h1}");
+        assert!(!h1.to_ascii_lowercase().contains("x-t"), "{h1}");
+    }
+
+    let echo = h2_client(&serve.addr.to_string(), "echo");
+    assert_eq!(echo["status"], "200", "{echo}");
+    assert_eq!(echo["ended"], true, "{echo}");
+    let bodies = std::fs::read_to_string(dir.join("bodies.log")).unwrap();
+    // sha256 of the 1,000 bytes h2_client.py sends.
+    assert!(
+        bodies.contains("/echo 44f8354494a5ba03ba1792a8d3e9c534c47a9181980fde7a3f44b06ef2ae7c7f"),
+        "{bodies}"
+    );
+    serve.stop();
+}
