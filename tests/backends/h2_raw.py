@@ -15,6 +15,7 @@ import os
 import socket
 import sys
 import threading
+import time
 
 import h2.config
 import h2.connection
@@ -59,6 +60,9 @@ def serve(sock):
                     conn.send_headers(ev.stream_id, [(":status", "200")])
                     conn.send_data(ev.stream_id, b"partial")
                     sock.sendall(conn.data_to_send())
+                    # The head first, on its own: the reset is then one of a response under way
+                    # (a reset before any head is a failed request, answered 502.3).
+                    time.sleep(0.2)
                     conn.reset_stream(ev.stream_id, error_code=code)
                 elif path.startswith("/hold"):
                     conn.send_headers(ev.stream_id, [(":status", "200")])
