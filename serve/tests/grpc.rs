@@ -525,3 +525,37 @@ fn trailers_between_http2_clients_and_http1_backends() {
     );
     serve.stop();
 }
+
+/// requestTimeout still bounds an h2c app that stops sending: the client's stream is reset
+/// (INTERNAL_ERROR) and the app's stream is cancelled (CANCEL).
+#[test]
+fn request_timeout_resets_a_silent_http2_stream() {
+    let site = temp_site("h2-timeout");
+    std::fs::write(
+        site.join("web.config"),
+        web_config(
+            &format!(
+                "processPath=\"python3\" arguments=\"{}\" requestTimeout=\"00:00:02\"",
+                backend("h2_raw.py")
+            ),
+            "<handlerSettings><handlerSetting name=\"backendProtocol\" value=\"h2c\" /></handlerSettings>",
+        ),
+    )
+    .unwrap();
+    let serve = Serve::start(&site);
+    // Waits up to 30 s after the first data for something to happen.
+    let r = h2_client(&serve.addr.to_string(), "linger:30");
+    assert_eq!(r["data"], "holding", "{r}");
+    assert_eq!(r["reset"], 2, "the silent stream was not reset: {r}");
+    let log = site.join("resets.log");
+    let mut got = String::new();
+    for _ in 0..100 {
+        got = std::fs::read_to_string(&log).unwrap_or_default();
+        if !got.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(got, "8\n", "the app's stream was not cancelled");
+    serve.stop();
+}
