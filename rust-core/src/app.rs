@@ -314,6 +314,7 @@ impl Inner {
             client,
             timeout,
             self.config.dialect,
+            self.config.extensions.backend_protocol,
         )
         .await
         .map_err(|e| Failure::Forward(backend, e))

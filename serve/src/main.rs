@@ -3,6 +3,7 @@
 //! request to the ancm-rs engine, which starts the app's process on the first request.
 
 mod balance;
+mod h2c;
 mod listen;
 mod logfmt;
 mod reload;

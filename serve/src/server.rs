@@ -1,4 +1,5 @@
-//! The HTTP/1.1 server side of ancm-serve: accept connections, hand each request to the engine.
+//! The server side of ancm-serve: accept connections (HTTP/1.1, or HTTP/2 with prior
+//! knowledge), hand each request to the engine.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -9,14 +10,15 @@ use ancm_core::timer::CoarseTimer;
 use ancm_core::{App, ClientInfo, EngineStatus, RequestBody, ResponseBody};
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::balance::{Balancer, Handoff, OpenConnection};
+use crate::h2c::{Activity, Counted, Rewound};
 use crate::reload::CurrentApp;
 use crate::sniff::Sniffed;
 
@@ -144,13 +146,17 @@ fn serve_connection(
         let _open = open;
         // Plain requests first take the engine's own path; it hands the connection back, at a
         // request boundary, for the first request it does not take.
-        let (stream, buffered) = if engine_http1 {
+        let (mut stream, mut buffered) = if engine_http1 {
             match ancm_core::h1::serve(stream, &client, || app.load_full(), header_timeout).await {
                 Some(h) => (h.stream, h.buffered),
                 None => return,
             }
         } else {
             (stream, Vec::new())
+        };
+        let Some(http2) = crate::h2c::detect(&mut stream, &mut buffered, header_timeout).await
+        else {
+            return;
         };
         let service = service_fn(move |req: Request<Incoming>| {
             // The app of the moment: a configuration change swaps it between requests.
@@ -161,6 +167,17 @@ fn serve_connection(
             // request and leaves an idle connection an empty pointer-sized slot.
             Box::pin(async move { Ok::<_, Infallible>(serve(&app, &client, req).await) })
         });
+        if http2 {
+            serve_http2(
+                Rewound::new(buffered, stream),
+                peer,
+                service,
+                timer,
+                header_timeout,
+            )
+            .await;
+            return;
+        }
         let io = Sniffed::with_front(buffered, stream);
         let conn = http1::Builder::new()
             .timer(timer)
@@ -173,6 +190,54 @@ fn serve_connection(
             log::debug!("connection from {peer}: {e}");
         }
     });
+}
+
+/// Serves an HTTP/2 connection with `service`; one that has had no open stream for
+/// `idle` is told to go away (GOAWAY, then closed once its streams are done), as an HTTP/1.1
+/// connection loses its idle keep-alive at `--header-timeout`.
+async fn serve_http2<S>(
+    io: Rewound<TcpStream>,
+    peer: SocketAddr,
+    service: S,
+    timer: CoarseTimer,
+    idle: Option<Duration>,
+) where
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = Response<ResponseBody>,
+            Error = Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let activity = Activity::new();
+    let counting = activity.clone();
+    let service = service_fn(move |req: Request<Incoming>| {
+        let active = counting.enter();
+        let response = service.call(req);
+        async move { response.await.map(|r| r.map(|b| Counted::new(b, active))) }
+    });
+    let conn = http2::Builder::new(TokioExecutor::new())
+        .timer(timer)
+        .serve_connection(TokioIo::new(io), service);
+    let mut conn = std::pin::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = crate::h2c::idle_for(&activity, idle) => {
+            log::debug!("HTTP/2 connection from {peer}: idle, going away");
+            conn.as_mut().graceful_shutdown();
+            // The last GOAWAY waits for the client's answer to a PING; one that does not
+            // answer within the same bound loses the connection (dropped, so closed).
+            let grace = idle.unwrap_or_default();
+            match tokio::time::timeout(grace, conn).await {
+                Ok(r) => r,
+                Err(_) => return,
+            }
+        }
+    };
+    if let Err(e) = result {
+        log::debug!("HTTP/2 connection from {peer}: {e}");
+    }
 }
 
 async fn serve(

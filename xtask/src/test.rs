@@ -6,8 +6,17 @@ use std::process::Command;
 
 /// Runs every test suite of the project.
 pub fn run(_args: &[String]) -> Result {
-    ensure_packages(&[("python3", "python3"), ("curl", "curl"), ("make", "make")])?;
-    ensure_python_modules(&[("websockets", "websockets")])?;
+    ensure_packages(&[
+        ("python3", "python3"),
+        ("curl", "curl"),
+        ("make", "make"),
+        ("h2load", "nghttp2-client"),
+    ])?;
+    ensure_python_modules(&[
+        ("websockets", "websockets"),
+        ("grpc", "grpcio"),
+        ("h2", "h2"),
+    ])?;
     let root = root();
     sh_run(
         Command::new("cargo")

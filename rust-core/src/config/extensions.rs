@@ -27,6 +27,19 @@ pub struct Extensions {
     pub stdout_log_max_files: Option<u32>,
     /// `debugLevel` and `debugFile`: ANCM's own diagnostic log.
     pub debug: super::DebugSettings,
+    /// `backendProtocol`: how the engine speaks to the app's process.
+    pub backend_protocol: BackendProtocol,
+}
+
+/// The protocol of the hop from the engine to the app's process (`backendProtocol`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BackendProtocol {
+    /// `http1.1` (the default, what ANCM speaks).
+    #[default]
+    Http1,
+    /// `h2c`: HTTP/2 with prior knowledge over cleartext (gRPC servers, Kestrel with
+    /// `Protocols=Http2`).
+    H2c,
 }
 
 impl Extensions {
@@ -95,6 +108,20 @@ pub fn parse(
                 "stdoutLogMaxSizeKB" => ext.stdout_log_max_bytes = n.map(|k| k * 1024),
                 _ => ext.stdout_log_max_files = n.and_then(|c| u32::try_from(c).ok()),
             }
+        } else if name.eq_ignore_ascii_case("backendProtocol") {
+            ext.backend_protocol = if value.eq_ignore_ascii_case("http1.1") {
+                BackendProtocol::Http1
+            } else if value.eq_ignore_ascii_case("h2c") {
+                BackendProtocol::H2c
+            } else {
+                return Err(ConfigError::new(
+                    ConfigErrorKind::InvalidValue,
+                    source,
+                    path(),
+                    Some(value),
+                    "must be http1.1 or h2c".to_owned(),
+                ));
+            };
         } else if name.eq_ignore_ascii_case("recycleTriggerFile") {
             ext.recycle_trigger_file = (!value.is_empty()).then(|| value.clone());
         }
@@ -146,6 +173,7 @@ mod tests {
                 ("recycleTriggerFile", "restart.txt"),
                 ("stdoutLogMaxSizeKB", "64"),
                 ("stdoutlogmaxfiles", "5"),
+                ("BACKENDPROTOCOL", "H2C"),
                 ("debugLevel", "TRACE"),
             ]),
             "web.config",
@@ -160,6 +188,13 @@ mod tests {
         assert_eq!(e.stdout_log_max_files, Some(5));
         assert_eq!(e.debug.level, log::LevelFilter::Trace);
         assert!(e.recycles());
+        assert_eq!(e.backend_protocol, BackendProtocol::H2c);
+        assert_eq!(
+            parse(&[], "web.config", Dialect::AspNetCore)
+                .unwrap()
+                .backend_protocol,
+            BackendProtocol::Http1
+        );
         assert!(!parse(&[], "web.config", Dialect::AspNetCore)
             .unwrap()
             .recycles());
@@ -176,6 +211,16 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "web.config: aspNetCore/handlerSettings/handlerSetting[@name='recycleAfterMinutes']/@value = \"999999\": must be 0–525600 (0 = off)"
+        );
+        let e = parse(
+            &s(&[("backendProtocol", "h2")]),
+            "web.config",
+            Dialect::AspNetCore,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "web.config: aspNetCore/handlerSettings/handlerSetting[@name='backendProtocol']/@value = \"h2\": must be http1.1 or h2c"
         );
         let e = parse(
             &s(&[("recycleAfterRequests", "+5")]),

@@ -21,7 +21,7 @@ pub use builder::ConfigBuilder;
 pub use debug::DebugSettings;
 pub use error::{ConfigError, ConfigErrorKind};
 pub use expand::expand_env;
-pub use extensions::Extensions;
+pub use extensions::{BackendProtocol, Extensions};
 pub use schema::{attributes, AttributeKind, AttributeSpec};
 
 /// Which configuration section the settings came from. Both run through the same engine; the

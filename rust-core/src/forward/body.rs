@@ -129,6 +129,15 @@ impl ResponseBody {
     }
 }
 
+/// The backend connection a response came on, kept with its body.
+#[derive(Debug)]
+pub enum Hop {
+    /// An HTTP/1.1 connection, returned to the pool when the body was read to its end.
+    H1(super::pool::Sender),
+    /// A stream of a shared HTTP/2 connection, counted until the body is done with.
+    H2(super::h2::StreamSlot),
+}
+
 /// The backend's body, with requestTimeout applied to each wait for the next chunk, and the
 /// request counted against its backend until the body ends.
 pub struct BackendBody {
@@ -141,6 +150,9 @@ pub struct BackendBody {
     /// The connection, returned to the backend's pool when the body was read to its end (a
     /// body dropped early closes its connection, which the backend sees as a cancel).
     sender: Option<super::pool::Sender>,
+    /// The HTTP/2 stream it came on, counted against its connection until the body ends
+    /// (dropping the body before its end resets the stream: CANCEL).
+    stream: Option<super::h2::StreamSlot>,
     /// The body has been read to its end and is held back (its last data frame, if any) until
     /// the connection shows nothing followed it.
     ending: Option<Option<Frame<Bytes>>>,
@@ -150,19 +162,19 @@ pub struct BackendBody {
 
 impl BackendBody {
     /// Wraps `inner`; `timeout` of zero means no timeout.
-    pub fn new(
-        inner: Incoming,
-        timeout: Duration,
-        in_flight: InFlight,
-        sender: super::pool::Sender,
-    ) -> Self {
+    pub fn new(inner: Incoming, timeout: Duration, in_flight: InFlight, hop: Hop) -> Self {
+        let (sender, stream) = match hop {
+            Hop::H1(s) => (Some(s), None),
+            Hop::H2(s) => (None, Some(s)),
+        };
         BackendBody {
             inner,
             timeout,
             sleep: None,
             armed: false,
             in_flight,
-            sender: Some(sender),
+            sender,
+            stream,
             ending: None,
             done: false,
         }
@@ -181,6 +193,9 @@ impl BackendBody {
             }
         }
         self.done = true;
+        // The backend ended the stream: its slot is free now, before the host has even written
+        // the end to the client (who may send the next request as soon as it sees it).
+        self.stream = None;
         Poll::Ready(self.ending.take().flatten().map(Ok))
     }
 }
@@ -214,13 +229,9 @@ impl Body for ResponseBody {
                     return Poll::Ready(None);
                 }
                 match Pin::new(&mut b.inner).poll_frame(cx) {
-                    Poll::Ready(Some(Ok(frame))) if !frame.is_data() => {
-                        // Trailers are dropped, always: a client only gets them when it asked
-                        // (TE: trailers), which the proxy does not pass on, so forwarding them
-                        // would depend on who asked what. Consistent beats partial.
-                        b.armed = false;
-                        continue;
-                    }
+                    // Trailers are handed on like data (the last frame): the host sends them
+                    // where its client side can carry them (HTTP/2) and drops them where it
+                    // cannot (HTTP/1.1 without a `Trailer` field, the C ABI).
                     Poll::Ready(Some(Ok(frame))) => {
                         b.armed = false;
                         if !b.inner.is_end_stream() {

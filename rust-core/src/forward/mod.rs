@@ -3,6 +3,7 @@
 
 mod body;
 pub mod framing;
+pub mod h2;
 pub mod headers;
 pub mod pages;
 pub mod pool;
@@ -16,11 +17,12 @@ use http::header;
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 
-pub use body::{BackendBody, BodyError, BoxError, RequestBody, ResponseBody};
+pub use body::{BackendBody, BodyError, BoxError, Hop, RequestBody, ResponseBody};
 pub use headers::ClientInfo;
 pub use progress::OutgoingBody;
 pub use upgrade::BackendUpgrade;
 
+use crate::config::BackendProtocol;
 use crate::process::InFlight;
 
 /// The largest response head accepted from a backend (ANCM's limit).
@@ -136,21 +138,37 @@ fn head_size(h: &http::HeaderMap) -> usize {
     h.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum()
 }
 
-/// Forwards `req` to the backend held by `in_flight` and returns the backend's response head
-/// with its body still streaming. The request's path and query go out exactly as received. A
-/// 101 answer to a WebSocket upgrade carries a [`BackendUpgrade`] in its extensions.
+/// Forwards `req` to the backend held by `in_flight` over `protocol` and returns the backend's
+/// response head with its body still streaming. The request's path and query go out exactly as
+/// received. A 101 answer to a WebSocket upgrade carries a [`BackendUpgrade`] in its extensions
+/// (HTTP/1.1 backends only: an HTTP/2 hop has no `Upgrade`).
 pub async fn forward(
     in_flight: InFlight,
     req: Request<RequestBody>,
     peer: &ClientInfo,
     timeout: Duration,
     dialect: crate::config::Dialect,
+    protocol: BackendProtocol,
 ) -> Result<Response<ResponseBody>, ForwardError> {
-    let upgrade = upgrade::is_upgrade_request(&req)
+    let h2c = protocol == BackendProtocol::H2c;
+    let upgrade = (!h2c && upgrade::is_upgrade_request(&req))
         .then(|| req.headers().get(header::UPGRADE).cloned())
         .flatten();
     let (mut parts, body) = req.into_parts();
     let backend = in_flight.backend().clone();
+    // An HTTP/2 client names the host in `:authority` (the URI), an HTTP/1.1 one in `Host`;
+    // each hop gets it its own way.
+    if !parts.headers.contains_key(header::HOST) {
+        let host = parts
+            .uri
+            .authority()
+            .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+            // HTTP/1.0 clients may send none; HTTP/1.1 requires one on the backend connection.
+            .or_else(|| http::HeaderValue::from_str(backend.authority.as_str()).ok());
+        if let Some(v) = host {
+            parts.headers.insert(header::HOST, v);
+        }
+    }
     // Origin form, exactly as received (an absolute-form target keeps only its path and query).
     if parts.uri.scheme().is_some() || parts.uri.path_and_query().is_none() {
         let pq = parts
@@ -160,13 +178,10 @@ pub async fn forward(
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         parts.uri = Uri::from(pq);
     }
-    if !parts.headers.contains_key(header::HOST) {
-        // HTTP/1.0 clients may send none; HTTP/1.1 requires one on the backend connection.
-        if let Ok(v) = http::HeaderValue::from_str(backend.authority.as_str()) {
-            parts.headers.insert(header::HOST, v);
-        }
-    }
-    // The backend connection is always HTTP/1.1 keep-alive, whatever the client spoke.
+    // `TE: trailers` is the one connection-specific field HTTP/2 keeps (RFC 9113 §8.2.2);
+    // gRPC servers want it.
+    let te_trailers = h2c && h2::asks_for_trailers(&parts.headers);
+    // The backend connection is HTTP/1.1 keep-alive or HTTP/2, whatever the client spoke.
     parts.version = Version::HTTP_11;
     headers::translate_request(&mut parts.headers, peer, &backend.token_header);
     // The token goes to this attempt's process; a retry duplicates it again for its own.
@@ -182,13 +197,20 @@ pub async fn forward(
     if let Some(u) = &upgrade {
         upgrade::restore_request_headers(&mut parts.headers, u.clone());
     }
+    if h2c {
+        h2::to_http2(&mut parts, &backend.authority, te_trailers);
+    }
     let (body, progress) = OutgoingBody::new(body);
-    let mut sent = std::pin::pin!(pool::send(
-        &backend.pool,
-        backend.port,
-        timeout,
-        Request::from_parts(parts, body)
-    ));
+    let req = Request::from_parts(parts, body);
+    let mut sent = std::pin::pin!(async {
+        if h2c {
+            let (r, s) = h2::send(&backend.pool.h2, backend.port, timeout, req).await?;
+            Ok::<_, ForwardError>((r, Hop::H2(s)))
+        } else {
+            let (r, s) = pool::send(&backend.pool, backend.port, timeout, req).await?;
+            Ok((r, Hop::H1(s)))
+        }
+    });
     let result = if timeout.is_zero() {
         sent.await
     } else {
@@ -245,6 +267,7 @@ pub async fn forward(
     }
     let (mut parts, body) = resp.into_parts();
     headers::translate_response(&mut parts.headers);
+    parts.version = Version::HTTP_11;
     Ok(Response::from_parts(
         parts,
         ResponseBody::Backend(BackendBody::new(body, timeout, in_flight, sender)),

@@ -76,6 +76,8 @@ const MAX_RESPONSE_HEADERS: usize = 1024;
 #[derive(Debug, Default)]
 pub struct Pool {
     stacks: crate::worker::Stacks<Sender>,
+    /// The backend's HTTP/2 connections, when the app's `backendProtocol` is `h2c`.
+    pub h2: super::h2::Conns,
 }
 
 impl Pool {

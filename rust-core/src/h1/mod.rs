@@ -132,7 +132,15 @@ where
                 }
             }
         };
-        let keep = match forward(&mut client, b, head, &current()).await {
+        let app = current();
+        // This path speaks HTTP/1.1 to backends; an HTTP/2 hop is the general path's.
+        if app.config().extensions.backend_protocol != crate::config::BackendProtocol::Http1 {
+            return Some(Handover {
+                stream: client,
+                buffered: std::mem::take(&mut b.client),
+            });
+        }
+        let keep = match forward(&mut client, b, head, &app).await {
             Some(keep) => keep,
             None => return None,
         };
