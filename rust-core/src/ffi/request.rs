@@ -1327,4 +1327,68 @@ mod tests {
             BodyKind::Length(i64::MAX as u64)
         );
     }
+
+    /// Chunk bytes whose release is observable.
+    struct Tracked(&'static AtomicBool);
+    impl AsRef<[u8]> for Tracked {
+        fn as_ref(&self) -> &[u8] {
+            b"the last chunk"
+        }
+    }
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    unsafe extern "C" fn no_body(_: *mut c_void) {}
+    unsafe extern "C" fn no_head(_: *mut c_void, _: *const ancm_response_head) {}
+    unsafe extern "C" fn no_chunk(_: *mut c_void, _: *const u8, _: usize, _: bool) {}
+    unsafe extern "C" fn no_complete(_: *mut c_void, _: ancm_result, _: *const u8, _: usize) {}
+
+    /// IIS may still use the memory of a request's last asynchronous write after its
+    /// completion: the acknowledged chunk stays alive until the host frees the handle.
+    #[test]
+    fn an_acknowledged_chunk_lives_until_the_handle_is_freed() {
+        static RELEASED: AtomicBool = AtomicBool::new(false);
+        let shared = Arc::new(Shared {
+            table: Table {
+                body_wanted: no_body,
+                response_head: no_head,
+                response_body: no_chunk,
+                complete: no_complete,
+            },
+            userdata: std::ptr::null_mut(),
+            serialize: true,
+            state: Mutex::new(State {
+                read: Read::Idle,
+                supplied: None,
+                body_waker: None,
+                write: Some(Bytes::from_owner(Tracked(&RELEASED))),
+                acked: None,
+                driver_waker: None,
+                awaiting_ack: true,
+                duplex: false,
+                ws: websocket::HostMode::default(),
+            }),
+            cancelled: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
+            calling: Mutex::new(false),
+            driver_only: false,
+        });
+        let handle = to_arc::<ancm_request>(shared.clone());
+        assert_eq!(unsafe { ancm_request_ack_write(handle) }, ancm_result::Ok);
+        assert!(
+            !RELEASED.load(Ordering::SeqCst),
+            "released at the acknowledgement"
+        );
+        assert_eq!(
+            unsafe { ancm_request_ack_write(handle) },
+            ancm_result::NoWritePending
+        );
+        shared.finished.store(true, Ordering::Release);
+        unsafe { ancm_request_free(handle) };
+        drop(shared); // the core's reference
+        assert!(RELEASED.load(Ordering::SeqCst), "never released");
+    }
 }
