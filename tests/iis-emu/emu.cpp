@@ -759,8 +759,9 @@ struct Spec {
     // IISHttpContext.cs, GetOriginalPath, handles both).
     bool noRawUrl = false;
     bool rawUrlNul = false;
-    // The client is gone when the handler runs (IsConnected() FALSE), or goes while the module
-    // attaches to its connection (NotifyDisconnect first, IsConnected() still TRUE).
+    // The client is gone when the handler runs (IHttpConnection::IsConnected() FALSE, which
+    // ANCM's forwardinghandler.cpp checks), or goes while the module attaches to its connection
+    // (NotifyDisconnect first, IsConnected() still TRUE: see Connection::Disconnect).
     bool goneAtStart = false;
     bool disconnectOnAttach = false;
     // The user has no primary token, only an impersonation token (IHttpUser documents both;
@@ -865,8 +866,9 @@ std::wstring FromUtf8(const std::string &s)
     return out;
 }
 
-// What HTTP.sys makes of a raw target for CookedUrl: the path percent-decoded (%2F becomes /)
-// and read as UTF-8, the query as sent.
+// What HTTP.sys makes of a raw target for CookedUrl (HTTP_COOKED_URL: "a validated, canonical,
+// UTF-16 Unicode-encoded URL"; ANCM's EscapeAbsPath re-escapes its path because it is decoded):
+// the path percent-decoded (%2F becomes /) and read as UTF-8, the query as sent.
 std::wstring CookedFromRaw(const std::string &raw)
 {
     const size_t q = raw.find('?');
@@ -958,7 +960,7 @@ public:
     HRESULT SetHttpMethod(PCSTR) override { UNEXPECTED(); }
     HRESULT SetUrlA(PCSTR, DWORD, BOOL) override { UNEXPECTED(); }
     HRESULT SetUrlW(PCWSTR, DWORD, BOOL) override { UNEXPECTED(); }
-    // TRUE once a module (URL Rewrite) changed the URL with SetUrl.
+    // IHttpRequest::GetUrlChanged: TRUE once a module (URL Rewrite) changed the URL with SetUrl.
     BOOL GetUrlChanged() const override { return spec_.rewrittenUrl.empty() ? FALSE : TRUE; }
     PCWSTR GetForwardedUrl() const override { UNEXPECTED(); }
     PSOCKADDR GetLocalAddress() const override { UNEXPECTED(); }

@@ -543,9 +543,9 @@ private:
         self->done_ = true;
         self->result_ = result;
         // With an IIS operation outstanding, its completion ends the request; otherwise post.
-        // Either way the engine's handle (and the chunk bytes IIS may still use) lives until
-        // Dispose. After
-        // an upgrade the WebSocket pump's operations count too (WsDrained posts once they end).
+        // After an upgrade the WebSocket pump's operations count too (WsDrained posts once they
+        // end). Either way the engine's handle (and the chunk bytes IIS may still use) lives
+        // until Dispose.
         bool post = self->io_ == Io::None;
         if (self->ws_ != nullptr && !self->ws_->EndLocked(result != ANCM_RESULT_OK)) {
             post = false;
@@ -639,7 +639,9 @@ private:
             value.assign(ancm::view(h.value));
             bool first = true;
             for (std::string_view s : seen) {
-                first = first && !(s.size() == n.size() && _strnicmp(s.data(), n.data(), n.size()) == 0);
+                const bool same =
+                    s.size() == n.size() && _strnicmp(s.data(), n.data(), n.size()) == 0;
+                first = first && !same;
             }
             if (first) {
                 seen.push_back(n);
