@@ -587,9 +587,10 @@ typedef void (*ancm_response_head_callback)(void *userdata, const struct ancm_re
 /**
  * A response body chunk (`len` > 0 bytes) to write to the client; `flush` is true when no more
  * data is ready right now (write it out rather than buffer it). The bytes stay valid until the
- * host calls `ancm_request_ack_write` or `ancm_request_free`, so they can be written
- * asynchronously by reference; the next chunk comes only after the acknowledgement. Runs on a
- * core thread; must not block.
+ * next `response_body` callback or `ancm_request_free`, whichever comes first (not only until
+ * `ancm_request_ack_write`: IIS may still use the memory of the last asynchronous write until
+ * the request completes), so they can be written asynchronously by reference; the next chunk
+ * comes only after the acknowledgement. Runs on a core thread; must not block.
  */
 typedef void (*ancm_response_body_callback)(void *userdata, const uint8_t *data, size_t len, bool flush);
 
@@ -920,8 +921,8 @@ ancm_result ancm_request_supply_body(const struct ancm_request *request, const u
 ancm_result ancm_request_end_body(const struct ancm_request *request);
 
 /**
- * Acknowledges the chunk of the last `response_body` callback: the host has written it (its
- * bytes may be released) and is ready for the next. Returns `ANCM_RESULT_NO_WRITE_PENDING`
+ * Acknowledges the chunk of the last `response_body` callback: the host has written it and is
+ * ready for the next (its bytes stay valid until that next chunk or `ancm_request_free`). Returns `ANCM_RESULT_NO_WRITE_PENDING`
  * when no chunk is outstanding (OK once the request was cancelled or completed). Callable from
  * any thread, also from inside a callback; no callback runs during it.
  */
@@ -939,7 +940,7 @@ ancm_result ancm_request_cancel(const struct ancm_request *request);
 /**
  * Drops the host's reference to the request. NULL is allowed. Before `complete` this also
  * cancels the request, and `complete` still follows (so `userdata` must stay valid until it
- * has). The handle must not be used afterwards; unacknowledged chunk bytes are released.
+ * has). The handle must not be used afterwards; the chunk bytes it still kept are released.
  * Callable from any thread, also from inside a callback (including `complete`); no callback
  * runs during it.
  */
@@ -985,6 +986,36 @@ const char *ancm_result_message(uint32_t result);
  * Returns a static NUL-terminated string that must not be freed. Callable from any thread.
  */
 const char *ancm_version(void);
+
+/**
+ * Escapes a request target as the client sent it (IIS: `HTTP_REQUEST.pRawUrl`, which HTTP.sys
+ * accepted although it may hold bytes a strict parser refuses) into a valid origin-form
+ * target: every byte origin-form allows and every existing `%XX` (`%2F` included) unchanged,
+ * every other byte (`<`, `"`, a space, non-UTF-8, a `%` that starts no escape) as `%XX`. The
+ * caller checks that `raw` is origin-form in shape (starts with `/`, or is `*`).
+ *
+ * Writes the result (no NUL) to `out`, which holds `capacity` bytes (3 × `raw.len` always
+ * suffices), and its length to `*out_len`. Returns `ANCM_RESULT_INVALID_ARGUMENT` (nothing
+ * written) when `capacity` is too small, `ANCM_RESULT_NULL_PARAMETER` for a NULL `out` or
+ * `out_len`. The caller owns every buffer. Callable from any thread; no callback runs.
+ */
+ancm_result ancm_target_escape_sent(struct ancm_slice raw, uint8_t *out, size_t capacity, size_t *out_len);
+
+/**
+ * Escapes a URL whose path is decoded and whose query is as sent (IIS after a rewrite:
+ * `CookedUrl.pAbsPath` and `CookedUrl.pQueryString`, UTF-16, lengths in code units, the query
+ * with its `?` or empty) into a valid origin-form target: the path as UTF-8 with every byte
+ * that a path does not allow unescaped as `%XX` (`%` and `?` included, as ANCM's escaping does
+ * for `?`), then the query as `ancm_target_escape_sent` treats it. An unpaired surrogate
+ * becomes U+FFFD.
+ *
+ * Writes the result (no NUL) to `out`, which holds `capacity` bytes (9 × (`path_len` +
+ * `query_len`) always suffices), and its length to `*out_len`. Returns
+ * `ANCM_RESULT_INVALID_ARGUMENT` (nothing written) when `capacity` is too small,
+ * `ANCM_RESULT_NULL_PARAMETER` for a NULL `out` or `out_len` (or a NULL string with a non-zero
+ * length). The caller owns every buffer. Callable from any thread; no callback runs.
+ */
+ancm_result ancm_target_escape_decoded_utf16(const uint16_t *path, size_t path_len, const uint16_t *query, size_t query_len, uint8_t *out, size_t capacity, size_t *out_len);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -10,6 +10,8 @@
 //   POST /early     → 256 KiB answered before the request body is read (then drained)
 //   GET /truncate?n=N → Content-Length N, N/2 bytes, then the connection is closed
 //   GET /exit-soon  → 200, then the process exits with code 5 (a crash after answering)
+//   GET /headers    → 200 with its own Server header, two Set-Cookie and a mixed-case name
+//   GET /seen?m=M   → "seen: yes" when an earlier request's target contained M, else "no"
 //   GET /ws with Upgrade: websocket → 101, then a WebSocket echo (RFC 6455): every data frame
 //                     comes back as it came (opcode, FIN, payload), a close is answered with
 //                     the same close; text "close-me" makes it close first (4001 "server
@@ -43,6 +45,10 @@ using wswire::SendAll;
 namespace {
 
 std::string g_token;
+
+// Every request target this process received (/seen), across its connection threads.
+CRITICAL_SECTION g_seenLock;
+std::vector<std::string> g_seen;
 
 // The byte at offset i of every generated body (the emulator computes the same).
 inline unsigned char Pattern(unsigned long long i)
@@ -388,6 +394,26 @@ bool Serve(Conn &c)
     }
     const size_t q = target.find('?');
     const std::string path = target.substr(0, q);
+    if (path == "/seen") {
+        const std::string m = target.substr(target.find("m=") + 2);
+        bool seen = false;
+        EnterCriticalSection(&g_seenLock);
+        for (const std::string &t : g_seen) {
+            seen = seen || t.find(m) != std::string::npos;
+        }
+        LeaveCriticalSection(&g_seenLock);
+        return Respond(c.s, 200, "OK", "text/plain", seen ? "seen: yes\n" : "seen: no\n") && !close;
+    }
+    EnterCriticalSection(&g_seenLock);
+    g_seen.push_back(target);
+    LeaveCriticalSection(&g_seenLock);
+    if (path == "/headers") {
+        const std::string body = "headers\n";
+        const std::string head = "HTTP/1.1 200 OK\r\nServer: Kestrel-emu\r\nSet-Cookie: a=1; Path=/\r\n"
+                                 "X-Backend-Case: Mixed\r\nSet-Cookie: b=2\r\nContent-Type: text/plain\r\n"
+                                 "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n";
+        return SendAll(c.s, head.data(), head.size()) && SendAll(c.s, body.data(), body.size()) && !close;
+    }
     if (method == "POST" && path.size() >= 15 &&
         path.compare(path.size() - 15, 15, "/iisintegration") == 0 && IEquals(event, "shutdown")) {
         Respond(c.s, 202, "Accepted", "text/plain", "");
@@ -478,6 +504,7 @@ int main(int argc, char **argv)
         return 2;
     }
     g_token = token;
+    InitializeCriticalSection(&g_seenLock);
     WSADATA wsa;
     if (WSAStartup(MAKEWORD(2, 2), &wsa) != 0) {
         return 2;

@@ -33,6 +33,7 @@
 
 #include <sddl.h>
 
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -651,6 +652,7 @@ class ConnectionContainer final : public IHttpConnectionModuleContextContainer {
 public:
     std::map<HTTP_MODULE_ID, IHttpStoredContext *> plain;
     std::map<HTTP_MODULE_ID, IHttpConnectionStoredContext *> conn;
+    std::function<void()> beforeGet; // runs when a module looks its context up (see Spec)
     IHttpStoredContext *GetModuleContext(HTTP_MODULE_ID id) override
     {
         auto it = plain.find(id);
@@ -666,6 +668,11 @@ public:
     }
     IHttpConnectionStoredContext *GetConnectionModuleContext(HTTP_MODULE_ID id) override
     {
+        if (beforeGet) {
+            std::function<void()> once;
+            once.swap(beforeGet);
+            once();
+        }
         auto it = conn.find(id);
         return it == conn.end() ? nullptr : it->second;
     }
@@ -692,9 +699,14 @@ public:
         return &container;
     }
     // The client went away: IIS tells the connection's stored contexts on one of its threads.
-    void Disconnect()
+    // `stale` keeps IsConnected() TRUE meanwhile: IIS documents no order between the two, and
+    // ANCM checks both (DisconnectHandler::SetHandler: a fired notification, or IsConnected()
+    // FALSE), so the emulator can play the harsher one.
+    void Disconnect(bool stale = false)
     {
-        InterlockedExchange(&connected, 0);
+        if (!stale) {
+            InterlockedExchange(&connected, 0);
+        }
         for (auto &c : container.conn) {
             ++disconnectNotified;
             c.second->NotifyDisconnect();
@@ -737,6 +749,24 @@ struct Spec {
     // IHttpUser::GetAuthenticationType of the request's user: empty for anonymous (IIS then
     // still has a user, IUSR, with a token), "Negotiate", "NTLM", "Basic" …
     std::wstring authType;
+    // ---- The request path as IIS shapes it (issue 16) ----
+    // An inbound URL Rewrite rule rewrote the URL to this (decoded path, then the query as
+    // sent): GetUrlChanged() TRUE and CookedUrl the new URL, while pRawUrl stays what the client
+    // sent (URL Rewrite keeps the original in UNENCODED_URL / HTTP_X_ORIGINAL_URL).
+    std::wstring rewrittenUrl;
+    // An Application Initialization (warm-up) request without pRawUrl (before Windows 10 RS2 /
+    // Server 2016), or one whose RawUrlLength counts a trailing NUL (ASP.NET Core's
+    // IISHttpContext.cs, GetOriginalPath, handles both).
+    bool noRawUrl = false;
+    bool rawUrlNul = false;
+    // The client is gone when the handler runs (IHttpConnection::IsConnected() FALSE, which
+    // ANCM's forwardinghandler.cpp checks), or goes while the module attaches to its connection
+    // (NotifyDisconnect first, IsConnected() still TRUE: see Connection::Disconnect).
+    bool goneAtStart = false;
+    bool disconnectOnAttach = false;
+    // The user has no primary token, only an impersonation token (IHttpUser documents both;
+    // ANCM falls back to the latter: forwardinghandler.cpp, GetHeaders).
+    bool noPrimaryToken = false;
 };
 
 // ---- The request's user (Windows authentication) ----
@@ -776,15 +806,39 @@ std::string TokenUserSid(HANDLE token)
     return out;
 }
 
+// An impersonation token of the same user (what IIS hands as GetImpersonationToken). Opened
+// once, never closed.
+HANDLE UserImpersonationToken()
+{
+    static HANDLE token = [] {
+        HANDLE h = nullptr;
+        if (!DuplicateTokenEx(UserToken(), TOKEN_QUERY | TOKEN_DUPLICATE | TOKEN_IMPERSONATE,
+                              nullptr, SecurityImpersonation, TokenImpersonation, &h)) {
+            return static_cast<HANDLE>(nullptr);
+        }
+        return h;
+    }();
+    return token;
+}
+
 class User final : public IHttpUser {
 public:
-    explicit User(const std::wstring &authType) : authType_(authType) {}
+    explicit User(const std::wstring &authType, bool noPrimary = false)
+        : authType_(authType), noPrimary_(noPrimary)
+    {
+    }
     PCWSTR GetRemoteUserName() override { UNEXPECTED(); }
     PCWSTR GetUserName() override { UNEXPECTED(); }
     PCWSTR GetAuthenticationType() override { return authType_.c_str(); }
     PCWSTR GetPassword() override { UNEXPECTED(); }
-    HANDLE GetImpersonationToken() override { UNEXPECTED(); }
-    HANDLE GetPrimaryToken() override { return UserToken(); }
+    HANDLE GetImpersonationToken() override
+    {
+        if (!noPrimary_) {
+            UNEXPECTED(); // with a primary token the module has no business asking
+        }
+        return UserImpersonationToken();
+    }
+    HANDLE GetPrimaryToken() override { return noPrimary_ ? nullptr : UserToken(); }
     VOID ReferenceUser() override { UNEXPECTED(); }
     VOID DereferenceUser() override { UNEXPECTED(); }
     BOOL SupportsIsInRole() override { UNEXPECTED(); }
@@ -793,9 +847,44 @@ public:
 
 private:
     std::wstring authType_;
+    bool noPrimary_;
 };
 
 class Context;
+
+// UTF-8 (invalid sequences replaced) to UTF-16, as HTTP.sys converts URLs for CookedUrl.
+std::wstring FromUtf8(const std::string &s)
+{
+    if (s.empty()) {
+        return std::wstring();
+    }
+    int n = MultiByteToWideChar(CP_UTF8, 0, s.data(), static_cast<int>(s.size()), nullptr, 0);
+    std::wstring out(static_cast<size_t>(n > 0 ? n : 0), L'\0');
+    if (n > 0) {
+        MultiByteToWideChar(CP_UTF8, 0, s.data(), static_cast<int>(s.size()), &out[0], n);
+    }
+    return out;
+}
+
+// What HTTP.sys makes of a raw target for CookedUrl (HTTP_COOKED_URL: "a validated, canonical,
+// UTF-16 Unicode-encoded URL"; ANCM's EscapeAbsPath re-escapes its path because it is decoded):
+// the path percent-decoded (%2F becomes /) and read as UTF-8, the query as sent.
+std::wstring CookedFromRaw(const std::string &raw)
+{
+    const size_t q = raw.find('?');
+    const std::string path = raw.substr(0, q);
+    std::string decoded;
+    for (size_t i = 0; i < path.size(); ++i) {
+        if (path[i] == '%' && i + 2 < path.size() && std::isxdigit(static_cast<unsigned char>(path[i + 1])) &&
+            std::isxdigit(static_cast<unsigned char>(path[i + 2]))) {
+            decoded.push_back(static_cast<char>(std::stoi(path.substr(i + 1, 2), nullptr, 16)));
+            i += 2;
+        } else {
+            decoded.push_back(path[i]);
+        }
+    }
+    return FromUtf8(decoded) + (q == std::string::npos ? std::wstring() : FromUtf8(raw.substr(q)));
+}
 
 class Request final : public IHttpRequest {
 public:
@@ -804,8 +893,26 @@ public:
         ZeroMemory(&raw_, sizeof raw_);
         raw_.Version.MajorVersion = 1;
         raw_.Version.MinorVersion = 1;
-        raw_.pRawUrl = spec_.url.c_str();
-        raw_.RawUrlLength = static_cast<USHORT>(spec_.url.size());
+        sentUrl_ = spec_.url;
+        if (spec_.rawUrlNul) {
+            sentUrl_.push_back('\0');
+        }
+        raw_.pRawUrl = spec_.noRawUrl ? nullptr : sentUrl_.c_str();
+        raw_.RawUrlLength = spec_.noRawUrl ? 0 : static_cast<USHORT>(sentUrl_.size());
+        // CookedUrl: what IIS has now (after a rewrite, the new URL), in bytes of UTF-16.
+        const std::wstring host = L"http://localhost";
+        cooked_ = host + (spec_.rewrittenUrl.empty() ? CookedFromRaw(spec_.url) : spec_.rewrittenUrl);
+        const size_t q = cooked_.find(L'?', host.size());
+        const size_t pathEnd = q == std::wstring::npos ? cooked_.size() : q;
+        raw_.CookedUrl.pFullUrl = cooked_.c_str();
+        raw_.CookedUrl.FullUrlLength = static_cast<USHORT>(cooked_.size() * sizeof(WCHAR));
+        raw_.CookedUrl.pHost = cooked_.c_str() + 7;
+        raw_.CookedUrl.HostLength = static_cast<USHORT>((host.size() - 7) * sizeof(WCHAR));
+        raw_.CookedUrl.pAbsPath = cooked_.c_str() + host.size();
+        raw_.CookedUrl.AbsPathLength = static_cast<USHORT>((pathEnd - host.size()) * sizeof(WCHAR));
+        raw_.CookedUrl.pQueryString = q == std::wstring::npos ? nullptr : cooked_.c_str() + q;
+        raw_.CookedUrl.QueryStringLength =
+            static_cast<USHORT>((cooked_.size() - pathEnd) * sizeof(WCHAR));
         for (const auto &h : spec_.headers) {
             int id = -1;
             for (int i = 0; i < HttpHeaderRequestMaximum; ++i) {
@@ -853,7 +960,8 @@ public:
     HRESULT SetHttpMethod(PCSTR) override { UNEXPECTED(); }
     HRESULT SetUrlA(PCSTR, DWORD, BOOL) override { UNEXPECTED(); }
     HRESULT SetUrlW(PCWSTR, DWORD, BOOL) override { UNEXPECTED(); }
-    BOOL GetUrlChanged() const override { return FALSE; }
+    // IHttpRequest::GetUrlChanged: TRUE once a module (URL Rewrite) changed the URL with SetUrl.
+    BOOL GetUrlChanged() const override { return spec_.rewrittenUrl.empty() ? FALSE : TRUE; }
     PCWSTR GetForwardedUrl() const override { UNEXPECTED(); }
     PSOCKADDR GetLocalAddress() const override { UNEXPECTED(); }
     PSOCKADDR GetRemoteAddress() const override { UNEXPECTED(); }
@@ -882,6 +990,8 @@ public:
 
 private:
     Spec spec_;
+    std::string sentUrl_;
+    std::wstring cooked_;
     HTTP_REQUEST raw_;
     std::vector<HTTP_UNKNOWN_HEADER> unknown_;
     HTTP_SSL_INFO ssl_;
@@ -889,12 +999,42 @@ private:
     size_t offset_ = 0;
 };
 
+// The response headers HTTP.sys keeps in HTTP_RESPONSE_HEADERS.KnownHeaders (one value each),
+// except Set-Cookie, which IIS keeps among the unknown headers, one entry per value (ANCM's
+// DoReverseRewrite looks for it there).
+bool KnownResponseHeader(const char *name)
+{
+    static const char *const known[] = {
+        "Cache-Control", "Connection", "Date", "Keep-Alive", "Pragma", "Trailer",
+        "Transfer-Encoding", "Upgrade", "Via", "Warning", "Allow", "Content-Length",
+        "Content-Type", "Content-Encoding", "Content-Language", "Content-Location",
+        "Content-MD5", "Content-Range", "Expires", "Last-Modified", "Accept-Ranges", "Age",
+        "ETag", "Location", "Proxy-Authenticate", "Retry-After", "Server", "Vary",
+        "WWW-Authenticate",
+    };
+    for (const char *k : known) {
+        if (_stricmp(k, name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 class Response final : public IHttpResponse {
 public:
     USHORT status = 0;
     USHORT subStatus = 0;
     std::string reason;
-    std::vector<std::pair<std::string, std::string>> headers;
+    // IIS's own Server header is there before any module runs (IHttpResponse::SetHeader's
+    // remarks; ANCM deletes it when the backend sends none).
+    std::vector<std::pair<std::string, std::string>> headers = {{"Server", "Microsoft-IIS/10.0"}};
+    int unterminatedValues = 0; // SetHeader values not NUL-terminated at their length
+    // The last asynchronous WriteEntityChunks with buffering off: IIS documents that its memory
+    // must be preserved until the request completes (the harsher of the remark's two
+    // sentences), so the emulator reads it again when the request has ended.
+    const char *lastAsyncData = nullptr;
+    size_t lastAsyncLen = 0;
+    std::string lastAsyncFnv;
     std::string body;
     bool headersSent = false;
     bool bufferingDisabled = false;
@@ -930,20 +1070,49 @@ public:
         if (headersSent) {
             return HRESULT_FROM_WIN32(ERROR_NOT_SUPPORTED);
         }
+        // PCSTR: a NUL-terminated string, as IIS types it (and ANCM passes it).
+        if (value[cch] != '\0') {
+            ++unterminatedValues;
+        }
         std::string v(value, cch);
-        if (replace) {
-            for (auto &h : headers) {
-                if (_stricmp(h.first.c_str(), name) == 0) {
-                    h.second = v;
-                    return S_OK;
-                }
+        // IHttpResponse::SetHeader: fReplace TRUE replaces the header's value; FALSE appends to
+        // it (a known header: one value, joined with a comma) or adds an entry (an unknown
+        // header, such as Set-Cookie). The name is recorded as the module passed it.
+        for (auto it = headers.begin(); it != headers.end(); ++it) {
+            if (_stricmp(it->first.c_str(), name) != 0) {
+                continue;
             }
+            if (replace) {
+                it->first = name;
+                it->second = v;
+                for (auto rest = it + 1; rest != headers.end();) {
+                    rest = _stricmp(rest->first.c_str(), name) == 0 ? headers.erase(rest) : rest + 1;
+                }
+                return S_OK;
+            }
+            if (KnownResponseHeader(name)) {
+                it->second += ", " + v;
+                return S_OK;
+            }
+            break;
         }
         headers.emplace_back(name, v);
         return S_OK;
     }
     HRESULT DeleteHeaderById(HTTP_HEADER_ID) override { UNEXPECTED(); }
-    HRESULT DeleteHeaderByName(PCSTR) override { UNEXPECTED(); }
+    HRESULT DeleteHeaderByName(PCSTR name) override
+    {
+        if (name == nullptr) {
+            return E_INVALIDARG;
+        }
+        if (headersSent) {
+            return HRESULT_FROM_WIN32(ERROR_NOT_SUPPORTED);
+        }
+        for (auto it = headers.begin(); it != headers.end();) {
+            it = _stricmp(it->first.c_str(), name) == 0 ? headers.erase(it) : it + 1;
+        }
+        return S_OK;
+    }
     PCSTR GetHeaderById(HTTP_HEADER_ID, USHORT *) const override { UNEXPECTED(); }
     PCSTR GetHeaderByName(PCSTR, USHORT *) const override { UNEXPECTED(); }
     VOID Clear() override { UNEXPECTED(); }
@@ -1295,6 +1464,11 @@ HRESULT Response::WriteEntityChunks(HTTP_DATA_CHUNK *chunks, DWORD n, BOOL fAsyn
         *sent = total;
         return S_OK;
     }
+    if (bufferingDisabled && n == 1) {
+        lastAsyncData = static_cast<const char *>(chunks[0].FromMemory.pBuffer);
+        lastAsyncLen = chunks[0].FromMemory.BufferLength;
+        lastAsyncFnv = Fnv(std::string(lastAsyncData, lastAsyncLen));
+    }
     ++asyncWrites;
     *completionExpected = TRUE;
     // Writes keep succeeding after a disconnect here, so that only NotifyDisconnect can stop
@@ -1347,9 +1521,12 @@ struct Result {
 };
 
 // One request through the module, as IIS's pipeline would run RQ_EXECUTE_REQUEST_HANDLER, on
-// a connection of its own (closed afterwards, which cleans up its stored contexts).
+// a connection of its own (closed afterwards, which cleans up its stored contexts), or on `on`
+// (a keep-alive connection the caller closes). `ended` runs once the request has ended (its
+// final notification returned) and before IIS disposes the module.
 void RunRequest(Registration &reg, Application &app, const Spec &spec, Result &out,
-                DWORD timeoutMs = 60000)
+                DWORD timeoutMs = 60000, Connection *on = nullptr,
+                const std::function<void()> &ended = std::function<void()>())
 {
     Allocator allocator;
     CHttpModule *module = nullptr;
@@ -1359,10 +1536,17 @@ void RunRequest(Registration &reg, Application &app, const Spec &spec, Result &o
         return;
     }
     DWORD start = GetTickCount();
-    Connection conn;
+    Connection own;
+    Connection &conn = on != nullptr ? *on : own;
+    if (spec.goneAtStart) {
+        conn.connected = 0;
+    }
+    if (spec.disconnectOnAttach) {
+        conn.container.beforeGet = [&conn] { conn.Disconnect(true); };
+    }
     Request req(spec);
     Context ctx(&app, &conn, &req, &out.response);
-    User user(spec.authType);
+    User user(spec.authType, spec.noPrimaryToken);
     ctx.user = &user;
     req.ctx = &ctx;
     req.conn = &conn;
@@ -1379,6 +1563,9 @@ void RunRequest(Registration &reg, Application &app, const Spec &spec, Result &o
     out.completions = ctx.completionsDelivered;
     out.overlappingIo = ctx.overlappingIo;
     out.strayAtEnd = ctx.strayAtEnd_;
+    if (ended) {
+        ended();
+    }
     module->Dispose();
     if (out.response.disconnectThread != nullptr) {
         WaitForSingleObject(out.response.disconnectThread, INFINITE);
@@ -1386,7 +1573,9 @@ void RunRequest(Registration &reg, Application &app, const Spec &spec, Result &o
         out.response.disconnectThread = nullptr;
     }
     out.disconnectNotified = conn.disconnectNotified;
-    conn.Close();
+    if (on == nullptr) {
+        conn.Close();
+    }
     out.elapsedMs = GetTickCount() - start;
 }
 
@@ -1957,6 +2146,164 @@ void RunWebSocketTests(Registration &reg, Application &app)
     WSACleanup();
 }
 
+// ---- The request path as a real IIS shapes it (issue 16 items 1, 5, 6, 8, 9) ----
+
+// Whether the app's backend received a request whose target contained `marker`.
+bool BackendSaw(Registration &reg, Application &app, const std::string &marker)
+{
+    Spec q;
+    q.url = "/seen?m=" + marker;
+    q.headers = {{"Host", "localhost"}};
+    Result r;
+    RunRequest(reg, app, q, r);
+    return r.response.status != 200 || r.response.body != "seen: no\n";
+}
+
+size_t HeaderCount(const Response &r, const char *name)
+{
+    size_t n = 0;
+    for (const auto &h : r.headers) {
+        n += _stricmp(h.first.c_str(), name) == 0 ? 1 : 0;
+    }
+    return n;
+}
+
+void RunRequestPathTests(Registration &reg, Application &app)
+{
+    Spec base;
+    base.headers = {{"Host", "localhost"}};
+
+    // 1. URL Rewrite rewrote the path: the backend gets the URL as IIS now has it (CookedUrl,
+    // escaped again), not the client's raw one (which would silently ignore every rule).
+    Spec rw = base;
+    rw.url = "/old/page%2Fx?q=1";
+    rw.rewrittenUrl = L"/app/new place/caf\u00e9?q=1&r=<x>";
+    Result r1;
+    RunRequest(reg, app, rw, r1);
+    Check(r1.response.status == 200 &&
+              EchoField(r1.response.body, "target") == "/app/new%20place/caf%C3%A9?q=1&r=%3Cx%3E",
+          "URL Rewrite: the rewritten URL reached the backend, escaped (" +
+              EchoField(r1.response.body, "target") + ")");
+
+    // A warm-up request without pRawUrl is forwarded (its cooked URL), not refused.
+    Spec warm = base;
+    warm.url = "/app/warmup%2Fa?w=1";
+    warm.noRawUrl = true;
+    Result r2;
+    RunRequest(reg, app, warm, r2);
+    Check(r2.response.status == 200 && EchoField(r2.response.body, "target") == "/app/warmup/a?w=1",
+          "a warm-up request without pRawUrl was forwarded with its cooked URL (" +
+              EchoField(r2.response.body, "target") + ")");
+    Spec nul = base;
+    nul.url = "/app/warm%2Fnul";
+    nul.rawUrlNul = true;
+    Result r3;
+    RunRequest(reg, app, nul, r3);
+    Check(r3.response.status == 200 && EchoField(r3.response.body, "target") == "/app/warm%2Fnul",
+          "a pRawUrl whose length counts a trailing NUL is forwarded without it (%2F kept)");
+
+    // Bytes HTTP.sys accepted that a strict parser refuses are escaped, not a 400; every
+    // escape the client sent stays as it was.
+    Spec odd = base;
+    odd.url = "/app/echo%2Fq?a=<b>&c=\"d\"&e=\xff&f=%41";
+    Result r4;
+    RunRequest(reg, app, odd, r4);
+    Check(r4.response.status == 200 &&
+              EchoField(r4.response.body, "target") == "/app/echo%2Fq?a=%3Cb%3E&c=%22d%22&e=%FF&f=%41",
+          "<, \", non-UTF-8 in the raw URL arrive escaped, %2F and %41 unchanged (" +
+              EchoField(r4.response.body, "target") + ")");
+
+    // 5. A client already gone at the start is not forwarded (ANCM: 400, IsConnected() FALSE).
+    Spec gone = base;
+    gone.url = "/app/echo?marker=gone-at-start";
+    gone.goneAtStart = true;
+    Result r5;
+    RunRequest(reg, app, gone, r5);
+    Check(r5.status == RQ_NOTIFICATION_FINISH_REQUEST && r5.response.status == 400 &&
+              !BackendSaw(reg, app, "gone-at-start"),
+          "a client gone at the start got 400 and the backend never saw the request");
+
+    // A disconnect IIS reported before the next request on the connection attached is
+    // remembered: that request is not forwarded either.
+    {
+        Connection keepAlive;
+        Spec first = base;
+        first.url = "/app/echo?marker=first-on-connection";
+        Result a;
+        RunRequest(reg, app, first, a, 60000, &keepAlive);
+        Spec second = base;
+        second.url = "/app/echo?marker=gone-before-attach";
+        second.disconnectOnAttach = true;
+        Result b;
+        RunRequest(reg, app, second, b, 60000, &keepAlive);
+        keepAlive.Close();
+        Check(a.response.status == 200 && b.status == RQ_NOTIFICATION_FINISH_REQUEST &&
+                  b.response.status == 400 && keepAlive.disconnectNotified == 1 &&
+                  !BackendSaw(reg, app, "gone-before-attach"),
+              "a disconnect notified before the request attached was remembered: 400, the "
+              "backend never saw the request");
+    }
+
+    // 6. Response headers replace IIS's own: the backend's Server, not IIS's joined with it;
+    // none when the backend sends none; every Set-Cookie; values NUL-terminated.
+    Spec hs = base;
+    hs.url = "/headers";
+    Result r6;
+    RunRequest(reg, app, hs, r6);
+    PrintResponse("response headers", r6);
+    Check(r6.response.status == 200 && Header(r6.response, "Server") == "Kestrel-emu" &&
+              HeaderCount(r6.response, "Server") == 1,
+          "the backend's Server header replaced IIS's (" + Header(r6.response, "Server") + ")");
+    bool cookies = HeaderCount(r6.response, "Set-Cookie") == 2;
+    for (const auto &h : r6.response.headers) {
+        if (_stricmp(h.first.c_str(), "Set-Cookie") == 0) {
+            cookies = cookies && (h.second == "a=1; Path=/" || h.second == "b=2");
+        }
+    }
+    Check(cookies, "both Set-Cookie values arrived as separate headers");
+    Spec plain = base;
+    plain.url = "/app/echo?marker=no-server";
+    Result r6b;
+    RunRequest(reg, app, plain, r6b);
+    Check(r6b.response.status == 200 && HeaderCount(r6b.response, "Server") == 0,
+          "no Server header when the backend sends none (IIS's deleted)");
+    Check(r6.response.unterminatedValues == 0 && r6b.response.unterminatedValues == 0,
+          "every SetHeader value was NUL-terminated at its length");
+
+    // 8. The bytes of the last asynchronous unbuffered write are still intact when the
+    // request has ended, even after another response came through the same backend connection
+    // (whose read buffer they would otherwise be reused for).
+    Spec life = base;
+    life.url = "/app/echo?lifetime=" + std::string(64, 'a');
+    Result r8;
+    RunRequest(reg, app, life, r8, 60000, nullptr, [&] {
+        Spec other = base;
+        other.url = "/app/echo?lifetime=" + std::string(64, 'b');
+        Result again;
+        RunRequest(reg, app, other, again);
+        const Response &w = r8.response;
+        Check(w.lastAsyncData != nullptr && again.response.status == 200 &&
+                  Fnv(std::string(w.lastAsyncData, w.lastAsyncLen)) == w.lastAsyncFnv,
+              "the last async write's bytes were intact when the request ended (" +
+                  std::to_string(w.lastAsyncLen) + " bytes re-read)");
+    });
+    Check(r8.response.status == 200 && r8.status == RQ_NOTIFICATION_CONTINUE,
+          "the request whose write buffer was re-read ended normally");
+
+    // 9. A user with no primary token: the impersonation token is forwarded.
+    Spec tok = base;
+    tok.url = "/app/echo?marker=impersonation";
+    tok.authType = L"Negotiate";
+    tok.noPrimaryToken = true;
+    Result r9;
+    RunRequest(reg, app, tok, r9);
+    const std::string sid = TokenUserSid(UserToken());
+    Check(r9.response.status == 200 && !sid.empty() &&
+              EchoField(r9.response.body, "winauth-sid") == sid,
+          "no primary token: the impersonation token reached the backend (" +
+              EchoField(r9.response.body, "winauth-sid") + ")");
+}
+
 int Main(int argc, char **argv)
 {
     if (argc != 3) {
@@ -2229,6 +2576,8 @@ int Main(int argc, char **argv)
 
     // 6d. WebSockets (its own application: one case kills the backend).
     RunWebSocketTests(reg, wsApp);
+
+    RunRequestPathTests(reg, mainApp);
 
     // 7. Startup failure: the engine's 502.5 page.
     Result r7;

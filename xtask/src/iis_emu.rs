@@ -137,6 +137,11 @@ pub fn run() -> Result {
             failures.push(format!("missing {needle:?} in the output"));
         }
     }
+    for needle in REQUEST_PATH_CHECKS {
+        if !stdout.contains(needle) {
+            failures.push(format!("missing {needle:?} in the output"));
+        }
+    }
     let stderr = String::from_utf8_lossy(&stderr_bytes);
     failures.extend(event_log_failures(&stderr));
     let last = stdout.lines().last().unwrap_or("").trim();
@@ -156,6 +161,24 @@ pub fn run() -> Result {
     }
     engine_windows_tests(&out.join("bcryptprimitives.dll"), &out)
 }
+
+/// The emulator's checks of the request path as a real IIS shapes it (issue 16: the URL after
+/// a rewrite, a warm-up request, a client already gone, response headers, the last write's
+/// buffer, the impersonation token).
+const REQUEST_PATH_CHECKS: [&str; 12] = [
+    "ok: URL Rewrite: the rewritten URL reached the backend, escaped",
+    "ok: a warm-up request without pRawUrl was forwarded with its cooked URL",
+    "ok: a pRawUrl whose length counts a trailing NUL is forwarded without it",
+    "ok: <, \", non-UTF-8 in the raw URL arrive escaped, %2F and %41 unchanged",
+    "ok: a client gone at the start got 400 and the backend never saw the request",
+    "ok: a disconnect notified before the request attached was remembered",
+    "ok: the backend's Server header replaced IIS's",
+    "ok: both Set-Cookie values arrived as separate headers",
+    "ok: no Server header when the backend sends none",
+    "ok: every SetHeader value was NUL-terminated at its length",
+    "ok: the last async write's bytes were intact when the request ended",
+    "ok: no primary token: the impersonation token reached the backend",
+];
 
 /// The engine's Windows-only unit tests (`#[cfg(all(test, windows))]`: the kill-on-close job,
 /// the Toolhelp resume, the user token's duplicate into a child and its reclaim), cross-built

@@ -30,10 +30,12 @@
 // outstanding; `io_` records which one is.
 //
 // Lifetime. The module object lives in IIS's request memory until Dispose, which IIS calls
-// only after a notification returned something other than PENDING. The engine's handle is
-// freed once the engine has completed the request AND no IIS operation uses its bytes any
-// more; the last action on the way out is PostCompletion (or the return of the final
-// OnAsyncCompletion), after which the object is not touched.
+// only after a notification returned something other than PENDING. The engine's handle, which
+// owns the bytes of the last response write, is freed in Dispose: IIS documents that the
+// memory of an asynchronous unbuffered WriteEntityChunks must be preserved until the request
+// completes, not only until the write's completion (ANCM, too, frees its buffers when its
+// handler is destroyed). The last action on the way out is PostCompletion (or the return of
+// the final OnAsyncCompletion), after which nothing but Dispose touches the object.
 
 #include "glue.h"
 #include "websocket.h"
@@ -88,11 +90,15 @@ public:
             delete this;
         }
     }
-    void Attach(RequestModule *m)
+    // Returns whether the client has gone already: IIS notified this connection before the
+    // request attached (ANCM's DisconnectHandler remembers that too and fires at once).
+    bool Attach(RequestModule *m)
     {
         EnterCriticalSection(&lock_);
         current_ = m;
+        const bool fired = fired_;
         LeaveCriticalSection(&lock_);
+        return fired;
     }
     void Detach(RequestModule *m)
     {
@@ -110,7 +116,8 @@ private:
     // (requests detach after leaving their own lock).
     CRITICAL_SECTION lock_;
     RequestModule *current_ = nullptr;
-    LONG refs_ = 1; // IIS's reference, dropped by CleanupStoredContext
+    bool fired_ = false; // NotifyDisconnect came: every later request on it is gone too
+    LONG refs_ = 1;      // IIS's reference, dropped by CleanupStoredContext
 };
 
 // One per request, placed by IIS's IModuleAllocator (IIS owns the memory).
@@ -192,11 +199,12 @@ private:
 
     ~RequestModule()
     {
-        // Normally freed already; IIS disposing a request the engine still had would be a bug
-        // in the glue's state machine, and freeing here at least cancels it.
-        ancm_request_free(req_);
+        // The one place the engine's handle is freed (see "Lifetime" above). Before `complete`
+        // (IIS disposing a request the engine still had: a bug in the glue's state machine)
+        // this cancels it too.
         Detach();
         delete ws_;
+        ancm_request_free(req_);
         DeleteCriticalSection(&lock_);
     }
 
@@ -209,6 +217,13 @@ private:
         if (response == nullptr || raw == nullptr) {
             provider->SetErrorStatus(E_POINTER);
             return RQ_NOTIFICATION_FINISH_REQUEST;
+        }
+        // A client already gone is not forwarded (ANCM's forwardinghandler.cpp: 400 when
+        // IHttpConnection::IsConnected() is false at the start); a long poll would otherwise
+        // hold a backend request for nobody until requestTimeout.
+        IHttpConnection *connection = ctx->GetConnection();
+        if (connection == nullptr || !connection->IsConnected()) {
+            return ClientGone();
         }
         std::shared_ptr<AppEntry> app = GetApp(ctx->GetApplication());
         if (!app) {
@@ -225,10 +240,11 @@ private:
         std::memset(&head, 0, sizeof head);
         PCSTR method = request->GetHttpMethod();
         head.method = ancm::slice(method != nullptr ? method : "");
-        // The raw target as the client sent it: IIS hands modules a decoded URL (CookedUrl),
-        // which would turn %2F into / before the backend sees it.
-        head.target.ptr = reinterpret_cast<const uint8_t *>(raw->pRawUrl);
-        head.target.len = raw->pRawUrl != nullptr ? raw->RawUrlLength : 0;
+        std::string target;
+        if (!BuildTarget(request, raw, target)) {
+            return WriteErrorPage(400, 0, "Bad Request", "the request has no usable URL");
+        }
+        head.target = ancm::slice(target);
 
         std::vector<ancm_header> headers;
         headers.reserve(HttpHeaderRequestMaximum + raw->Headers.UnknownHeaderCount);
@@ -312,7 +328,12 @@ private:
         if (user != nullptr) {
             PCWSTR type = user->GetAuthenticationType();
             authType = ToUtf8(type, type != nullptr ? wcslen(type) : 0);
+            // The impersonation token when there is no primary one, as ANCM does
+            // (forwardinghandler.cpp, GetHeaders).
             HANDLE token = user->GetPrimaryToken();
+            if (token == nullptr || token == INVALID_HANDLE_VALUE) {
+                token = user->GetImpersonationToken();
+            }
             if (token != nullptr && token != INVALID_HANDLE_VALUE) {
                 head.windows_token = token;
             }
@@ -320,8 +341,12 @@ private:
         head.auth_type = ancm::slice(authType);
         head.serialize_io = true;
 
-        // Listen for a client disconnect before the engine can start calling back.
-        Attach(ctx);
+        // Listen for a client disconnect before the engine can start calling back. One that
+        // IIS reported before this request attached means the client is gone already.
+        if (Attach(ctx)) {
+            Detach();
+            return ClientGone();
+        }
 
         static const ancm_callbacks callbacks = {&BodyWanted, &ResponseHead, &ResponseBody,
                                                  &Complete};
@@ -347,6 +372,59 @@ private:
         // Completions of what the callbacks started (and the final PostCompletion) arrive
         // only after this notification has returned PENDING.
         return RQ_NOTIFICATION_PENDING;
+    }
+
+    // The target for the backend, a valid origin-form target built by the engine's escaping
+    // rule (ancm_target_escape_*). When IIS did not change the URL (GetUrlChanged FALSE) and
+    // pRawUrl is usable, the client's target as sent: %2F and every other escape survive,
+    // which the decoded CookedUrl would lose. Otherwise the URL as IIS has it now, so that an
+    // inbound URL Rewrite rule takes effect as with ANCM (which always forwards the cooked URL,
+    // re-escaped: url_utility.cpp, EscapeAbsPath): after a rewrite (pRawUrl is still the
+    // client's), for a warm-up request without pRawUrl, for an absolute-form pRawUrl.
+    static bool BuildTarget(IHttpRequest *request, const HTTP_REQUEST *raw, std::string &out)
+    {
+        const char *sent = raw->pRawUrl;
+        size_t sentLen = sent != nullptr ? raw->RawUrlLength : 0;
+        // Application Initialization's requests may count a trailing NUL (ASP.NET Core's
+        // IISHttpContext.cs, GetOriginalPath).
+        if (sentLen > 0 && sent[sentLen - 1] == '\0') {
+            --sentLen;
+        }
+        const bool usable = sentLen > 0 && (sent[0] == '/' || (sentLen == 1 && sent[0] == '*'));
+        size_t len = 0;
+        ancm_result r;
+        if (!request->GetUrlChanged() && usable) {
+            out.resize(3 * sentLen);
+            r = ancm_target_escape_sent(ancm::slice(std::string_view(sent, sentLen)),
+                                        reinterpret_cast<uint8_t *>(&out[0]), out.size(), &len);
+        } else {
+            const HTTP_COOKED_URL &cooked = raw->CookedUrl;
+            if (cooked.pAbsPath == nullptr || cooked.AbsPathLength == 0) {
+                return false;
+            }
+            const size_t path = cooked.AbsPathLength / sizeof(WCHAR);
+            const size_t query =
+                cooked.pQueryString != nullptr ? cooked.QueryStringLength / sizeof(WCHAR) : 0;
+            out.resize(9 * (path + query));
+            r = ancm_target_escape_decoded_utf16(
+                reinterpret_cast<const uint16_t *>(cooked.pAbsPath), path,
+                reinterpret_cast<const uint16_t *>(cooked.pQueryString), query,
+                reinterpret_cast<uint8_t *>(&out[0]), out.size(), &len);
+        }
+        if (r != ANCM_RESULT_OK) {
+            return false;
+        }
+        out.resize(len);
+        return true;
+    }
+
+    // The client went away before the request was forwarded: nothing is sent to the backend,
+    // and the status is ANCM's (400, WSAECONNRESET) for IIS's log; no one reads the body.
+    REQUEST_NOTIFICATION_STATUS ClientGone()
+    {
+        const HRESULT connReset = HRESULT_FROM_WIN32(10054); // WSAECONNRESET
+        ctx_->GetResponse()->SetStatus(400, "Bad Request", 0, connReset, nullptr, FALSE);
+        return RQ_NOTIFICATION_FINISH_REQUEST;
     }
 
     // A small HTML page for errors the glue answers itself (the engine makes its own pages,
@@ -425,10 +503,6 @@ private:
         RequestModule *self = static_cast<RequestModule *>(owner);
         EnterCriticalSection(&self->lock_);
         const bool post = self->io_ == Io::None;
-        if (post) {
-            ancm_request_free(self->req_);
-            self->req_ = nullptr;
-        }
         IHttpContext *ctx = self->ctx_;
         LeaveCriticalSection(&self->lock_);
         if (post) {
@@ -468,16 +542,13 @@ private:
         EnterCriticalSection(&self->lock_);
         self->done_ = true;
         self->result_ = result;
-        // With an IIS operation outstanding, its completion ends the request (and frees the
-        // engine's handle, whose chunk bytes IIS may still be sending); otherwise post. After
-        // an upgrade the WebSocket pump's operations count too (WsDrained posts once they end).
+        // With an IIS operation outstanding, its completion ends the request; otherwise post.
+        // After an upgrade the WebSocket pump's operations count too (WsDrained posts once they
+        // end). Either way the engine's handle (and the chunk bytes IIS may still use) lives
+        // until Dispose.
         bool post = self->io_ == Io::None;
         if (self->ws_ != nullptr && !self->ws_->EndLocked(result != ANCM_RESULT_OK)) {
             post = false;
-        }
-        if (post) {
-            ancm_request_free(self->req_);
-            self->req_ = nullptr;
         }
         IHttpContext *ctx = self->ctx_;
         LeaveCriticalSection(&self->lock_);
@@ -521,7 +592,7 @@ private:
 
     void ReadDoneLocked(HRESULT hr, DWORD bytes)
     {
-        if (req_ == nullptr) {
+        if (req_ == nullptr || done_) {
             return;
         }
         ancm_result r;
@@ -549,18 +620,39 @@ private:
         // fTrySkipCustomErrors: the app's (or the engine's) body is the answer, as with ANCM.
         HRESULT hr =
             response->SetStatus(head->status, reason.c_str(), head->substatus, S_OK, nullptr, TRUE);
-        std::string name;
+        // The backend's headers replace IIS's own (IHttpResponse::SetHeader: fReplace FALSE
+        // would append to a value IIS set, such as Server): the first of each name replaces,
+        // the next ones of that name are added (Set-Cookie: every value arrives). Names and
+        // values go as NUL-terminated copies, as the API types them (PCSTR) and ANCM passes
+        // them.
+        std::string name, value;
+        std::vector<std::string_view> seen;
+        bool server = false;
         for (size_t i = 0; SUCCEEDED(hr) && i < head->header_count; ++i) {
             const ancm_header &h = head->headers[i];
             if (h.value.len > 0xFFFF) {
                 hr = HRESULT_FROM_WIN32(ERROR_BUFFER_OVERFLOW); // IIS takes USHORT lengths
                 break;
             }
-            name.assign(ancm::view(h.name)); // IIS wants a NUL-terminated name
-            std::string_view value = ancm::view(h.value);
-            // fReplace FALSE: repeated headers (Set-Cookie) stay separate.
-            hr = response->SetHeaderByName(name.c_str(), value.empty() ? "" : value.data(),
-                                           static_cast<USHORT>(value.size()), FALSE);
+            const std::string_view n = ancm::view(h.name);
+            name.assign(n);
+            value.assign(ancm::view(h.value));
+            bool first = true;
+            for (std::string_view s : seen) {
+                const bool same =
+                    s.size() == n.size() && _strnicmp(s.data(), n.data(), n.size()) == 0;
+                first = first && !same;
+            }
+            if (first) {
+                seen.push_back(n);
+            }
+            server = server || _stricmp(name.c_str(), "Server") == 0;
+            hr = response->SetHeaderByName(name.c_str(), value.c_str(),
+                                           static_cast<USHORT>(value.size()), first ? TRUE : FALSE);
+        }
+        if (SUCCEEDED(hr) && !server) {
+            // ANCM deletes IIS's Server header when the backend sends none (SetStatusAndHeaders).
+            response->DeleteHeaderByName("Server");
         }
         if (FAILED(hr)) {
             CancelLocked();
@@ -643,7 +735,7 @@ private:
 
     void WriteDoneLocked(HRESULT hr)
     {
-        if (req_ == nullptr) {
+        if (req_ == nullptr || done_) {
             return;
         }
         if (FAILED(hr)) {
@@ -667,7 +759,7 @@ private:
 
     void FlushDoneLocked(HRESULT hr)
     {
-        if (req_ == nullptr) {
+        if (req_ == nullptr || done_) {
             return;
         }
         if (FAILED(hr)) {
@@ -693,11 +785,9 @@ private:
     }
 
     // The request's end, once the engine has completed it and no IIS operation is
-    // outstanding: free the engine's handle and choose how IIS ends the response.
+    // outstanding: choose how IIS ends the response (the handle is freed in Dispose).
     REQUEST_NOTIFICATION_STATUS FinishLocked()
     {
-        ancm_request_free(req_);
-        req_ = nullptr;
         IHttpResponse *response = ctx_->GetResponse();
         if (noWebSocket_) {
             response->SetNeedDisconnect();
@@ -727,29 +817,33 @@ private:
 
     // ---- Disconnect listener ----
 
-    void Attach(IHttpContext *ctx)
+    // Returns whether the client is gone already: a disconnect IIS reported on this connection
+    // before the request attached, or (checked after attaching, so that a disconnect cannot
+    // slip between the two) IsConnected() false, as ANCM's DisconnectHandler::SetHandler.
+    bool Attach(IHttpContext *ctx)
     {
         IHttpConnection *connection = ctx->GetConnection();
         IHttpConnectionModuleContextContainer *container =
             connection != nullptr ? connection->GetModuleContextContainer() : nullptr;
         if (container == nullptr) {
-            return; // no disconnect notification; the failing writes still cancel
+            return false; // no disconnect notification; the failing writes still cancel
         }
         ConnectionContext *cc =
             static_cast<ConnectionContext *>(container->GetConnectionModuleContext(g_moduleId));
         if (cc == nullptr) {
             cc = new (std::nothrow) ConnectionContext();
             if (cc == nullptr) {
-                return;
+                return false;
             }
             if (FAILED(container->SetConnectionModuleContext(cc, g_moduleId))) {
                 cc->Release();
-                return;
+                return false;
             }
         }
         cc->AddRef();
-        cc->Attach(this);
+        const bool fired = cc->Attach(this);
         conn_ = cc;
+        return fired || !connection->IsConnected();
     }
 
     // Not under the request's lock (lock order: connection, then request).
@@ -765,7 +859,7 @@ private:
 
     CRITICAL_SECTION lock_;
     IHttpContext *ctx_ = nullptr;
-    ancm_request *req_ = nullptr; // the engine's handle, until the request's end
+    ancm_request *req_ = nullptr; // the engine's handle, freed in Dispose
     Io io_ = Io::None;            // the one IIS operation outstanding
     bool done_ = false;           // the engine called `complete`
     bool disconnected_ = false;   // IIS reported the client gone
@@ -783,6 +877,7 @@ private:
 VOID ConnectionContext::NotifyDisconnect()
 {
     EnterCriticalSection(&lock_);
+    fired_ = true;
     if (current_ != nullptr) {
         current_->OnClientDisconnect();
     }

@@ -138,9 +138,10 @@ pub type ancm_response_head_callback =
 
 /// A response body chunk (`len` > 0 bytes) to write to the client; `flush` is true when no more
 /// data is ready right now (write it out rather than buffer it). The bytes stay valid until the
-/// host calls `ancm_request_ack_write` or `ancm_request_free`, so they can be written
-/// asynchronously by reference; the next chunk comes only after the acknowledgement. Runs on a
-/// core thread; must not block.
+/// next `response_body` callback or `ancm_request_free`, whichever comes first (not only until
+/// `ancm_request_ack_write`: IIS may still use the memory of the last asynchronous write until
+/// the request completes), so they can be written asynchronously by reference; the next chunk
+/// comes only after the acknowledgement. Runs on a core thread; must not block.
 pub type ancm_response_body_callback =
     Option<unsafe extern "C" fn(userdata: *mut c_void, data: *const u8, len: usize, flush: bool)>;
 
@@ -200,6 +201,12 @@ struct State {
     body_waker: Option<Waker>,
     /// The chunk delivered and not yet acknowledged; kept alive for the host until then.
     write: Option<Bytes>,
+    /// The last chunk acknowledged, kept alive until the next one is delivered or the host
+    /// frees the request: IIS documents that the memory of an asynchronous unbuffered write
+    /// must be preserved until the request completes, which is after the acknowledgement of
+    /// its last write (docs/decisions.md, "The last response chunk lives until the handle is
+    /// freed").
+    acked: Option<Bytes>,
     /// Waker of the request's driver task, registered when `drive` first polls the request and
     /// kept until `complete` or `cancel` (others wake a clone: `unless_cancelled` relies on it
     /// staying).
@@ -616,6 +623,7 @@ async fn write_with(
             return Poll::Pending;
         }
         st.write = data.take();
+        st.acked = None; // the host has moved on from it: the next write is under way
         Poll::Ready(Ok(()))
     })
     .await?;
@@ -966,6 +974,7 @@ pub unsafe extern "C" fn ancm_request_start(
                 supplied: None,
                 body_waker: None,
                 write: None,
+                acked: None,
                 driver_waker: None,
                 awaiting_ack: false,
                 duplex: false,
@@ -1047,8 +1056,8 @@ pub unsafe extern "C" fn ancm_request_end_body(request: *const ancm_request) -> 
     })
 }
 
-/// Acknowledges the chunk of the last `response_body` callback: the host has written it (its
-/// bytes may be released) and is ready for the next. Returns `ANCM_RESULT_NO_WRITE_PENDING`
+/// Acknowledges the chunk of the last `response_body` callback: the host has written it and is
+/// ready for the next (its bytes stay valid until that next chunk or `ancm_request_free`). Returns `ANCM_RESULT_NO_WRITE_PENDING`
 /// when no chunk is outstanding (OK once the request was cancelled or completed). Callable from
 /// any thread, also from inside a callback; no callback runs during it.
 #[no_mangle]
@@ -1063,6 +1072,11 @@ pub unsafe extern "C" fn ancm_request_ack_write(request: *const ancm_request) ->
             if chunk.is_none() && !shared.is_over() {
                 return ancm_result::NoWritePending;
             }
+            // The previous chunk goes (outside the lock); this one stays until the next.
+            let chunk = match chunk {
+                Some(c) => st.acked.replace(c),
+                None => None,
+            };
             let driver = if std::mem::take(&mut st.awaiting_ack) {
                 st.driver_waker.clone()
             } else {
@@ -1094,7 +1108,7 @@ pub unsafe extern "C" fn ancm_request_cancel(request: *const ancm_request) -> an
 
 /// Drops the host's reference to the request. NULL is allowed. Before `complete` this also
 /// cancels the request, and `complete` still follows (so `userdata` must stay valid until it
-/// has). The handle must not be used afterwards; unacknowledged chunk bytes are released.
+/// has). The handle must not be used afterwards; the chunk bytes it still kept are released.
 /// Callable from any thread, also from inside a callback (including `complete`); no callback
 /// runs during it.
 #[no_mangle]
@@ -1312,5 +1326,69 @@ mod tests {
             unsafe { parse_head(&h) }.unwrap().body,
             BodyKind::Length(i64::MAX as u64)
         );
+    }
+
+    /// Chunk bytes whose release is observable.
+    struct Tracked(&'static AtomicBool);
+    impl AsRef<[u8]> for Tracked {
+        fn as_ref(&self) -> &[u8] {
+            b"the last chunk"
+        }
+    }
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    unsafe extern "C" fn no_body(_: *mut c_void) {}
+    unsafe extern "C" fn no_head(_: *mut c_void, _: *const ancm_response_head) {}
+    unsafe extern "C" fn no_chunk(_: *mut c_void, _: *const u8, _: usize, _: bool) {}
+    unsafe extern "C" fn no_complete(_: *mut c_void, _: ancm_result, _: *const u8, _: usize) {}
+
+    /// IIS may still use the memory of a request's last asynchronous write after its
+    /// completion: the acknowledged chunk stays alive until the host frees the handle.
+    #[test]
+    fn an_acknowledged_chunk_lives_until_the_handle_is_freed() {
+        static RELEASED: AtomicBool = AtomicBool::new(false);
+        let shared = Arc::new(Shared {
+            table: Table {
+                body_wanted: no_body,
+                response_head: no_head,
+                response_body: no_chunk,
+                complete: no_complete,
+            },
+            userdata: std::ptr::null_mut(),
+            serialize: true,
+            state: Mutex::new(State {
+                read: Read::Idle,
+                supplied: None,
+                body_waker: None,
+                write: Some(Bytes::from_owner(Tracked(&RELEASED))),
+                acked: None,
+                driver_waker: None,
+                awaiting_ack: true,
+                duplex: false,
+                ws: websocket::HostMode::default(),
+            }),
+            cancelled: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
+            calling: Mutex::new(false),
+            driver_only: false,
+        });
+        let handle = to_arc::<ancm_request>(shared.clone());
+        assert_eq!(unsafe { ancm_request_ack_write(handle) }, ancm_result::Ok);
+        assert!(
+            !RELEASED.load(Ordering::SeqCst),
+            "released at the acknowledgement"
+        );
+        assert_eq!(
+            unsafe { ancm_request_ack_write(handle) },
+            ancm_result::NoWritePending
+        );
+        shared.finished.store(true, Ordering::Release);
+        unsafe { ancm_request_free(handle) };
+        drop(shared); // the core's reference
+        assert!(RELEASED.load(Ordering::SeqCst), "never released");
     }
 }

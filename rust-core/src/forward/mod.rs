@@ -8,6 +8,7 @@ pub mod headers;
 pub mod pages;
 pub mod pool;
 mod progress;
+pub mod target;
 pub mod upgrade;
 pub mod websocket;
 
