@@ -7,6 +7,7 @@
 //! feeds a `ConfigBuilder`, so both paths apply exactly the same rules.
 
 mod builder;
+mod deploy;
 mod error;
 mod expand;
 mod extensions;
@@ -19,6 +20,7 @@ use std::time::Duration;
 pub use builder::ConfigBuilder;
 pub use error::{ConfigError, ConfigErrorKind};
 pub use expand::expand_env;
+pub use deploy::Deploy;
 pub use extensions::Extensions;
 pub use schema::{attributes, AttributeKind, AttributeSpec};
 
@@ -84,6 +86,8 @@ pub struct Config {
     pub handler_settings: Vec<(String, String)>,
     /// This project's own settings, read from `handlerSettings` (recycle limits).
     pub extensions: Extensions,
+    /// The deploy settings (shadow copies, change detection, preload, health checks, drain).
+    pub deploy: Deploy,
 }
 
 impl Config {
