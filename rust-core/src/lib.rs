@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod config;
+pub mod deploy;
 pub mod event;
 pub mod ffi;
 pub mod forward;

@@ -8,10 +8,6 @@ use std::time::Duration;
 use super::error::{ConfigError, ConfigErrorKind};
 use super::Dialect;
 
-/// The default `shadowCopyDirectory`, relative to the site root's parent: outside the site, so
-/// the copies are neither watched nor served, and per site (the site folder's name is appended).
-pub const DEFAULT_SHADOW_DIR_SUFFIX: &str = "_ancm_shadow";
-
 /// How a new generation of the app is deployed and kept healthy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deploy {

@@ -2,6 +2,7 @@
 
 mod backend;
 mod child;
+mod health;
 pub mod cmdline;
 pub mod launch;
 mod memory;
@@ -20,6 +21,7 @@ pub use memory::resident_bytes;
 pub use output::CAPTURE_LIMIT_CHARS;
 pub use shutdown::{control_client, stop, Stopped};
 pub use slot::{Slot, StartResult};
-pub use start::{start, ExitHook, StartFailure};
+pub use health::probe;
+pub use start::{start, start_in, ExitHook, StartFailure};
 pub use token::Token;
 pub use user_token::{forwards_token_of, RemoteToken, UserToken};
