@@ -134,7 +134,8 @@ fn deploy_under_load_switches_versions_without_a_failed_request() {
             let failed_before = serve.log().matches("keeps serving").count();
             write_app(&site, "broken");
             assert!(
-                wait_until(30, || serve.log().matches("keeps serving").count() > failed_before),
+                wait_until(30, || serve.log().matches("keeps serving").count()
+                    > failed_before),
                 "the broken deploy was never tried:\n{}",
                 serve.log()
             );
@@ -191,14 +192,20 @@ fn deploy_under_load_switches_versions_without_a_failed_request() {
     }
     let versions: std::collections::BTreeSet<u32> =
         seen.iter().map(|s| s.version.unwrap().0).collect();
-    assert!(versions.len() > 10, "the load saw too few versions: {versions:?}");
+    assert!(
+        versions.len() > 10,
+        "the load saw too few versions: {versions:?}"
+    );
 
     // No orphan process, no leftover generation folder: only the current one runs, and its
     // copy is the one folder left; after the stop, none.
     let (_, current) = version_of(&serve.get("/version")).unwrap();
     let pids: std::collections::BTreeSet<u32> = seen.iter().map(|s| s.version.unwrap().1).collect();
     for pid in pids.iter().filter(|p| **p != current) {
-        assert!(wait_gone(*pid, 20), "process {pid} of an old generation still runs");
+        assert!(
+            wait_gone(*pid, 20),
+            "process {pid} of an old generation still runs"
+        );
     }
     assert!(
         wait_until(20, || generation_folders(&site).len() == 1),
@@ -217,7 +224,10 @@ fn shadow_copies_run_the_copy_and_stale_ones_are_cleaned_at_start() {
     let site = versioned_site(
         "deploy-shadow",
         "",
-        &[("enableShadowCopy", "true"), ("shadowCopyDirectory", "../deploy-shadow-copies")],
+        &[
+            ("enableShadowCopy", "true"),
+            ("shadowCopyDirectory", "../deploy-shadow-copies"),
+        ],
     );
     let base = site.parent().unwrap().join("deploy-shadow-copies");
     // A generation folder a crashed host (pid 1 is never ours) left behind.
@@ -233,7 +243,10 @@ fn shadow_copies_run_the_copy_and_stale_ones_are_cleaned_at_start() {
     let (_, pid) = version_of(&serve.get("/version")).unwrap();
     let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
     assert!(cwd.starts_with(&base), "runs from {}", cwd.display());
-    assert!(!base.join("g1-0-7").exists(), "the stale copy was not removed");
+    assert!(
+        !base.join("g1-0-7").exists(),
+        "the stale copy was not removed"
+    );
     // The site's own files are free to be overwritten and deleted while it runs.
     std::fs::remove_file(site.join("app.py")).unwrap();
     assert_eq!(serve.get("/version").status, 200);
@@ -257,18 +270,26 @@ fn preload_starts_the_process_at_load_and_after_a_crash() {
     // Started with no request made.
     serve.wait_log("started and is listening", 20);
     let first = serve.get("/pid").text().parse::<u32>().unwrap();
-    assert!(serve.log().contains(&format!("process {first} of generation 1 started")));
+    assert!(serve
+        .log()
+        .contains(&format!("process {first} of generation 1 started")));
     let _ = serve.get("/crash");
     assert!(wait_gone(first, 10));
     // Restarted at once, not by the next request.
     assert!(
-        wait_until(20, || serve.log().matches("started and is listening").count() >= 2),
+        wait_until(20, || serve
+            .log()
+            .matches("started and is listening")
+            .count()
+            >= 2),
         "no restart after the crash:\n{}",
         serve.log()
     );
     let second = serve.get("/pid").text().parse::<u32>().unwrap();
     assert_ne!(first, second);
-    assert!(serve.log().contains(&format!("process {second} of generation 1 started")));
+    assert!(serve
+        .log()
+        .contains(&format!("process {second} of generation 1 started")));
 }
 
 #[test]
@@ -289,7 +310,11 @@ fn a_hung_process_is_replaced_by_the_health_check() {
     let replaced = wait_until(20, || {
         version_of(&serve.get("/version")).is_some_and(|(_, pid)| pid != hung)
     });
-    assert!(replaced, "the hung process was not replaced:\n{}", serve.log());
+    assert!(
+        replaced,
+        "the hung process was not replaced:\n{}",
+        serve.log()
+    );
     assert!(wait_gone(hung, 15), "the hung process {hung} still runs");
 }
 
@@ -333,8 +358,43 @@ fn recycle_on_file_change_restarts_without_shadow_copies() {
     std::fs::write(site.join("other.txt"), "x").unwrap();
     std::fs::write(site.join("version.txt"), "2").unwrap();
     assert!(
-        wait_until(20, || version_of(&serve.get("/version")).map(|v| v.0) == Some(2)),
+        wait_until(20, || version_of(&serve.get("/version")).map(|v| v.0)
+            == Some(2)),
         "{}",
         serve.log()
     );
+}
+
+#[test]
+fn a_request_in_flight_at_the_switch_finishes_on_the_old_process() {
+    let site = versioned_site(
+        "deploy-drain",
+        "shutdownTimeLimit=\"20\"",
+        &[
+            ("enableShadowCopy", "true"),
+            ("fileChangeDebounceMilliseconds", "100"),
+        ],
+    );
+    let serve = Arc::new(Serve::start(&site));
+    let (_, old) = version_of(&serve.get("/version")).unwrap();
+    let slow = {
+        let serve = serve.clone();
+        std::thread::spawn(move || serve.get("/sleep?s=3"))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    write_app(&site, "2");
+    assert!(wait_until(20, || version_of(&serve.get("/version"))
+        .map(|v| v.0)
+        == Some(2)));
+    // The old process takes no new request but is not stopped under the one it is serving:
+    // no shutdown event before that request is done.
+    assert!(alive(old));
+    std::thread::sleep(Duration::from_millis(300));
+    let shutdown = format!("sent the shutdown event to process {old}");
+    assert!(!serve.log().contains(&shutdown), "{}", serve.log());
+    let r = slow.join().unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "slept 3\n"));
+    serve.wait_log(&shutdown, 10);
+    assert!(wait_gone(old, 20));
+    serve.wait_log(&format!("process {old} drained"), 5);
 }

@@ -80,7 +80,8 @@ impl Inner {
         let mut pause = Duration::from_millis(20);
         let last = loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let probe = process::probe(b, path, left.max(Duration::from_millis(500)), &self.control);
+            let probe =
+                process::probe(b, path, left.max(Duration::from_millis(500)), &self.control);
             let last = tokio::select! {
                 r = probe => match r { Ok(()) => return Ok(()), Err(e) => e },
                 info = b.child.wait() => format!("process {} {} before it was healthy", b.child.pid(), info.description),
@@ -88,8 +89,7 @@ impl Inner {
             if b.child.has_exited() || Instant::now() >= deadline {
                 break last;
             }
-            tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now())))
-                .await;
+            tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
             pause = (pause * 2).min(Duration::from_millis(250));
         };
         b.child.mark_stopping();
@@ -129,7 +129,9 @@ impl Inner {
                 b.in_flight()
             );
         }
-        let left = limit.saturating_sub(waited).max(Duration::from_secs(1).min(limit));
+        let left = limit
+            .saturating_sub(waited)
+            .max(Duration::from_secs(1).min(limit));
         process::stop(&b, &self.host.app_path, left, &self.control).await;
     }
 
@@ -150,7 +152,9 @@ impl Inner {
         if running.is_empty() {
             // Nothing runs (not started yet, or offline): the next start uses the new files.
             self.generation.store(next);
-            log::info!("generation {id}: switched (no process was running; the next request starts it)");
+            log::info!(
+                "generation {id}: switched (no process was running; the next request starts it)"
+            );
             self.retire(old, Vec::new()).await;
             return;
         }
@@ -167,7 +171,13 @@ impl Inner {
                         f.cause
                     );
                     for b in started {
-                        process::stop(&b, &self.host.app_path, self.config.shutdown_time_limit, &self.control).await;
+                        process::stop(
+                            &b,
+                            &self.host.app_path,
+                            self.config.shutdown_time_limit,
+                            &self.control,
+                        )
+                        .await;
                     }
                     let next = next.clone();
                     let _ = tokio::task::spawn_blocking(move || next.remove()).await;
@@ -188,7 +198,9 @@ impl Inner {
             while self.slots[idx].is_starting() && Instant::now() < wait_until {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            let Some(b) = self.slots[idx].running() else { continue };
+            let Some(b) = self.slots[idx].running() else {
+                continue;
+            };
             if self.generation_of(b.child.pid()) == Some(id) {
                 continue;
             }
@@ -243,7 +255,10 @@ impl Inner {
 pub(super) async fn watch_changes(weak: Weak<Inner>) {
     let Some((mut seen, debounce)) = weak.upgrade().map(|i| {
         let plan = &i.plan;
-        (plan.fingerprint(&i.config, &i.host), i.config.deploy.debounce)
+        (
+            plan.fingerprint(&i.config, &i.host),
+            i.config.deploy.debounce,
+        )
     }) else {
         return;
     };
@@ -258,7 +273,10 @@ pub(super) async fn watch_changes(weak: Weak<Inner>) {
         }
         let walk = Instant::now();
         let probe = inner.clone();
-        let Ok(now) = tokio::task::spawn_blocking(move || probe.plan.fingerprint(&probe.config, &probe.host)).await else {
+        let Ok(now) =
+            tokio::task::spawn_blocking(move || probe.plan.fingerprint(&probe.config, &probe.host))
+                .await
+        else {
             continue;
         };
         pause = (walk.elapsed() * 10).clamp(Duration::from_millis(100), Duration::from_secs(5));
@@ -281,7 +299,11 @@ pub(super) async fn watch_changes(weak: Weak<Inner>) {
 pub(super) async fn watch_health(weak: Weak<Inner>) {
     let Some((path, every, limit)) = weak.upgrade().and_then(|i| {
         let d = &i.config.deploy;
-        Some((d.health_check_path.clone()?, d.health_check_interval, d.health_check_failures))
+        Some((
+            d.health_check_path.clone()?,
+            d.health_check_interval,
+            d.health_check_failures,
+        ))
     }) else {
         return;
     };
@@ -294,10 +316,19 @@ pub(super) async fn watch_health(weak: Weak<Inner>) {
         }
         let mut live = Vec::new();
         for idx in 0..inner.slots.len() {
-            let Some(b) = inner.slots[idx].running() else { continue };
+            let Some(b) = inner.slots[idx].running() else {
+                continue;
+            };
             let pid = b.child.pid();
             live.push(pid);
-            match process::probe(&b, &path, every.max(Duration::from_millis(200)), &inner.control).await {
+            match process::probe(
+                &b,
+                &path,
+                every.max(Duration::from_millis(200)),
+                &inner.control,
+            )
+            .await
+            {
                 Ok(()) => {
                     failures.remove(&pid);
                 }
@@ -309,7 +340,11 @@ pub(super) async fn watch_health(weak: Weak<Inner>) {
                         failures.remove(&pid);
                         let _one = inner.deploying.lock().await;
                         inner
-                            .recycle(idx, pid, &format!("it failed {limit} health checks in a row"))
+                            .recycle(
+                                idx,
+                                pid,
+                                &format!("it failed {limit} health checks in a row"),
+                            )
                             .await;
                     }
                 }

@@ -187,7 +187,11 @@ mod tests {
             ("enableShadowCopy", "yes", "must be true or false"),
             ("preload", "1", "must be true or false"),
             ("healthCheckFailures", "0", "must be 1–100"),
-            ("healthCheckIntervalSeconds", "-1", "must be a whole number, 0–3600"),
+            (
+                "healthCheckIntervalSeconds",
+                "-1",
+                "must be a whole number, 0–3600",
+            ),
             ("webSocketDrainSeconds", "3601", "must be 0–3600"),
             (
                 "healthCheckPath",

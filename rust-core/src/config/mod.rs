@@ -18,9 +18,9 @@ mod webconfig;
 use std::time::Duration;
 
 pub use builder::ConfigBuilder;
+pub use deploy::Deploy;
 pub use error::{ConfigError, ConfigErrorKind};
 pub use expand::expand_env;
-pub use deploy::Deploy;
 pub use extensions::Extensions;
 pub use schema::{attributes, AttributeKind, AttributeSpec};
 

@@ -141,7 +141,10 @@ mod tests {
         assert_ne!(tree(&t, &excl), first);
         let listed = files(&t, &["bin\\a.dll".to_owned(), "b.dll".to_owned()]);
         std::fs::write(t.join("b.dll"), "new").unwrap();
-        assert_ne!(files(&t, &["bin\\a.dll".to_owned(), "b.dll".to_owned()]), listed);
+        assert_ne!(
+            files(&t, &["bin\\a.dll".to_owned(), "b.dll".to_owned()]),
+            listed
+        );
         std::fs::remove_dir_all(&t).unwrap();
     }
 }

@@ -2,8 +2,8 @@
 
 mod backend;
 mod child;
-mod health;
 pub mod cmdline;
+mod health;
 pub mod launch;
 mod memory;
 mod output;
@@ -17,11 +17,11 @@ pub mod user_token;
 
 pub use backend::{Backend, InFlight};
 pub use child::{Child, ExitInfo, OutputSink};
+pub use health::probe;
 pub use memory::resident_bytes;
 pub use output::CAPTURE_LIMIT_CHARS;
 pub use shutdown::{control_client, stop, Stopped};
 pub use slot::{Slot, StartResult};
-pub use health::probe;
 pub use start::{start, start_in, ExitHook, StartFailure};
 pub use token::Token;
 pub use user_token::{forwards_token_of, RemoteToken, UserToken};
