@@ -31,7 +31,7 @@ impl Exclusions {
             return true;
         }
         let p = normalize(path);
-        self.folders.iter().any(|f| p == *f)
+        self.folders.contains(&p)
     }
 }
 
