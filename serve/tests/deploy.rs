@@ -398,3 +398,43 @@ fn a_request_in_flight_at_the_switch_finishes_on_the_old_process() {
     assert!(wait_gone(old, 20));
     serve.wait_log(&format!("process {old} drained"), 5);
 }
+
+#[test]
+fn websocket_sessions_of_a_draining_process_get_going_away_on_both_sides() {
+    let site = temp_site("deploy-ws");
+    let attrs = format!(
+        "processPath=\"python3\" arguments=\"{}\" shutdownTimeLimit=\"10\"",
+        backend("ws_echo.py")
+    );
+    std::fs::write(
+        site.join("web.config"),
+        web_config(
+            &attrs,
+            "<recycleOnFileChange><file path=\"restart.txt\"/></recycleOnFileChange>\
+             <handlerSettings><handlerSetting name=\"fileChangeDebounceMilliseconds\" value=\"100\"/>\
+             <handlerSetting name=\"webSocketDrainSeconds\" value=\"1\"/></handlerSettings>",
+        ),
+    )
+    .unwrap();
+    let serve = Serve::start(&site);
+    let mut client = std::process::Command::new("python3")
+        .arg(repo().join("tests/ws/ws_drain.py"))
+        .arg(format!("ws://{}", serve.addr))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(client.stdout.take().unwrap());
+    let mut line = String::new();
+    use std::io::BufRead;
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "open", "{}", serve.log());
+    std::fs::write(site.join("restart.txt"), "now").unwrap();
+    serve.wait_log("generation 2: switched", 20);
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "closed 1001", "{}", serve.log());
+    assert!(client.wait().unwrap().success());
+    // The backend was told by the proxy (it did not start the close itself).
+    serve.wait_log("the client closed first, with code 1001", 10);
+    serve.wait_log("generation 1: drained", 20);
+}

@@ -107,12 +107,21 @@ impl Inner {
     }
 
     /// Stops `b` after its requests are done: it takes no new ones (the caller took it out of
-    /// its slot), those in flight may finish within shutdownTimeLimit, then the shutdown event
-    /// as for any stop, within what is left of the limit.
+    /// its slot), those in flight may finish within shutdownTimeLimit, its WebSocket sessions
+    /// get 1001 after webSocketDrainSeconds, then the shutdown event as for any stop, within
+    /// what is left of the limit.
     pub(super) async fn drain_and_stop(&self, b: Arc<Backend>) {
         let limit = self.config.shutdown_time_limit;
         let started = Instant::now();
+        let ws = self.config.deploy.websocket_drain;
+        b.begin_drain(started + ws);
         while b.in_flight() > 0 && started.elapsed() < limit && !b.child.has_exited() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Its WebSocket sessions close themselves (1001) after webSocketDrainSeconds; give them
+        // that and the close handshake's second.
+        let ws_deadline = started + ws + Duration::from_secs(2);
+        while b.sessions() > 0 && Instant::now() < ws_deadline && !b.child.has_exited() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let waited = started.elapsed();

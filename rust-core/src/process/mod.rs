@@ -15,7 +15,7 @@ mod start;
 mod token;
 pub mod user_token;
 
-pub use backend::{Backend, InFlight};
+pub use backend::{Backend, InFlight, Session};
 pub use child::{Child, ExitInfo, OutputSink};
 pub use health::probe;
 pub use memory::resident_bytes;
