@@ -475,6 +475,9 @@ impl Inner {
     /// requests once it listens, and the old one drains and stops. If the new one cannot start,
     /// the old one keeps serving.
     async fn recycle(self: &Arc<Self>, idx: usize, old_pid: u32, reason: &str) {
+        // One at a time with generation switches, so neither puts a process of the other's
+        // generation back into a slot.
+        let _one = self.deploying.lock().await;
         log::info!("recycling process {old_pid}: {reason}");
         match self.start_backend().await {
             Ok(next) => {
@@ -715,6 +718,9 @@ async fn watch_offline(weak: Weak<Inner>) {
                 "{} was removed: the next request starts the application",
                 path.display()
             );
+            if inner.config.deploy.preload {
+                inner.preload();
+            }
         }
     }
 }

@@ -17,6 +17,9 @@ use crate::process::{self, Backend, StartFailure};
 
 use super::Inner;
 
+/// How long a replaced backend is left before its in-flight count is trusted.
+const DRAIN_GRACE: Duration = Duration::from_millis(50);
+
 /// Where an application's shadow copies go, or nothing when shadow copies are off.
 #[derive(Debug)]
 pub(super) struct Plan {
@@ -113,6 +116,9 @@ impl Inner {
     pub(super) async fn drain_and_stop(&self, b: Arc<Backend>) {
         let limit = self.config.shutdown_time_limit;
         let started = Instant::now();
+        // A request that read this backend from its slot just before the swap counts itself
+        // in flight a moment later: let it.
+        tokio::time::sleep(DRAIN_GRACE.min(limit)).await;
         let ws = self.config.deploy.websocket_drain;
         b.begin_drain(started + ws);
         while b.in_flight() > 0 && started.elapsed() < limit && !b.child.has_exited() {
@@ -347,7 +353,6 @@ pub(super) async fn watch_health(weak: Weak<Inner>) {
                     log::warn!("process {pid}: health check {n}/{limit} failed: {e}");
                     if *n >= limit {
                         failures.remove(&pid);
-                        let _one = inner.deploying.lock().await;
                         inner
                             .recycle(
                                 idx,
