@@ -143,7 +143,10 @@ pub fn run(args: &[String]) -> Result {
             bin.join("api-load-c")
         },
     };
-    let mut needed = vec![&bins.backend];
+    let mut needed = Vec::new();
+    if "abcdefgh".chars().any(|c| opts.only.contains(c)) {
+        needed.push(&bins.backend);
+    }
     if "abcdefg".chars().any(|c| opts.only.contains(c)) {
         needed.extend([&bins.serve, &bins.load]);
     }

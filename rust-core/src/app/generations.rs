@@ -281,7 +281,7 @@ pub(super) async fn watch_changes(weak: Weak<Inner>) {
     let mut quiet_since = Instant::now();
     let mut pause = Duration::from_millis(100);
     loop {
-        tokio::time::sleep(pause.min(debounce.max(Duration::from_millis(50)))).await;
+        tokio::time::sleep(pause).await;
         let Some(inner) = weak.upgrade() else { return };
         if inner.shutting_down.load(Ordering::Acquire) {
             return;
