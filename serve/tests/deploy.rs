@@ -216,7 +216,10 @@ fn deploy_under_load_switches_versions_without_a_failed_request() {
     assert_eq!(serve.stop(), 0);
     assert!(wait_gone(current, 10));
     assert_eq!(generation_folders(&site), Vec::<String>::new());
-    let _ = std::fs::remove_dir_all(shadow_base(&site));
+    assert!(
+        !shadow_base(&site).exists(),
+        "the empty shadow folder was left"
+    );
 }
 
 #[test]
@@ -397,6 +400,8 @@ fn a_request_in_flight_at_the_switch_finishes_on_the_old_process() {
     serve.wait_log(&shutdown, 10);
     assert!(wait_gone(old, 20));
     serve.wait_log(&format!("process {old} drained"), 5);
+    drop(serve);
+    let _ = std::fs::remove_dir_all(shadow_base(&site));
 }
 
 #[test]

@@ -79,10 +79,16 @@ impl Generation {
             .clone()
     }
 
-    /// Deletes its shadow copy (blocking; its processes must be gone). Logs what it could not.
+    /// Deletes its shadow copy (blocking; its processes must be gone), and the shadow folder
+    /// if that leaves it empty. Logs what it could not delete.
     pub fn remove(&self) {
         let Some(copy) = &self.copy else { return };
-        match std::fs::remove_dir_all(copy) {
+        let removed = std::fs::remove_dir_all(copy);
+        if let Some(base) = copy.parent() {
+            // Fails, as it should, while another generation's copy is there.
+            let _ = std::fs::remove_dir(base);
+        }
+        match removed {
             Ok(()) => log::info!(
                 "generation {}: removed its copy {}",
                 self.id,
