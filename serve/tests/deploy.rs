@@ -226,7 +226,7 @@ fn deploy_under_load_switches_versions_without_a_failed_request() {
 fn shadow_copies_run_the_copy_and_stale_ones_are_cleaned_at_start() {
     let site = versioned_site(
         "deploy-shadow",
-        "",
+        r#"stdoutLogFile=".\logs\stdout""#,
         &[
             ("enableShadowCopy", "true"),
             ("shadowCopyDirectory", "../deploy-shadow-copies"),
@@ -235,6 +235,9 @@ fn shadow_copies_run_the_copy_and_stale_ones_are_cleaned_at_start() {
     let base = site.parent().unwrap().join("deploy-shadow-copies");
     // A generation folder a crashed host (pid 1 is never ours) left behind.
     std::fs::create_dir_all(base.join("g1-0-7/bin")).unwrap();
+    // The stdout log folder (stdoutLogFile, .\logs\stdout here) is not copied.
+    std::fs::create_dir_all(site.join("logs")).unwrap();
+    std::fs::write(site.join("logs/stdout_1.log"), "old log").unwrap();
     let serve = Serve::start(&site);
     let r = serve.get("/json");
     let env = &r.json()["env"];
@@ -246,6 +249,8 @@ fn shadow_copies_run_the_copy_and_stale_ones_are_cleaned_at_start() {
     let (_, pid) = version_of(&serve.get("/version")).unwrap();
     let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
     assert!(cwd.starts_with(&base), "runs from {}", cwd.display());
+    assert!(cwd.join("app.py").is_file() && cwd.join("wwwroot/asset39.txt").is_file());
+    assert!(!cwd.join("logs").exists(), "the log folder was copied");
     assert!(
         !base.join("g1-0-7").exists(),
         "the stale copy was not removed"

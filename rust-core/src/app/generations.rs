@@ -34,15 +34,13 @@ impl Plan {
     pub(super) fn new(config: &Config, host: &HostInfo) -> (Plan, Generation) {
         let d = &config.deploy;
         let base = shadow::base_dir(&host.site_root, d.shadow_copy_directory.as_deref());
-        let log_dir = {
-            let prefix = host
-                .site_root
-                .join(process::launch::native_path(&config.stdout_log_file));
-            prefix.parent().map(|p| p.to_path_buf())
-        };
-        let mut folders = vec![base.clone()];
-        folders.extend(log_dir);
-        let exclusions = Arc::new(Exclusions::new(&host.site_root, folders));
+        let log_prefix = host
+            .site_root
+            .join(process::launch::native_path(&config.stdout_log_file));
+        let exclusions = Arc::new(
+            Exclusions::new(&host.site_root, vec![base.clone()])
+                .with_stdout_log(&host.site_root, &log_prefix),
+        );
         let shadow = d.shadow_copy.then(|| {
             shadow::clean_stale(&base);
             (base, shadow::app_prefix())

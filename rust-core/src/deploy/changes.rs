@@ -9,29 +9,53 @@ use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 /// What a shadow copy and the change watch leave out: `app_offline.htm` in the site root (it
-/// has its own meaning), and whole folders (the stdout log folder, the shadow folder).
+/// has its own meaning), whole folders (the shadow folder, the stdout log folder) and the
+/// stdout log files (`<prefix>_…`, when they are written into a folder of the app's own files,
+/// as with the default `.\aspnetcore-stdout`).
 #[derive(Debug, Clone)]
 pub struct Exclusions {
     offline: PathBuf,
     folders: Vec<PathBuf>,
+    /// The stdout log files' folder and the start of their names.
+    log_files: Option<(PathBuf, String)>,
 }
 
 impl Exclusions {
     /// The exclusions for a site at `site_root` with the excluded `folders`.
     pub fn new(site_root: &Path, folders: Vec<PathBuf>) -> Exclusions {
         Exclusions {
-            offline: site_root.join("app_offline.htm"),
+            offline: normalize(&site_root.join("app_offline.htm")),
             folders: folders.into_iter().map(|f| normalize(&f)).collect(),
+            log_files: None,
         }
+    }
+
+    /// Also leaves out the stdout log: the files starting with `prefix` (a path under the site
+    /// root, as stdoutLogFile names it), and their whole folder unless it is the site root.
+    pub fn with_stdout_log(mut self, site_root: &Path, prefix: &Path) -> Exclusions {
+        let prefix = normalize(prefix);
+        let (Some(dir), Some(name)) = (prefix.parent(), prefix.file_name()) else {
+            return self;
+        };
+        if dir != normalize(site_root) && dir.starts_with(normalize(site_root)) {
+            self.folders.push(dir.to_path_buf());
+        }
+        self.log_files = Some((dir.to_path_buf(), name.to_string_lossy().into_owned()));
+        self
     }
 
     /// Whether `path` (under the site root) is left out.
     pub fn skips(&self, path: &Path) -> bool {
-        if path == self.offline {
+        let p = normalize(path);
+        if p == self.offline || self.folders.contains(&p) {
             return true;
         }
-        let p = normalize(path);
-        self.folders.contains(&p)
+        match (&self.log_files, p.parent(), p.file_name()) {
+            (Some((dir, start)), Some(parent), Some(name)) => {
+                parent == dir && name.to_string_lossy().starts_with(start.as_str())
+            }
+            _ => false,
+        }
     }
 }
 
@@ -139,6 +163,11 @@ mod tests {
         assert_eq!(tree(&t, &excl), first);
         std::fs::write(t.join("bin/a.dll"), "22").unwrap();
         assert_ne!(tree(&t, &excl), first);
+        // The default stdout log (.\\aspnetcore-stdout) writes into the site root itself.
+        let excl = excl.with_stdout_log(&t, &t.join("./aspnetcore-stdout"));
+        let before = tree(&t, &excl);
+        std::fs::write(t.join("aspnetcore-stdout_20260101_1.log"), "out").unwrap();
+        assert_eq!(tree(&t, &excl), before);
         let listed = files(&t, &["bin\\a.dll".to_owned(), "b.dll".to_owned()]);
         std::fs::write(t.join("b.dll"), "new").unwrap();
         assert_ne!(

@@ -109,7 +109,8 @@ mod tests {
         std::fs::write(site.join("app_offline.htm"), "off").unwrap();
         std::fs::write(site.join("logs/stdout_1.log"), "log").unwrap();
         std::fs::create_dir_all(site.join("shadow/g1")).unwrap();
-        let excl = Exclusions::new(&site, vec![site.join("logs"), site.join("shadow")]);
+        let excl = Exclusions::new(&site, vec![site.join("shadow")])
+            .with_stdout_log(&site, &site.join("./logs/stdout"));
         let copy = t.join("copy");
         assert_eq!(copy_tree(&site, &copy, &excl).unwrap(), 2);
         assert_eq!(std::fs::read_to_string(copy.join("app.py")).unwrap(), "v1");
