@@ -448,3 +448,72 @@ fn websocket_sessions_of_a_draining_process_get_going_away_on_both_sides() {
     serve.wait_log("the client closed first, with code 1001", 10);
     serve.wait_log("generation 1: drained", 20);
 }
+
+#[test]
+fn the_stdout_log_written_into_the_site_is_not_a_change() {
+    // stdoutLogFile's default (.\aspnetcore-stdout) puts the log files in the site root itself.
+    let site = versioned_site(
+        "deploy-stdout",
+        r#"stdoutLogEnabled="true""#,
+        &[
+            ("enableShadowCopy", "true"),
+            ("fileChangeDebounceMilliseconds", "100"),
+        ],
+    );
+    let serve = Serve::start(&site);
+    for _ in 0..20 {
+        let r = serve.get("/version");
+        assert_eq!(r.status, 200, "{}\n{}", r.text(), serve.log());
+    }
+    let logs = || {
+        std::fs::read_dir(&site)
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("aspnetcore-stdout")
+            })
+            .count()
+    };
+    assert!(wait_until(10, || logs() > 0), "no stdout log in the site");
+    // Several poll and debounce intervals: the log's growth starts no generation.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!serve.log().contains("generation 2"), "{}", serve.log());
+    assert_eq!(serve.stop(), 0);
+}
+
+#[test]
+fn a_deploy_during_a_start_does_not_pull_the_files_from_under_it() {
+    let site = temp_site("deploy-during-start");
+    write_app(&site, "1");
+    std::fs::write(
+        site.join("web.config"),
+        web_config(
+            "processPath=\"python3\" arguments=\"app.py\"",
+            "<environmentVariables><environmentVariable name=\"VERSIONED_START_DELAY\" value=\"1\"/></environmentVariables>\
+             <handlerSettings><handlerSetting name=\"enableShadowCopy\" value=\"true\"/>\
+             <handlerSetting name=\"fileChangeDebounceMilliseconds\" value=\"100\"/></handlerSettings>",
+        ),
+    )
+    .unwrap();
+    let serve = Arc::new(Serve::start(&site));
+    // The first request starts version 1, which reads its files a second later; the deploy of
+    // version 2 lands meanwhile.
+    let first = {
+        let serve = serve.clone();
+        std::thread::spawn(move || serve.get("/version"))
+    };
+    serve.wait_log("started process", 10);
+    write_app(&site, "2");
+    let r = first.join().unwrap();
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), serve.log());
+    assert!(
+        wait_until(20, || version_of(&serve.get("/version")).map(|v| v.0)
+            == Some(2)),
+        "{}",
+        serve.log()
+    );
+    drop(serve);
+    let _ = std::fs::remove_dir_all(shadow_base(&site));
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Test backend for deploys: the app's version is read at start from version.txt in its working directory
-(so a process run from a shadow copy reports the copy's version); the version "broken" exits with code 4
+(so a process run from a shadow copy reports the copy's version), after VERSIONED_START_DELAY seconds (0 by
+default); the version "broken" exits with code 4
 before listening (a broken deploy). Copied into a test site with common.py, as a deploy would copy an app.
 Routes (besides common's): /version "<version> <pid>"; /health "ok"; /hang: every later request, health
 checks too, hangs without an answer (a hung app)."""
@@ -11,6 +12,8 @@ import time
 
 import common
 
+# A slow start (VERSIONED_START_DELAY seconds) before the app's files are read.
+time.sleep(float(os.environ.get("VERSIONED_START_DELAY", "0")))
 VERSION = open("version.txt").read().strip()
 HUNG = threading.Event()
 

@@ -159,16 +159,19 @@ impl Inner {
         let id = self.next_generation.fetch_add(1, Ordering::Relaxed);
         let next = Arc::new(self.plan.generation(id, &self.host));
         log::info!("generation {id}: starting ({reason})");
+        // A start under way runs from the old generation's files: let it finish and count it.
+        self.settle().await;
         let running: Vec<usize> = (0..self.slots.len())
             .filter(|&i| self.slots[i].running().is_some())
             .collect();
         if running.is_empty() {
             // Nothing runs (not started yet, or offline): the next start uses the new files.
-            self.generation.store(next);
+            self.generation.store(next.clone());
             log::info!(
                 "generation {id}: switched (no process was running; the next request starts it)"
             );
-            self.retire(old, Vec::new()).await;
+            let previous = self.catch_up(&next).await;
+            self.retire(old, previous).await;
             return;
         }
         let mut started = Vec::new();
@@ -205,23 +208,35 @@ impl Inner {
             previous.extend(self.slots[idx].replace(b));
         }
         log::info!("generation {id}: switched; generation {} drains", old.id);
-        // A slot that was starting in the old generation while we switched: replace it too.
+        previous.extend(self.catch_up(&next).await);
+        self.retire(old, previous).await;
+    }
+
+    /// Waits (at most startupTimeLimit) until no slot is starting a process.
+    async fn settle(&self) {
+        let until = Instant::now() + self.config.startup_time_limit;
+        while self.slots.iter().any(|s| s.is_starting()) && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// After the swap: a slot that started a process of an older generation meanwhile (a
+    /// request's start, a crash restart) gets one of `next` too. Returns the replaced ones.
+    async fn catch_up(self: &Arc<Self>, next: &Generation) -> Vec<Arc<Backend>> {
+        self.settle().await;
+        let mut previous = Vec::new();
         for idx in 0..self.slots.len() {
-            let wait_until = Instant::now() + self.config.startup_time_limit;
-            while self.slots[idx].is_starting() && Instant::now() < wait_until {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
             let Some(b) = self.slots[idx].running() else {
                 continue;
             };
-            if self.generation_of(b.child.pid()) == Some(id) {
+            if self.generation_of(b.child.pid()) == Some(next.id) {
                 continue;
             }
-            if let Ok(fresh) = self.start_in(&next).await {
+            if let Ok(fresh) = self.start_in(next).await {
                 previous.extend(self.slots[idx].replace(Arc::new(fresh)));
             }
         }
-        self.retire(old, previous).await;
+        previous
     }
 
     /// Drains and stops the old generation's processes, then deletes its copy.
