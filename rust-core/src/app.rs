@@ -2,16 +2,19 @@
 //! app_offline state. Hosts hand it requests; it answers each one, starting processes as
 //! needed.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+mod generations;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::Bytes;
 use http::{Request, Response};
 use tokio::runtime::Handle;
 
 use crate::config::Config;
+use crate::deploy::Generation;
 use crate::event::Event;
 use crate::forward::{self, pages, ClientInfo, RequestBody, ResponseBody};
 use crate::host::HostInfo;
@@ -40,6 +43,14 @@ struct Inner {
     rapid: Mutex<RapidFails>,
     offline: ArcSwapOption<Bytes>,
     shutting_down: AtomicBool,
+    /// The generation new processes start in (its files: the site root or a shadow copy).
+    generation: ArcSwap<Generation>,
+    next_generation: AtomicU64,
+    /// Which generation each running process belongs to (pid → id).
+    members: Mutex<std::collections::HashMap<u32, u64>>,
+    /// Held by a generation switch or a health-check restart: one at a time.
+    deploying: tokio::sync::Mutex<()>,
+    plan: generations::Plan,
 }
 
 /// Crashes (exits the engine did not ask for): counted in ANCM's fixed window, and as a run
@@ -90,7 +101,13 @@ impl App {
             log::warn!("{w}");
         }
         let n = config.processes_per_application.clamp(1, 100) as usize;
+        let (plan, first) = generations::Plan::new(&config, &host);
         let inner = Arc::new(Inner {
+            generation: ArcSwap::from_pointee(first),
+            next_generation: AtomicU64::new(2),
+            members: Mutex::new(Default::default()),
+            deploying: tokio::sync::Mutex::new(()),
+            plan,
             control: process::control_client(),
             slots: (0..n).map(|_| Arc::new(Slot::default())).collect(),
             next: AtomicUsize::new(0),
@@ -111,6 +128,17 @@ impl App {
         rt.spawn(watch_offline(Arc::downgrade(&inner)));
         if inner.config.extensions.recycles() {
             rt.spawn(watch_recycle(Arc::downgrade(&inner)));
+        }
+        let deploy = &inner.config.deploy;
+        if deploy.watches_changes() {
+            rt.spawn(generations::watch_changes(Arc::downgrade(&inner)));
+        }
+        if deploy.health_check_path.is_some() && !deploy.health_check_interval.is_zero() {
+            rt.spawn(generations::watch_health(Arc::downgrade(&inner)));
+        }
+        if deploy.preload {
+            let _guard = rt.enter();
+            inner.preload();
         }
         App { inner }
     }
@@ -185,6 +213,11 @@ impl App {
     pub async fn shutdown(&self) {
         self.inner.shutting_down.store(true, Ordering::Release);
         self.inner.stop_all().await;
+        // A switch under way finishes (and retires what it started) before the copy goes.
+        let _one = self.inner.deploying.lock().await;
+        self.inner.stop_all().await;
+        let current = self.inner.generation.load_full();
+        let _ = tokio::task::spawn_blocking(move || current.remove()).await;
     }
 
     /// What is running now.
@@ -383,23 +416,46 @@ impl Inner {
         self.start_backend().await.map(Arc::new).map_err(Arc::new)
     }
 
-    /// Starts one process with this app's settings; its exit is reported to `on_exit`.
+    /// Starts one process in the current generation.
     async fn start_backend(self: &Arc<Self>) -> Result<Backend, StartFailure> {
+        let generation = self.generation.load_full();
+        self.start_in(&generation).await
+    }
+
+    /// Starts one process with this app's settings from `generation`'s files, ready once it
+    /// listens and passes its health check; its exit is reported to `on_exit`.
+    async fn start_in(self: &Arc<Self>, generation: &Generation) -> Result<Backend, StartFailure> {
+        let root = generation.root().await.map_err(|cause| StartFailure {
+            cause,
+            output: String::new(),
+            plain_502: false,
+        })?;
         let weak = Arc::downgrade(self);
         let hook: ExitHook = Arc::new(move |pid, info| {
             if let Some(inner) = weak.upgrade() {
                 inner.on_exit(pid, info);
             }
         });
-        let started = process::start(&self.config, &self.host, &self.rt, hook).await;
+        let mut started = process::start_in(&self.config, &self.host, &root, &self.rt, hook).await;
+        if let Ok(b) = &started {
+            if let Err(f) = self.health_gate(b).await {
+                started = Err(f);
+            }
+        }
         match &started {
-            Ok(b) => log::info!(
-                event = Event::ProcessStartSuccess as u32;
-                "{}: process {} started and is listening on port {}",
-                self.config.source,
-                b.child.pid(),
-                b.port
-            ),
+            Ok(b) => {
+                if let Ok(mut m) = self.members.lock() {
+                    m.insert(b.child.pid(), generation.id);
+                }
+                log::info!(
+                    event = Event::ProcessStartSuccess as u32;
+                    "{}: process {} of generation {} started and is listening on port {}",
+                    self.config.source,
+                    b.child.pid(),
+                    generation.id,
+                    b.port
+                )
+            }
             Err(f) if f.output.is_empty() => log::error!(
                 event = Event::ProcessStartFailure as u32;
                 "{}: could not start the application: {}",
@@ -421,17 +477,14 @@ impl Inner {
     /// requests once it listens, and the old one drains and stops. If the new one cannot start,
     /// the old one keeps serving.
     async fn recycle(self: &Arc<Self>, idx: usize, old_pid: u32, reason: &str) {
+        // One at a time with generation switches, so neither puts a process of the other's
+        // generation back into a slot.
+        let _one = self.deploying.lock().await;
         log::info!("recycling process {old_pid}: {reason}");
         match self.start_backend().await {
             Ok(next) => {
                 if let Some(prev) = self.slots[idx].replace(Arc::new(next)) {
-                    process::stop(
-                        &prev,
-                        &self.host.app_path,
-                        self.config.shutdown_time_limit,
-                        &self.control,
-                    )
-                    .await;
+                    self.drain_and_stop(prev).await;
                 }
             }
             Err(f) => log::error!(
@@ -485,7 +538,14 @@ impl Inner {
         None
     }
 
-    fn on_exit(&self, pid: u32, info: &process::ExitInfo) {
+    fn on_exit(self: &Arc<Self>, pid: u32, info: &process::ExitInfo) {
+        if let Ok(mut m) = self.members.lock() {
+            m.remove(&pid);
+        }
+        if self.config.deploy.preload && !info.requested {
+            // Warm-up: a crashed process is restarted now, not by the next request.
+            self.preload();
+        }
         if info.requested || self.shutting_down.load(Ordering::Acquire) {
             log::info!("process {pid} {}", info.description);
             return;
@@ -569,6 +629,7 @@ impl Drop for Inner {
                 b.child.kill();
             }
         }
+        self.generation.load().remove();
     }
 }
 
@@ -659,6 +720,9 @@ async fn watch_offline(weak: Weak<Inner>) {
                 "{} was removed: the next request starts the application",
                 path.display()
             );
+            if inner.config.deploy.preload {
+                inner.preload();
+            }
         }
     }
 }

@@ -7,6 +7,7 @@
 pub mod app;
 pub mod config;
 pub mod debug_log;
+pub mod deploy;
 pub mod event;
 pub mod ffi;
 pub mod forward;

@@ -5,6 +5,7 @@ answers the shutdown event with 202 and exits. WebSocket routes:
   /echo         echoes every message back (text as text, binary as binary)
   /close-after  echoes one message, then the server closes with code 4001 reason "server-bye"
   /headers      sends one text message: JSON of the handshake request headers, then echoes
+A close the other side starts is logged to stderr with its code ("the client closed first, with code N").
 Plain HTTP (no upgrade) on any path: 200 "plain\n".
 """
 
@@ -53,6 +54,9 @@ async def handler(ws):
         return
     async for msg in ws:
         await ws.send(msg)
+    if ws.protocol.close_rcvd_then_sent and ws.protocol.close_rcvd is not None:
+        sys.stderr.write(f"ws_echo: the client closed first, with code {ws.protocol.close_rcvd.code}\n")
+        sys.stderr.flush()
 
 
 async def main():

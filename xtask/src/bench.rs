@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--quick] [--rounds N] [--secs S] [--out FILE] [--only abcdefgh] [--serve BIN]
+//! `cargo xtask bench [--quick] [--rounds N] [--secs S] [--out FILE] [--only abcdefghi] [--serve BIN]
 //! [--no-build]`: the benchmark harness of
 //! issue 8. Builds the release binaries, installs wrk and nginx if missing, and measures on
 //! loopback, alternating the contenders within each round (direct, ancm-serve, nginx, …):
@@ -12,7 +12,9 @@
 //! - (g) user-space instructions per small GET under callgrind, ancm-serve and nginx (repeatable
 //!   on a busy machine);
 //! - (h) the C ABI's cost: CPU and instructions per small GET of a C host through include/ancm.h
-//!   vs the same work through the engine's Rust API ([`abi`]).
+//!   vs the same work through the engine's Rust API ([`abi`]);
+//! - (i) deploys under load: 20 overwrites of a shadow-copied app's files, the time from the last
+//!   file written to the first response of the new version, and the requests failed ([`deploy`]).
 //!
 //! Writes docs/benchmarks.md (keeping the hand-written part below [`KEEP_MARKER`]) and SVG charts
 //! under docs/bench/; `--quick` (one short round) writes under target/bench/ instead. Exits
@@ -29,6 +31,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::sh::{ensure_packages, root, run as sh_run, Result};
 
 mod abi;
+mod deploy;
 
 /// Everything in docs/benchmarks.md after this line is hand-written and kept across runs.
 const KEEP_MARKER: &str =
@@ -46,7 +49,7 @@ struct Opts {
     build: bool,
     /// Another ancm-serve binary to measure (A/B of an engine change).
     serve: Option<PathBuf>,
-    /// Which cases to run (letters a–h).
+    /// Which cases to run (letters a–i).
     only: String,
 }
 
@@ -60,7 +63,7 @@ fn parse_opts(args: &[String]) -> Result<Opts> {
         out: root().join("docs/benchmarks.md"),
         build: true,
         serve: None,
-        only: "abcdefgh".into(),
+        only: "abcdefghi".into(),
     };
     let mut out_given = false;
     let mut it = args.iter();
@@ -140,9 +143,15 @@ pub fn run(args: &[String]) -> Result {
             bin.join("api-load-c")
         },
     };
-    let mut needed = vec![&bins.backend];
+    let mut needed = Vec::new();
+    if "abcdefgh".chars().any(|c| opts.only.contains(c)) {
+        needed.push(&bins.backend);
+    }
     if "abcdefg".chars().any(|c| opts.only.contains(c)) {
         needed.extend([&bins.serve, &bins.load]);
+    }
+    if opts.only.contains('i') {
+        needed.push(&bins.serve);
     }
     if opts.only.contains('h') {
         needed.push(&bins.api_rust);
@@ -809,6 +818,8 @@ struct Report {
     instr: BTreeMap<&'static str, f64>,
     /// Case (h).
     abi: abi::AbiReport,
+    /// Case (i).
+    deploy: deploy::DeployReport,
     failures: Vec<String>,
     loads: Vec<String>,
 }
@@ -882,7 +893,7 @@ fn measure_all(opts: &Opts, bins: &Bins, tmp: &Path) -> Result<Report> {
     finish_rest(opts, bins, tmp, r)
 }
 
-/// The cases that start their own processes: (b), (c), (g).
+/// The cases that start their own processes: (b), (c), (g), (i).
 fn finish_rest(opts: &Opts, bins: &Bins, tmp: &Path, mut r: Report) -> Result<Report> {
     if opts.only.contains('b') {
         case_cold(opts, bins, tmp, &mut r);
@@ -892,6 +903,20 @@ fn finish_rest(opts: &Opts, bins: &Bins, tmp: &Path, mut r: Report) -> Result<Re
     }
     if opts.only.contains('g') {
         case_instr(opts, bins, tmp, &mut r);
+    }
+    if opts.only.contains('i') {
+        match deploy::case_deploy(&bins.serve, &root(), tmp, &mut r.commands) {
+            Ok(d) => {
+                if d.failed > 0 {
+                    r.fail(
+                        "(i) deploys under load",
+                        format!("{} of {} requests failed", d.failed, d.requests),
+                    );
+                }
+                r.deploy = d;
+            }
+            Err(e) => r.fail("(i) deploys under load", e),
+        }
     }
     r.loads.push(format!("end: {}", loadavg()));
     Ok(r)
@@ -1615,6 +1640,7 @@ fn write_report(opts: &Opts, r: &Report) -> Result {
     }
     abi::write_section(&mut md, &r.abi);
     let _ = writeln!(md);
+    deploy::write_section(&mut md, &r.deploy);
 
     // Bars.
     let _ = writeln!(

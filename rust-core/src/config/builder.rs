@@ -47,6 +47,8 @@ pub struct ConfigBuilder {
     values: Vec<Option<String>>,
     environment_variables: Collection,
     handler_settings: Collection,
+    /// `<recycleOnFileChange><file path/>` entries, in order.
+    recycle_on_file_change: Vec<String>,
 }
 
 /// A collection's entries in order, names unique case-insensitively (ASCII case, as IIS
@@ -105,6 +107,7 @@ impl ConfigBuilder {
             values: vec![None; schema::attributes(dialect).len()],
             environment_variables: Collection::default(),
             handler_settings: Collection::default(),
+            recycle_on_file_change: Vec::new(),
         }
     }
 
@@ -179,6 +182,14 @@ impl ConfigBuilder {
         self.remove(CollectionKind::HandlerSettings, name)
     }
 
+    /// `<recycleOnFileChange><file path/>`: a file (relative to the site root) whose change
+    /// starts a new generation of the app when shadow copies are off.
+    pub fn add_recycle_on_file_change(&mut self, path: &str) {
+        if !path.is_empty() {
+            self.recycle_on_file_change.push(path.to_owned());
+        }
+    }
+
     /// `<clear/>` in `handlerSettings`.
     pub fn clear_handler_settings(&mut self) -> Result<(), ConfigError> {
         self.clear(CollectionKind::HandlerSettings)
@@ -244,6 +255,7 @@ impl ConfigBuilder {
             environment_variables: Vec::new(),
             handler_settings: Vec::new(),
             extensions: Default::default(),
+            deploy: Default::default(),
         };
 
         for (spec, raw) in schema::attributes(dialect).iter().zip(&self.values) {
@@ -268,6 +280,8 @@ impl ConfigBuilder {
             .collect();
         let handler_settings = self.handler_settings.into_vec();
         config.extensions = super::extensions::parse(&handler_settings, &self.source, dialect)?;
+        config.deploy = super::deploy::parse(&handler_settings, &self.source, dialect)?;
+        config.deploy.recycle_on_file_change = self.recycle_on_file_change;
         config.handler_settings = handler_settings;
         Ok(config)
     }

@@ -8,6 +8,7 @@
 
 mod builder;
 mod debug;
+mod deploy;
 mod error;
 mod expand;
 mod extensions;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 pub use builder::ConfigBuilder;
 pub use debug::DebugSettings;
+pub use deploy::Deploy;
 pub use error::{ConfigError, ConfigErrorKind};
 pub use expand::expand_env;
 pub use extensions::{BackendProtocol, Extensions};
@@ -86,6 +88,8 @@ pub struct Config {
     pub handler_settings: Vec<(String, String)>,
     /// This project's own settings, read from `handlerSettings` (recycle limits).
     pub extensions: Extensions,
+    /// The deploy settings (shadow copies, change detection, preload, health checks, drain).
+    pub deploy: Deploy,
 }
 
 impl Config {

@@ -247,8 +247,26 @@ fn read_section(
             "handlerSettings" if dialect.has_handler_settings() => {
                 read_collection(builder, child, source)?
             }
-            // In ANCM's schema, but only the in-process handler uses it.
-            "recycleOnFileChange" if dialect == Dialect::AspNetCore => {}
+            // ANCM's schema: `<file path/>` items (its in-process handler's); here they name the
+            // files whose change starts a new generation (docs/configuration.md).
+            "recycleOnFileChange" if dialect == Dialect::AspNetCore => {
+                let path = format!("{section_name}/recycleOnFileChange");
+                check_attributes(&child, &[], &path, source)?;
+                for file in child.children().filter(Node::is_element) {
+                    let item = format!("{path}/{}", file.tag_name().name());
+                    if file.tag_name().name() != "file" {
+                        return Err(ConfigError::new(
+                            ConfigErrorKind::UnknownElement,
+                            source,
+                            item,
+                            None,
+                            "Unrecognized element; this collection takes <file path=\"...\" />",
+                        ));
+                    }
+                    check_attributes(&file, &["path"], &item, source)?;
+                    builder.add_recycle_on_file_change(file.attribute("path").unwrap_or(""));
+                }
+            }
             _ => {
                 return Err(ConfigError::new(
                     ConfigErrorKind::UnknownElement,
@@ -586,6 +604,12 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(c.process_path, "a");
+        assert_eq!(c.deploy.recycle_on_file_change, ["x.dll"]);
+        let e = parse(&wrap(
+            r#"<aspNetCore processPath="a"><recycleOnFileChange><dir path="x"/></recycleOnFileChange></aspNetCore>"#,
+        ))
+        .unwrap_err();
+        assert_eq!(e.attribute, "aspNetCore/recycleOnFileChange/dir");
     }
 
     #[test]

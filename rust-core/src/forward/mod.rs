@@ -4,6 +4,7 @@
 mod body;
 pub mod framing;
 pub mod h2;
+pub mod going_away;
 pub mod headers;
 pub mod pages;
 pub mod pool;
@@ -255,7 +256,9 @@ pub async fn forward(
         let upgrade_value = parts.headers.get(header::UPGRADE).cloned();
         headers::translate_response(&mut parts.headers);
         upgrade::restore_response_headers(&mut parts.headers, upgrade_value);
-        parts.extensions.insert(BackendUpgrade::new(on));
+        parts
+            .extensions
+            .insert(BackendUpgrade::of(on, backend.clone()));
         return Ok(Response::from_parts(parts, ResponseBody::empty()));
     }
     framing::check(resp.headers())

@@ -14,23 +14,35 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::process::{Backend, Session};
+
 /// The backend's side of an upgraded connection, found in the extensions of a 101 response the
 /// engine returns. A host takes it out (`extensions_mut().remove::<BackendUpgrade>()`) and
 /// either calls [`tunnel`] with the client's side or pumps it itself (the C ABI).
 ///
 /// Extensions must be `Clone`; the connection itself is not, so it sits in a take-once cell.
 #[derive(Clone)]
-pub struct BackendUpgrade(Arc<Mutex<Option<OnUpgrade>>>);
+pub struct BackendUpgrade(Arc<Mutex<Option<OnUpgrade>>>, Option<Arc<Backend>>);
 
 impl BackendUpgrade {
     /// Wraps the backend's pending upgrade.
     pub fn new(on: OnUpgrade) -> Self {
-        BackendUpgrade(Arc::new(Mutex::new(Some(on))))
+        BackendUpgrade(Arc::new(Mutex::new(Some(on))), None)
+    }
+
+    /// Wraps the pending upgrade of `backend`, whose drain ends the session ([`tunnel`]).
+    pub fn of(on: OnUpgrade, backend: Arc<Backend>) -> Self {
+        BackendUpgrade(Arc::new(Mutex::new(Some(on))), Some(backend))
     }
 
     /// Takes the pending upgrade (once; later calls get `None`).
     pub fn take(&self) -> Option<OnUpgrade> {
         self.0.lock().ok().and_then(|mut g| g.take())
+    }
+
+    /// The session's place in its backend's count, with the backend's drain signal.
+    pub fn session(&self) -> Option<Session> {
+        self.1.as_ref().map(|b| b.begin_session())
     }
 }
 
@@ -73,17 +85,26 @@ fn has_token(h: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
 }
 
 /// Pumps bytes both ways between the client's upgraded connection and the backend's until
-/// either side closes (a close is passed on as a write shutdown) or fails. Returns the bytes
-/// moved (client→backend, backend→client).
+/// either side closes (a close is passed on as a write shutdown) or fails. When the backend
+/// drains (a deploy, a recycle), both sides get a close frame with 1001 (going away) after
+/// webSocketDrainSeconds ([`super::going_away`]). Returns the bytes moved (client→backend,
+/// backend→client).
 pub async fn tunnel<C>(client: C, backend: BackendUpgrade) -> std::io::Result<(u64, u64)>
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {
+    let session = backend.session();
     let pending = backend
         .take()
         .ok_or_else(|| std::io::Error::other("the backend connection was already taken"))?;
     let backend = pending.await.map_err(std::io::Error::other)?;
     let mut backend = TokioIo::new(backend);
+    if let Some(session) = session {
+        let closing = session.closing.clone();
+        let moved = super::going_away::session(client, backend, closing).await;
+        drop(session);
+        return moved;
+    }
     let mut client = client;
     tokio::io::copy_bidirectional(&mut client, &mut backend).await
 }

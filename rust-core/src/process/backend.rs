@@ -32,6 +32,9 @@ pub struct Backend {
     pub pool: crate::forward::pool::Pool,
     /// Its idle keep-alive sockets for the engine's own HTTP/1.1 path ([`crate::h1`]).
     pub idle: crate::h1::Idle,
+    /// When its WebSocket sessions are to be closed (going away), once it drains.
+    drain: tokio::sync::watch::Sender<Option<Instant>>,
+    sessions: Arc<AtomicUsize>,
 }
 
 impl Backend {
@@ -54,6 +57,8 @@ impl Backend {
             served: std::sync::atomic::AtomicU64::new(0),
             pool: Default::default(),
             idle: Default::default(),
+            drain: tokio::sync::watch::Sender::new(None),
+            sessions: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -72,11 +77,45 @@ impl Backend {
         self.served.load(Ordering::Relaxed)
     }
 
+    /// Starts its drain: its WebSocket sessions are to be closed with 1001 at `close_at`.
+    pub fn begin_drain(&self, close_at: Instant) {
+        self.drain.send_replace(Some(close_at));
+    }
+
+    /// Its WebSocket sessions (tunnels) still open.
+    pub fn sessions(&self) -> usize {
+        self.sessions.load(Ordering::Relaxed)
+    }
+
+    /// Counts a WebSocket session until the returned value is dropped, and gives it the drain
+    /// signal to watch.
+    pub fn begin_session(&self) -> Session {
+        self.sessions.fetch_add(1, Ordering::Relaxed);
+        Session {
+            count: self.sessions.clone(),
+            closing: self.drain.subscribe(),
+        }
+    }
+
     /// Counts a request as outstanding until the returned guard is dropped.
     pub fn begin_request(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.served.fetch_add(1, Ordering::Relaxed);
         InFlight(self.clone())
+    }
+}
+
+/// A WebSocket session of a backend: counted while alive, with the backend's drain signal.
+#[derive(Debug)]
+pub struct Session {
+    count: Arc<AtomicUsize>,
+    /// When to close the session (set once the backend drains).
+    pub closing: tokio::sync::watch::Receiver<Option<Instant>>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -89,6 +89,20 @@ pub fn build(
     token: &Token,
     inherited: impl IntoIterator<Item = (OsString, OsString)>,
 ) -> LaunchSpec {
+    build_in(config, host, &host.site_root, port, token, inherited)
+}
+
+/// [`build`] for a process that runs from `run_root` (a shadow copy of the site): processPath
+/// and the working directory are resolved there; `ASPNETCORE_IIS_PHYSICAL_PATH` stays the
+/// site root, as the app's own file lookups through it expect.
+pub fn build_in(
+    config: &Config,
+    host: &HostInfo,
+    run_root: &Path,
+    port: u16,
+    token: &Token,
+    inherited: impl IntoIterator<Item = (OsString, OsString)>,
+) -> LaunchSpec {
     let mut env: Vec<(OsString, OsString)> = inherited.into_iter().collect();
     let prefer_inherited = env.iter().any(|(k, v)| {
         eq_name(k, "ANCM_PREFER_ENVIRONMENT_VARIABLES") && v.eq_ignore_ascii_case("true")
@@ -145,10 +159,10 @@ pub fn build(
         Args::Split(super::cmdline::split_windows(&arguments))
     };
     LaunchSpec {
-        program: resolve_program(&config.process_path, &host.site_root),
+        program: resolve_program(&config.process_path, run_root),
         args,
         env,
-        cwd: host.site_root.clone(),
+        cwd: run_root.to_path_buf(),
     }
 }
 
@@ -238,6 +252,16 @@ mod tests {
             Args::Split(a) => assert_eq!(a, &["app.py", "a b", "--port", "%HTTP_PLATFORM_PORT%"]),
             Args::Raw(_) => panic!("unix splits"),
         }
+    }
+
+    #[test]
+    fn a_shadow_copy_is_the_working_directory_but_not_the_physical_path() {
+        let cfg = config(&[], Dialect::AspNetCore);
+        let host = HostInfo::new("/srv/app");
+        let copy = Path::new("/srv/copies/g1");
+        let spec = build_in(&cfg, &host, copy, 1, &Token::configured("t"), vec![]);
+        assert_eq!(spec.cwd, copy);
+        assert_eq!(get(&spec, "ASPNETCORE_IIS_PHYSICAL_PATH"), Some("/srv/app"));
     }
 
     #[test]

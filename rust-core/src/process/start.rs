@@ -43,6 +43,17 @@ pub async fn start(
     rt: &Handle,
     on_exit: ExitHook,
 ) -> Result<Backend, StartFailure> {
+    start_in(config, host, &host.site_root, rt, on_exit).await
+}
+
+/// [`start`] for a process running from `run_root` (a shadow copy; see [`launch::build_in`]).
+pub async fn start_in(
+    config: &Config,
+    host: &HostInfo,
+    run_root: &std::path::Path,
+    rt: &Handle,
+    on_exit: ExitHook,
+) -> Result<Backend, StartFailure> {
     let configured_port = match config.configured_port() {
         Some(Ok(p)) => Some(p),
         Some(Err(rule)) => {
@@ -77,7 +88,7 @@ pub async fn start(
                 plain_502: false,
             })?,
         };
-        let spec = launch::build(config, host, port, &token, std::env::vars_os());
+        let spec = launch::build_in(config, host, run_root, port, &token, std::env::vars_os());
         let program = spec.program.clone();
         let sink = if config.stdout_log_enabled {
             OutputSink::LogFile {
