@@ -81,6 +81,11 @@ enum ancm_result
      */
     ANCM_RESULT_INVALID_WINDOWS_TOKEN = 1010,
     /**
+     * A `Content-Length` or `Transfer-Encoding` header in the request head disagrees with its
+     * `content_length` (or the two headers conflict): `content_length` is the framing.
+     */
+    ANCM_RESULT_FRAMING_HEADER = 1011,
+    /**
      * The configuration is invalid; the `ancm_error` out-parameter carries the message.
      */
     ANCM_RESULT_CONFIG_INVALID = 2000,
@@ -92,6 +97,11 @@ enum ancm_result
      * A write was acknowledged while none was outstanding.
      */
     ANCM_RESULT_NO_WRITE_PENDING = 3001,
+    /**
+     * The supplied body does not fit `content_length`: more bytes than it announced, or the
+     * end before all of them. The request fails (`ANCM_RESULT_BODY_REFUSED`).
+     */
+    ANCM_RESULT_BODY_LENGTH_MISMATCH = 3002,
     /**
      * The process-wide runtime could not be created (its message went to the log callback).
      */
@@ -119,6 +129,12 @@ enum ancm_result
      * Request outcome: the backend switched protocols but the upgraded connection failed.
      */
     ANCM_RESULT_UPGRADE_FAILED = 5002,
+    /**
+     * Request outcome: the engine refused a body supply (a length that breaks
+     * `content_length`, or zero bytes), so the request was not forwarded as a success; the
+     * message says which. Abort the client connection.
+     */
+    ANCM_RESULT_BODY_REFUSED = 5003,
     /**
      * A panic was caught at the ABI boundary: a bug in ancm-core.
      */
@@ -548,7 +564,8 @@ typedef struct ancm_response_head {
      */
     uint16_t status;
     /**
-     * IIS's substatus for responses the engine made itself (e.g. 5 for 502.5), else 0.
+     * IIS's substatus for responses the engine made itself (e.g. 5 for 502.5), else 0. Some
+     * engine responses have substatus 0 too (400, 503): `from_engine` tells them apart.
      */
     uint16_t substatus;
     /**
@@ -570,6 +587,12 @@ typedef struct ancm_response_head {
      * the backend's bytes to the client.
      */
     bool upgraded;
+    /**
+     * True when the engine made this response itself (every page of the status table in
+     * README.md: 400, 500, 502, 502.3, 502.5, 503 …, including those with substatus 0), false
+     * when it is the backend's.
+     */
+    bool from_engine;
 } ancm_response_head;
 
 /**

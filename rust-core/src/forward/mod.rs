@@ -6,6 +6,7 @@ pub mod framing;
 pub mod headers;
 pub mod pages;
 pub mod pool;
+pub mod target;
 mod progress;
 pub mod upgrade;
 pub mod websocket;
