@@ -209,6 +209,28 @@ pub fn run(args: &[String]) -> Result {
         t.record("host_test under AddressSanitizer", run_program(&mut cmd));
     }
 
+    let rules = bin("abi_rules_asan");
+    let built = compile(
+        "cc",
+        C_FLAGS,
+        &[&src("abi_rules.c")],
+        &rules,
+        &["-fsanitize=address", "-fno-omit-frame-pointer"],
+        Some(&lib),
+    );
+    let ok = built.is_ok();
+    t.record("abi_rules.c compiles with AddressSanitizer", built);
+    if ok {
+        t.record(
+            "abi_rules under AddressSanitizer: what a host gets for each broken rule",
+            run_program(
+                Command::new(&rules)
+                    .arg(&root_arg)
+                    .env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0"),
+            ),
+        );
+    }
+
     let cpp = bin("cpp_test");
     let built = compile(
         "g++",
