@@ -252,6 +252,31 @@ pub fn run(args: &[String]) -> Result {
         );
     }
 
+    let api = bin("cpp_api_test_asan");
+    let built = compile(
+        "g++",
+        CXX_FLAGS,
+        &[&src("cpp_api_test.cpp")],
+        &api,
+        &["-fsanitize=address", "-fno-omit-frame-pointer"],
+        Some(&lib),
+    );
+    let ok = built.is_ok();
+    t.record(
+        "cpp_api_test.cpp compiles with AddressSanitizer (C++17, strict warnings)",
+        built,
+    );
+    if ok {
+        t.record(
+            "cpp_api_test under AddressSanitizer: all of ancm.hpp (callables, log, processes, fragments)",
+            run_program(
+                Command::new(&api)
+                    .arg(&root_arg)
+                    .env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0"),
+            ),
+        );
+    }
+
     let example = bin("example");
     let built = compile(
         "cc",
