@@ -489,7 +489,9 @@ typedef struct ancm_request_head {
      */
     struct ancm_slice method;
     /**
-     * The request target exactly as the client sent it (raw, not decoded), e.g. `/a%2Fb?x=1`.
+     * The request target exactly as the client sent it (raw, not decoded), e.g. `/a%2Fb?x=1`:
+     * origin-form (starting with `/`), or `*` for OPTIONS; anything else is refused, never
+     * translated.
      */
     struct ancm_slice target;
     /**
@@ -502,7 +504,9 @@ typedef struct ancm_request_head {
     size_t header_count;
     /**
      * The body's length: 0 for no body, the length when known (Content-Length), -1 when
-     * unknown (chunked). The core asks for body bytes only when it is not 0.
+     * unknown (chunked). The core asks for body bytes only when it is not 0. This is the
+     * request's framing: `Content-Length` / `Transfer-Encoding` entries in `headers` may only
+     * repeat it, and supplied bytes must add up to it.
      */
     int64_t content_length;
     /**
@@ -613,8 +617,9 @@ typedef void (*ancm_response_body_callback)(void *userdata, const uint8_t *data,
 
 /**
  * The request is over: `result` is `ANCM_RESULT_OK` (the response is complete),
- * `ANCM_RESULT_CANCELLED` (the host cancelled), `ANCM_RESULT_RESPONSE_ABORTED` or
- * `ANCM_RESULT_UPGRADE_FAILED` (abort the client connection) or `ANCM_RESULT_PANIC`;
+ * `ANCM_RESULT_CANCELLED` (the host cancelled), `ANCM_RESULT_RESPONSE_ABORTED`,
+ * `ANCM_RESULT_UPGRADE_FAILED` or `ANCM_RESULT_BODY_REFUSED` (abort the client connection) or
+ * `ANCM_RESULT_PANIC`;
  * `message` (`len` bytes of UTF-8, valid during the call) says why when it is not OK. Called
  * exactly once per started request, always last: no callback follows it. Runs on a core
  * thread; must not block. The host may call `ancm_request_free` from inside it.
@@ -916,14 +921,24 @@ ancm_result ancm_log_set_callback(ancm_log_callback callback, void *userdata, ui
  * on core threads before this function returns; none runs inside it, and on failure none runs
  * at all. `complete` is delivered exactly once for every started request. Callable from any
  * thread, also from inside a callback.
+ *
+ * The head is refused, with nothing started, when the target is not origin-form (`*` only with
+ * OPTIONS): `ANCM_RESULT_INVALID_TARGET`; or when a `Content-Length` or `Transfer-Encoding`
+ * entry in `headers` disagrees with `content_length`, which is the framing:
+ * `ANCM_RESULT_FRAMING_HEADER` (docs/c-api.md, "What a host gets when it breaks a rule").
  */
 ancm_result ancm_request_start(const struct ancm_app *app, const struct ancm_request_head *head, const struct ancm_callbacks *callbacks, void *userdata, struct ancm_request **request_out);
 
 /**
  * Answers a `body_wanted` callback with `len` (> 0) bytes of the client's request body (or,
- * after an upgrade, of the client's stream), copied before the call returns.
+ * after an upgrade, of the client's stream), copied before the call returns. With a known
+ * `content_length`, the body ends by itself once that many bytes were supplied (no further
+ * `body_wanted`; `ancm_request_end_body` is then optional).
  *
- * Returns `ANCM_RESULT_BODY_NOT_WANTED` when no `body_wanted` is outstanding. After the
+ * Returns `ANCM_RESULT_BODY_NOT_WANTED` when no `body_wanted` is outstanding (nothing changes).
+ * A supply the engine refuses fails the request, whose `complete` then follows with
+ * `ANCM_RESULT_BODY_REFUSED`: `ANCM_RESULT_INVALID_ARGUMENT` for `len` 0,
+ * `ANCM_RESULT_BODY_LENGTH_MISMATCH` for more bytes in all than `content_length`. After the
  * request was cancelled or has completed the bytes are ignored and the result is OK. Callable
  * from any thread, also from inside a callback; no callback runs during it.
  */
@@ -932,7 +947,9 @@ ancm_result ancm_request_supply_body(const struct ancm_request *request, const u
 /**
  * Ends the request body (or, after an upgrade, the client's side of the stream): the client
  * sent all of it. Usually the answer to a `body_wanted` callback, but allowed at any time;
- * ending twice is harmless. Callable from any thread, also from inside a callback; no callback
+ * ending twice is harmless. Before all of a known `content_length` was supplied it returns
+ * `ANCM_RESULT_BODY_LENGTH_MISMATCH` and fails the request (`complete` follows with
+ * `ANCM_RESULT_BODY_REFUSED`). Callable from any thread, also from inside a callback; no callback
  * runs during it.
  */
 ancm_result ancm_request_end_body(const struct ancm_request *request);

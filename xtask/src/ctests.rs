@@ -453,7 +453,10 @@ fn needs_soname(exe: &Path) -> Result {
         .map_err(|e| format!("readelf: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let want = format!("[libancm.so.{}]", env!("CARGO_PKG_VERSION_MAJOR"));
-    if text.lines().any(|l| l.contains("(NEEDED)") && l.contains(&want)) {
+    if text
+        .lines()
+        .any(|l| l.contains("(NEEDED)") && l.contains(&want))
+    {
         Ok(())
     } else {
         Err(format!("{} does not need {want}:\n{text}", exe.display()))
@@ -466,7 +469,10 @@ fn doc_quotes_consumers(root: &Path) -> Result {
     let doc = std::fs::read_to_string(root.join("docs/c-api.md"))
         .map_err(|e| format!("docs/c-api.md: {e}"))?;
     if !doc.contains(&format!("```cmake\n{cmake}```")) {
-        return Err("docs/c-api.md must contain tests/c/CMakeLists.txt verbatim in a ```cmake block".to_owned());
+        return Err(
+            "docs/c-api.md must contain tests/c/CMakeLists.txt verbatim in a ```cmake block"
+                .to_owned(),
+        );
     }
     for (_, line) in PLAIN_LINES {
         if !doc.contains(line) {

@@ -160,8 +160,7 @@ pub fn make(release: bool, prefix: &Path) -> Result {
     copy(&built.join("libancm.so"), &lib.join(&soname))?;
     let link = lib.join("libancm.so");
     let _ = std::fs::remove_file(&link);
-    std::os::unix::fs::symlink(&soname, &link)
-        .map_err(|e| format!("{}: {e}", link.display()))?;
+    std::os::unix::fs::symlink(&soname, &link).map_err(|e| format!("{}: {e}", link.display()))?;
     write(&lib.join("pkgconfig/ancm.pc"), &pc_file())?;
     write(&lib.join("cmake/ancm/ancmConfig.cmake"), &cmake_config())?;
     write(

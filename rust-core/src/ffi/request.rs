@@ -66,14 +66,18 @@ pub struct ancm_header {
 pub struct ancm_request_head {
     /// The method token, e.g. `GET`.
     pub method: ancm_slice,
-    /// The request target exactly as the client sent it (raw, not decoded), e.g. `/a%2Fb?x=1`.
+    /// The request target exactly as the client sent it (raw, not decoded), e.g. `/a%2Fb?x=1`:
+    /// origin-form (starting with `/`), or `*` for OPTIONS; anything else is refused, never
+    /// translated.
     pub target: ancm_slice,
     /// The request headers, in order (repeated names allowed); NULL when `header_count` is 0.
     pub headers: *const ancm_header,
     /// How many headers `headers` holds.
     pub header_count: usize,
     /// The body's length: 0 for no body, the length when known (Content-Length), -1 when
-    /// unknown (chunked). The core asks for body bytes only when it is not 0.
+    /// unknown (chunked). The core asks for body bytes only when it is not 0. This is the
+    /// request's framing: `Content-Length` / `Transfer-Encoding` entries in `headers` may only
+    /// repeat it, and supplied bytes must add up to it.
     pub content_length: i64,
     /// The client's IP address as text (`203.0.113.7`, `::1`).
     pub client_address: ancm_slice,
@@ -150,8 +154,9 @@ pub type ancm_response_body_callback =
     Option<unsafe extern "C" fn(userdata: *mut c_void, data: *const u8, len: usize, flush: bool)>;
 
 /// The request is over: `result` is `ANCM_RESULT_OK` (the response is complete),
-/// `ANCM_RESULT_CANCELLED` (the host cancelled), `ANCM_RESULT_RESPONSE_ABORTED` or
-/// `ANCM_RESULT_UPGRADE_FAILED` (abort the client connection) or `ANCM_RESULT_PANIC`;
+/// `ANCM_RESULT_CANCELLED` (the host cancelled), `ANCM_RESULT_RESPONSE_ABORTED`,
+/// `ANCM_RESULT_UPGRADE_FAILED` or `ANCM_RESULT_BODY_REFUSED` (abort the client connection) or
+/// `ANCM_RESULT_PANIC`;
 /// `message` (`len` bytes of UTF-8, valid during the call) says why when it is not OK. Called
 /// exactly once per started request, always last: no callback follows it. Runs on a core
 /// thread; must not block. The host may call `ancm_request_free` from inside it.
@@ -1016,6 +1021,11 @@ unsafe fn take_token(_raw: usize) -> Result<crate::process::UserToken, ancm_resu
 /// on core threads before this function returns; none runs inside it, and on failure none runs
 /// at all. `complete` is delivered exactly once for every started request. Callable from any
 /// thread, also from inside a callback.
+///
+/// The head is refused, with nothing started, when the target is not origin-form (`*` only with
+/// OPTIONS): `ANCM_RESULT_INVALID_TARGET`; or when a `Content-Length` or `Transfer-Encoding`
+/// entry in `headers` disagrees with `content_length`, which is the framing:
+/// `ANCM_RESULT_FRAMING_HEADER` (docs/c-api.md, "What a host gets when it breaks a rule").
 #[no_mangle]
 pub unsafe extern "C" fn ancm_request_start(
     app: *const ancm_app,
@@ -1081,9 +1091,14 @@ pub unsafe extern "C" fn ancm_request_start(
 }
 
 /// Answers a `body_wanted` callback with `len` (> 0) bytes of the client's request body (or,
-/// after an upgrade, of the client's stream), copied before the call returns.
+/// after an upgrade, of the client's stream), copied before the call returns. With a known
+/// `content_length`, the body ends by itself once that many bytes were supplied (no further
+/// `body_wanted`; `ancm_request_end_body` is then optional).
 ///
-/// Returns `ANCM_RESULT_BODY_NOT_WANTED` when no `body_wanted` is outstanding. After the
+/// Returns `ANCM_RESULT_BODY_NOT_WANTED` when no `body_wanted` is outstanding (nothing changes).
+/// A supply the engine refuses fails the request, whose `complete` then follows with
+/// `ANCM_RESULT_BODY_REFUSED`: `ANCM_RESULT_INVALID_ARGUMENT` for `len` 0,
+/// `ANCM_RESULT_BODY_LENGTH_MISMATCH` for more bytes in all than `content_length`. After the
 /// request was cancelled or has completed the bytes are ignored and the result is OK. Callable
 /// from any thread, also from inside a callback; no callback runs during it.
 #[no_mangle]
@@ -1133,7 +1148,9 @@ pub unsafe extern "C" fn ancm_request_supply_body(
 
 /// Ends the request body (or, after an upgrade, the client's side of the stream): the client
 /// sent all of it. Usually the answer to a `body_wanted` callback, but allowed at any time;
-/// ending twice is harmless. Callable from any thread, also from inside a callback; no callback
+/// ending twice is harmless. Before all of a known `content_length` was supplied it returns
+/// `ANCM_RESULT_BODY_LENGTH_MISMATCH` and fails the request (`complete` follows with
+/// `ANCM_RESULT_BODY_REFUSED`). Callable from any thread, also from inside a callback; no callback
 /// runs during it.
 #[no_mangle]
 pub unsafe extern "C" fn ancm_request_end_body(request: *const ancm_request) -> ancm_result {
@@ -1314,7 +1331,10 @@ mod tests {
             assert!(check(&[], n).is_ok(), "{n}");
         }
         assert_eq!(check(&[(cl, b"10")], 10), Ok(BodyKind::Length(10)));
-        assert_eq!(check(&[(cl, b"10"), (cl, b"10")], 10), Ok(BodyKind::Length(10)));
+        assert_eq!(
+            check(&[(cl, b"10"), (cl, b"10")], 10),
+            Ok(BodyKind::Length(10))
+        );
         assert_eq!(check(&[(cl, b"0")], 0), Ok(BodyKind::Empty));
         assert_eq!(check(&[(te, b"chunked")], -1), Ok(BodyKind::Unknown));
         assert_eq!(check(&[(cl, b"10")], 5), bad);

@@ -184,8 +184,8 @@ mod tests {
     #[test]
     fn every_message_is_nul_terminated_and_known() {
         for code in [
-            0u32, 1000, 1009, 1010, 1011, 2000, 3000, 3001, 3002, 4000, 4001, 4002, 5000, 5001, 5002,
-            5003, 9000, 77,
+            0u32, 1000, 1009, 1010, 1011, 2000, 3000, 3001, 3002, 4000, 4001, 4002, 5000, 5001,
+            5002, 5003, 9000, 77,
         ] {
             let m = ancm_result::message(code);
             assert!(m.ends_with('\0') && !m[..m.len() - 1].contains('\0'), "{m}");

@@ -6,8 +6,8 @@ pub mod framing;
 pub mod headers;
 pub mod pages;
 pub mod pool;
-pub mod target;
 mod progress;
+pub mod target;
 pub mod upgrade;
 pub mod websocket;
 

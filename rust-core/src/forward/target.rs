@@ -26,7 +26,11 @@ mod tests {
     #[test]
     fn origin_form_and_options_asterisk_only() {
         for ok in ["/", "/a?b=1", "/a%2Fb", "//double"] {
-            assert_eq!(check_origin_form(&Method::GET, ok.as_bytes()), Ok(()), "{ok}");
+            assert_eq!(
+                check_origin_form(&Method::GET, ok.as_bytes()),
+                Ok(()),
+                "{ok}"
+            );
         }
         assert_eq!(check_origin_form(&Method::OPTIONS, b"*"), Ok(()));
         assert_eq!(check_origin_form(&Method::OPTIONS, b"/x"), Ok(()));
