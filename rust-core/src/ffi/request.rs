@@ -1114,6 +1114,17 @@ pub unsafe extern "C" fn ancm_request_supply_body(
         let data = try_ffi!(unsafe { bytes(data, len) });
         let (wakers, result) = {
             let mut st = shared.state();
+            if data.is_empty() {
+                // Refused in any state; when it answers an outstanding `body_wanted` the request
+                // fails too, rather than wait for an answer the host believes it gave.
+                if st.read != Read::Asked || shared.is_over() {
+                    return ancm_result::InvalidArgument;
+                }
+                let wakers = shared.stop(&mut st, Some(Refusal::Empty));
+                drop(st);
+                wake_all(wakers);
+                return ancm_result::InvalidArgument;
+            }
             if shared.is_over() {
                 return ancm_result::Ok;
             }
@@ -1121,12 +1132,7 @@ pub unsafe extern "C" fn ancm_request_supply_body(
                 return ancm_result::BodyNotWanted;
             }
             let received = st.received.saturating_add(data.len() as u64);
-            if data.is_empty() {
-                (
-                    shared.stop(&mut st, Some(Refusal::Empty)),
-                    ancm_result::InvalidArgument,
-                )
-            } else if !st.duplex && shared.length.is_some_and(|n| received > n) {
+            if !st.duplex && shared.length.is_some_and(|n| received > n) {
                 (
                     shared.stop(&mut st, Some(Refusal::TooLong)),
                     ancm_result::BodyLengthMismatch,
