@@ -14,7 +14,7 @@
 
 #include <functional>
 #include <memory>
-#include <mutex>
+#include <atomic>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -347,9 +347,23 @@ private:
 using LogCallback = std::function<void(ancm_log_level level, uint32_t event, std::string_view message)>;
 
 namespace detail {
+// A spin lock, not std::mutex: MinGW's win32 thread model (the IIS module's toolchain) has no
+// std::mutex, and set_log_callback is called a few times per process at most.
 struct LogSlot {
-    std::mutex mu; // serialises set_log_callback calls
+    std::atomic_flag busy = ATOMIC_FLAG_INIT; // serialises set_log_callback calls
     std::unique_ptr<LogCallback> current;
+};
+struct SpinGuard {
+    explicit SpinGuard(std::atomic_flag &f) noexcept : f_(f) {
+        while (f_.test_and_set(std::memory_order_acquire)) {
+        }
+    }
+    ~SpinGuard() { f_.clear(std::memory_order_release); }
+    SpinGuard(const SpinGuard &) = delete;
+    SpinGuard &operator=(const SpinGuard &) = delete;
+
+private:
+    std::atomic_flag &f_;
 };
 inline LogSlot &log_slot() {
     static LogSlot slot; // one per process (inline function: one static across translation units)
@@ -367,7 +381,7 @@ inline void log_trampoline(void *ud, ancm_log_level level, uint32_t event, const
 /// no longer runs it. Not from inside a log callback.
 [[nodiscard]] inline Status set_log_callback(LogCallback callback, ancm_log_level max_level = ANCM_LOG_LEVEL_INFO) {
     detail::LogSlot &slot = detail::log_slot();
-    std::lock_guard<std::mutex> lock(slot.mu);
+    detail::SpinGuard lock(slot.busy);
     std::unique_ptr<LogCallback> next = callback ? std::make_unique<LogCallback>(std::move(callback)) : nullptr;
     ancm_result r = next ? ancm_log_set_callback(&detail::log_trampoline, next.get(), max_level)
                          : ancm_log_set_callback(nullptr, nullptr, ANCM_LOG_LEVEL_OFF);
