@@ -402,7 +402,7 @@ fn consumers(root: &Path, out: &Path, t: &mut Tally) {
             run_example(&build.join("example")),
         );
         t.record(
-            "CMake-built example_shared (ancm::ancm_shared) runs and needs libancm.so.0 (SONAME)",
+            "CMake-built example_shared (ancm::ancm_shared) runs and needs the SONAME",
             run_example(&build.join("example_shared"))
                 .and_then(|()| needs_soname(&build.join("example_shared"))),
         );
@@ -435,7 +435,7 @@ fn consumers(root: &Path, out: &Path, t: &mut Tally) {
         t.record(&format!("documented line builds and runs: {line}"), built);
     }
     t.record(
-        "the pkg-config-linked example needs libancm.so.0 (SONAME)",
+        "the pkg-config-linked example needs the SONAME",
         needs_soname(&dir.join("example_pc")),
     );
     t.record(
@@ -444,7 +444,7 @@ fn consumers(root: &Path, out: &Path, t: &mut Tally) {
     );
 }
 
-/// The program records the library's SONAME (libancm.so.<major>) as what it needs.
+/// The program records the library's SONAME (`package::soname`) as what it needs.
 fn needs_soname(exe: &Path) -> Result {
     let out = Command::new("readelf")
         .arg("-d")
@@ -452,7 +452,7 @@ fn needs_soname(exe: &Path) -> Result {
         .output()
         .map_err(|e| format!("readelf: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let want = format!("[libancm.so.{}]", env!("CARGO_PKG_VERSION_MAJOR"));
+    let want = format!("[{}]", crate::package::soname());
     if text
         .lines()
         .any(|l| l.contains("(NEEDED)") && l.contains(&want))

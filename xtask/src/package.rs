@@ -5,7 +5,7 @@
 //! ```text
 //! include/ancm.h, include/ancm.hpp
 //! lib/libancm.a
-//! lib/libancm.so.<major>       (SONAME libancm.so.<major>), lib/libancm.so -> libancm.so.<major>
+//! lib/libancm.so.0.<minor>     (its SONAME; libancm.so.<major> from 1.0), lib/libancm.so -> it
 //! lib/pkgconfig/ancm.pc        (pkg-config ancm)
 //! lib/cmake/ancm/ancmConfig.cmake, ancmConfigVersion.cmake   (find_package(ancm))
 //! ```
@@ -23,7 +23,19 @@ use crate::sh::{root, run as sh_run, Result};
 pub const SYSTEM_LIBS: &[&str] = &["pthread", "dl", "m"];
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
-const MAJOR: &str = env!("CARGO_PKG_VERSION_MAJOR");
+/// The shared library's file and SONAME: `libancm.so.<major>`, or `libancm.so.0.<minor>` while
+/// the major version is 0 (as capi/build.rs sets it).
+pub fn soname() -> String {
+    let (major, minor) = (
+        env!("CARGO_PKG_VERSION_MAJOR"),
+        env!("CARGO_PKG_VERSION_MINOR"),
+    );
+    if major == "0" {
+        format!("libancm.so.0.{minor}")
+    } else {
+        format!("libancm.so.{major}")
+    }
+}
 
 fn pc_file() -> String {
     let private: Vec<String> = SYSTEM_LIBS.iter().map(|l| format!("-l{l}")).collect();
@@ -58,7 +70,7 @@ fn cmake_config() -> String {
 #
 #   find_package(ancm {VERSION} REQUIRED)
 #   target_link_libraries(app PRIVATE ancm::ancm)         # static: libancm.a
-#   target_link_libraries(app PRIVATE ancm::ancm_shared)  # shared: libancm.so.{MAJOR}
+#   target_link_libraries(app PRIVATE ancm::ancm_shared)  # shared: {soname}
 #
 # Both imported targets carry the include directory (ancm.h, ancm.hpp); the static one also the
 # system libraries it needs. The prefix is found from this file's location (relocatable).
@@ -78,15 +90,16 @@ endif()
 if(NOT TARGET ancm::ancm_shared)
   add_library(ancm::ancm_shared SHARED IMPORTED)
   set_target_properties(ancm::ancm_shared PROPERTIES
-    IMPORTED_LOCATION "${{_ancm_prefix}}/lib/libancm.so.{MAJOR}"
-    IMPORTED_SONAME "libancm.so.{MAJOR}"
+    IMPORTED_LOCATION "${{_ancm_prefix}}/lib/{soname}"
+    IMPORTED_SONAME "{soname}"
     INTERFACE_INCLUDE_DIRECTORIES "${{_ancm_prefix}}/include")
 endif()
 
 set(ancm_VERSION "{VERSION}")
 unset(_ancm_prefix)
 "#,
-        libs = libs.join(";")
+        libs = libs.join(";"),
+        soname = soname()
     )
 }
 
@@ -156,7 +169,7 @@ pub fn make(release: bool, prefix: &Path) -> Result {
     }
     let lib = prefix.join("lib");
     copy(&built.join("libancm.a"), &lib.join("libancm.a"))?;
-    let soname = format!("libancm.so.{MAJOR}");
+    let soname = soname();
     copy(&built.join("libancm.so"), &lib.join(&soname))?;
     let link = lib.join("libancm.so");
     let _ = std::fs::remove_file(&link);
