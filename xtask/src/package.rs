@@ -168,6 +168,14 @@ pub fn make(release: bool, prefix: &Path) -> Result {
         )?;
     }
     let lib = prefix.join("lib");
+    // A shared library left from another version would be found by name; only this one stays.
+    if let Ok(entries) = std::fs::read_dir(&lib) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with("libancm.so") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
     copy(&built.join("libancm.a"), &lib.join("libancm.a"))?;
     let soname = soname();
     copy(&built.join("libancm.so"), &lib.join(&soname))?;
