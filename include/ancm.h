@@ -81,6 +81,11 @@ enum ancm_result
      */
     ANCM_RESULT_INVALID_WINDOWS_TOKEN = 1010,
     /**
+     * A `Content-Length` or `Transfer-Encoding` header in the request head disagrees with its
+     * `content_length` (or the two headers conflict): `content_length` is the framing.
+     */
+    ANCM_RESULT_FRAMING_HEADER = 1011,
+    /**
      * The configuration is invalid; the `ancm_error` out-parameter carries the message.
      */
     ANCM_RESULT_CONFIG_INVALID = 2000,
@@ -92,6 +97,11 @@ enum ancm_result
      * A write was acknowledged while none was outstanding.
      */
     ANCM_RESULT_NO_WRITE_PENDING = 3001,
+    /**
+     * The supplied body does not fit `content_length`: more bytes than it announced, or the
+     * end before all of them. The request fails (`ANCM_RESULT_BODY_REFUSED`).
+     */
+    ANCM_RESULT_BODY_LENGTH_MISMATCH = 3002,
     /**
      * The process-wide runtime could not be created (its message went to the log callback).
      */
@@ -119,6 +129,12 @@ enum ancm_result
      * Request outcome: the backend switched protocols but the upgraded connection failed.
      */
     ANCM_RESULT_UPGRADE_FAILED = 5002,
+    /**
+     * Request outcome: the engine refused a body supply (a length that breaks
+     * `content_length`, or zero bytes), so the request was not forwarded as a success; the
+     * message says which. Abort the client connection.
+     */
+    ANCM_RESULT_BODY_REFUSED = 5003,
     /**
      * A panic was caught at the ABI boundary: a bug in ancm-core.
      */
@@ -478,7 +494,9 @@ typedef struct ancm_request_head {
      */
     struct ancm_slice method;
     /**
-     * The request target exactly as the client sent it (raw, not decoded), e.g. `/a%2Fb?x=1`.
+     * The request target exactly as the client sent it (raw, not decoded), e.g. `/a%2Fb?x=1`:
+     * origin-form (starting with `/`), or `*` for OPTIONS; anything else is refused, never
+     * translated.
      */
     struct ancm_slice target;
     /**
@@ -491,7 +509,9 @@ typedef struct ancm_request_head {
     size_t header_count;
     /**
      * The body's length: 0 for no body, the length when known (Content-Length), -1 when
-     * unknown (chunked). The core asks for body bytes only when it is not 0.
+     * unknown (chunked). The core asks for body bytes only when it is not 0. This is the
+     * request's framing: `Content-Length` / `Transfer-Encoding` entries in `headers` may only
+     * repeat it, and supplied bytes must add up to it.
      */
     int64_t content_length;
     /**
@@ -553,7 +573,8 @@ typedef struct ancm_response_head {
      */
     uint16_t status;
     /**
-     * IIS's substatus for responses the engine made itself (e.g. 5 for 502.5), else 0.
+     * IIS's substatus for responses the engine made itself (e.g. 5 for 502.5), else 0. Some
+     * engine responses have substatus 0 too (400, 503): `from_engine` tells them apart.
      */
     uint16_t substatus;
     /**
@@ -575,6 +596,12 @@ typedef struct ancm_response_head {
      * the backend's bytes to the client.
      */
     bool upgraded;
+    /**
+     * True when the engine made this response itself (every page of the status table in
+     * README.md: 400, 500, 502, 502.3, 502.5, 503 …, including those with substatus 0), false
+     * when it is the backend's.
+     */
+    bool from_engine;
 } ancm_response_head;
 
 /**
@@ -596,8 +623,9 @@ typedef void (*ancm_response_body_callback)(void *userdata, const uint8_t *data,
 
 /**
  * The request is over: `result` is `ANCM_RESULT_OK` (the response is complete),
- * `ANCM_RESULT_CANCELLED` (the host cancelled), `ANCM_RESULT_RESPONSE_ABORTED` or
- * `ANCM_RESULT_UPGRADE_FAILED` (abort the client connection) or `ANCM_RESULT_PANIC`;
+ * `ANCM_RESULT_CANCELLED` (the host cancelled), `ANCM_RESULT_RESPONSE_ABORTED`,
+ * `ANCM_RESULT_UPGRADE_FAILED` or `ANCM_RESULT_BODY_REFUSED` (abort the client connection) or
+ * `ANCM_RESULT_PANIC`;
  * `message` (`len` bytes of UTF-8, valid during the call) says why when it is not OK. Called
  * exactly once per started request, always last: no callback follows it. Runs on a core
  * thread; must not block. The host may call `ancm_request_free` from inside it.
@@ -899,14 +927,24 @@ ancm_result ancm_log_set_callback(ancm_log_callback callback, void *userdata, ui
  * on core threads before this function returns; none runs inside it, and on failure none runs
  * at all. `complete` is delivered exactly once for every started request. Callable from any
  * thread, also from inside a callback.
+ *
+ * The head is refused, with nothing started, when the target is not origin-form (`*` only with
+ * OPTIONS): `ANCM_RESULT_INVALID_TARGET`; or when a `Content-Length` or `Transfer-Encoding`
+ * entry in `headers` disagrees with `content_length`, which is the framing:
+ * `ANCM_RESULT_FRAMING_HEADER` (docs/c-api.md, "What a host gets when it breaks a rule").
  */
 ancm_result ancm_request_start(const struct ancm_app *app, const struct ancm_request_head *head, const struct ancm_callbacks *callbacks, void *userdata, struct ancm_request **request_out);
 
 /**
  * Answers a `body_wanted` callback with `len` (> 0) bytes of the client's request body (or,
- * after an upgrade, of the client's stream), copied before the call returns.
+ * after an upgrade, of the client's stream), copied before the call returns. With a known
+ * `content_length`, the body ends by itself once that many bytes were supplied (no further
+ * `body_wanted`; `ancm_request_end_body` is then optional).
  *
- * Returns `ANCM_RESULT_BODY_NOT_WANTED` when no `body_wanted` is outstanding. After the
+ * Returns `ANCM_RESULT_BODY_NOT_WANTED` when no `body_wanted` is outstanding (nothing changes).
+ * A supply the engine refuses fails the request, whose `complete` then follows with
+ * `ANCM_RESULT_BODY_REFUSED`: `ANCM_RESULT_INVALID_ARGUMENT` for `len` 0,
+ * `ANCM_RESULT_BODY_LENGTH_MISMATCH` for more bytes in all than `content_length`. After the
  * request was cancelled or has completed the bytes are ignored and the result is OK. Callable
  * from any thread, also from inside a callback; no callback runs during it.
  */
@@ -915,7 +953,9 @@ ancm_result ancm_request_supply_body(const struct ancm_request *request, const u
 /**
  * Ends the request body (or, after an upgrade, the client's side of the stream): the client
  * sent all of it. Usually the answer to a `body_wanted` callback, but allowed at any time;
- * ending twice is harmless. Callable from any thread, also from inside a callback; no callback
+ * ending twice is harmless. Before all of a known `content_length` was supplied it returns
+ * `ANCM_RESULT_BODY_LENGTH_MISMATCH` and fails the request (`complete` follows with
+ * `ANCM_RESULT_BODY_REFUSED`). Callable from any thread, also from inside a callback; no callback
  * runs during it.
  */
 ancm_result ancm_request_end_body(const struct ancm_request *request);

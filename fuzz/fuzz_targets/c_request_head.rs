@@ -162,7 +162,11 @@ unsafe extern "C" fn body_wanted(ud: *mut c_void) {
     let ctx = unsafe { &*(ud as *const Ctx) };
     if !ctx.free_early {
         let r = unsafe { ancm_request_end_body(ctx.request) };
-        assert_eq!(r, ancm_result::Ok);
+        // Ending a body of known length before its bytes fails the request (BODY_REFUSED).
+        assert!(
+            matches!(r, ancm_result::Ok | ancm_result::BodyLengthMismatch),
+            "{r:?}"
+        );
     }
 }
 
@@ -322,6 +326,11 @@ fuzz_target!(|data: &[u8]| {
             .is_none()),
         Err(ancm_result::InvalidTarget | ancm_result::InvalidHeader | ancm_result::InvalidUtf8) => {
         }
+        Err(ancm_result::FramingHeader) => assert!(
+            raw_headers.iter().any(|(n, _)| n.0.eq_ignore_ascii_case(b"content-length")
+                || n.0.eq_ignore_ascii_case(b"transfer-encoding")),
+            "FRAMING_HEADER without a framing header"
+        ),
         Err(other) => panic!("parse_head returned {other:?}"),
     }
 
@@ -386,6 +395,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(matches!(status, Some(400 | 503)), "status {status:?}");
         }
         ancm_result::Cancelled => assert!(f.cancel || f.free_early, "cancelled by nobody"),
+        ancm_result::BodyRefused => assert!(f.content_length > 0, "refused a body of no length"),
         other => panic!("complete({other:?})"),
     }
     if !f.free_early {

@@ -1,6 +1,7 @@
 /* example.c: the smallest complete ancm-core host. It serves one GET through an app whose
  * settings are given key by key, and prints the response.
- * Build: cc -std=c11 -Iinclude example.c target/debug/libancm.a -lpthread -ldl -lm
+ * Build: cargo xtask c-package, then with ANCM=target/release/ancm (docs/c-api.md):
+ *        cc -std=c11 -I$ANCM/include example.c $ANCM/lib/libancm.a -lpthread -ldl -lm -o example
  * Run:   ./example <site root holding app.py>  */
 #include "ancm.h"
 

@@ -2,8 +2,11 @@
 //! (crate ancm-capi, `libancm.a`), checks include/ancm.h is what cbindgen generates, compiles
 //! tests/c with strict warnings (C11 and C++17), runs the C host test plain, under AddressSanitizer and under
 //! valgrind, runs the C++ test and the documented example (and checks docs/c-api.md quotes it
-//! verbatim). Prints `N passed, M failed`; fails if any step failed. `--quick` shrinks the
-//! transfer sizes (the valgrind run always uses them).
+//! verbatim), then lays out the package (`cargo xtask c-package --debug`) and builds the
+//! documented consumers from it: the CMake project `tests/c/CMakeLists.txt` (find_package(ancm))
+//! and the plain `cc` lines of docs/c-api.md (which must quote them verbatim). Prints
+//! `N passed, M failed`; fails if any step failed. `--quick` shrinks the transfer sizes (the
+//! valgrind run always uses them).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -85,6 +88,9 @@ pub fn run(args: &[String]) -> Result {
         ("g++", "g++"),
         ("valgrind", "valgrind"),
         ("python3", "python3"),
+        ("cmake", "cmake"),
+        ("pkg-config", "pkg-config"),
+        ("readelf", "binutils"),
     ])?;
     ensure_python_modules(&[("websockets", "websockets")])?;
     let root = root();
@@ -209,6 +215,53 @@ pub fn run(args: &[String]) -> Result {
         t.record("host_test under AddressSanitizer", run_program(&mut cmd));
     }
 
+    let rules = bin("abi_rules_asan");
+    let built = compile(
+        "cc",
+        C_FLAGS,
+        &[&src("abi_rules.c")],
+        &rules,
+        &["-fsanitize=address", "-fno-omit-frame-pointer"],
+        Some(&lib),
+    );
+    let ok = built.is_ok();
+    t.record("abi_rules.c compiles with AddressSanitizer", built);
+    if ok {
+        t.record(
+            "abi_rules under AddressSanitizer: what a host gets for each broken rule",
+            run_program(
+                Command::new(&rules)
+                    .arg(&root_arg)
+                    .env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0"),
+            ),
+        );
+    }
+
+    let sig = bin("sigchld_asan");
+    let built = compile(
+        "cc",
+        C_FLAGS,
+        &[&src("sigchld.c")],
+        &sig,
+        &["-fsanitize=address", "-fno-omit-frame-pointer"],
+        Some(&lib),
+    );
+    let ok = built.is_ok();
+    t.record("sigchld.c compiles with AddressSanitizer", built);
+    if ok {
+        for mode in ["default", "ignore"] {
+            t.record(
+                &format!("sigchld {mode}: a killed process is noticed, reaped and replaced"),
+                run_program(
+                    Command::new(&sig)
+                        .arg(&root_arg)
+                        .arg(mode)
+                        .env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0"),
+                ),
+            );
+        }
+    }
+
     let cpp = bin("cpp_test");
     let built = compile(
         "g++",
@@ -227,6 +280,31 @@ pub fn run(args: &[String]) -> Result {
         t.record(
             "cpp_test: the main path through ancm.hpp",
             run_program(Command::new(&cpp).arg(&root_arg)),
+        );
+    }
+
+    let api = bin("cpp_api_test_asan");
+    let built = compile(
+        "g++",
+        CXX_FLAGS,
+        &[&src("cpp_api_test.cpp")],
+        &api,
+        &["-fsanitize=address", "-fno-omit-frame-pointer"],
+        Some(&lib),
+    );
+    let ok = built.is_ok();
+    t.record(
+        "cpp_api_test.cpp compiles with AddressSanitizer (C++17, strict warnings)",
+        built,
+    );
+    if ok {
+        t.record(
+            "cpp_api_test under AddressSanitizer: all of ancm.hpp (callables, log, processes, fragments)",
+            run_program(
+                Command::new(&api)
+                    .arg(&root_arg)
+                    .env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0"),
+            ),
         );
     }
 
@@ -252,6 +330,8 @@ pub fn run(args: &[String]) -> Result {
         doc_quotes_example(&root),
     );
 
+    consumers(&root, &out, &mut t);
+
     println!("c-tests: {} passed, {} failed", t.passed, t.failed.len());
     if t.failed.is_empty() {
         Ok(())
@@ -271,4 +351,133 @@ fn doc_quotes_example(root: &Path) -> Result {
     } else {
         Err("docs/c-api.md must contain tests/c/example.c verbatim in a ```c block".to_owned())
     }
+}
+
+/// The plain compiler lines of docs/c-api.md ("Building and linking"), run by `consumers` in a
+/// directory holding example.c, with `ANCM` set to the package and `PKG_CONFIG_PATH` to its
+/// pkgconfig directory, as the docs say to.
+const PLAIN_LINES: &[(&str, &str)] = &[
+    (
+        "example_plain",
+        "cc -std=c11 -I$ANCM/include example.c $ANCM/lib/libancm.a -lpthread -ldl -lm -o example_plain",
+    ),
+    (
+        "example_pc",
+        "cc -std=c11 example.c $(pkg-config --cflags --libs ancm) -Wl,-rpath,$ANCM/lib -o example_pc",
+    ),
+];
+
+/// Builds and runs the documented consumers against the laid-out package.
+fn consumers(root: &Path, out: &Path, t: &mut Tally) {
+    let prefix = crate::package::default_prefix(false);
+    let made = crate::package::make(false, &prefix);
+    let ok = made.is_ok();
+    t.record("cargo xtask c-package --debug lays out the package", made);
+    if !ok {
+        return;
+    }
+    let site = root.join("examples/hello");
+    let run_example = |exe: &Path| run_program(Command::new(exe).arg(&site));
+
+    // The CMake project, configured from scratch each time.
+    let build = out.join("cmake-build");
+    let _ = std::fs::remove_dir_all(&build);
+    let configured = sh_run(
+        Command::new("cmake")
+            .arg("-S")
+            .arg(root.join("tests/c"))
+            .arg("-B")
+            .arg(&build)
+            .arg(format!("-DCMAKE_PREFIX_PATH={}", prefix.display())),
+    )
+    .and_then(|()| sh_run(Command::new("cmake").arg("--build").arg(&build)));
+    let ok = configured.is_ok();
+    t.record(
+        "tests/c/CMakeLists.txt: find_package(ancm) configures and builds (ancm::ancm, ancm::ancm_shared)",
+        configured,
+    );
+    if ok {
+        t.record(
+            "CMake-built example (static ancm::ancm) runs",
+            run_example(&build.join("example")),
+        );
+        t.record(
+            "CMake-built example_shared (ancm::ancm_shared) runs and needs the SONAME",
+            run_example(&build.join("example_shared"))
+                .and_then(|()| needs_soname(&build.join("example_shared"))),
+        );
+        t.record(
+            "CMake-built cpp_test (C++, ancm.hpp) runs",
+            run_program(Command::new(build.join("cpp_test")).arg(root)),
+        );
+    }
+
+    // The plain lines, in a directory of their own.
+    let dir = out.join("plain");
+    let _ = std::fs::remove_dir_all(&dir);
+    let staged = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::copy(root.join("tests/c/example.c"), dir.join("example.c")))
+        .map_err(|e| format!("{}: {e}", dir.display()));
+    if let Err(e) = staged {
+        t.record("stage example.c for the plain lines", Err(e));
+        return;
+    }
+    for (exe, line) in PLAIN_LINES {
+        let built = sh_run(
+            Command::new("sh")
+                .arg("-c")
+                .arg(line)
+                .current_dir(&dir)
+                .env("ANCM", &prefix)
+                .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig")),
+        )
+        .and_then(|()| run_example(&dir.join(exe)));
+        t.record(&format!("documented line builds and runs: {line}"), built);
+    }
+    t.record(
+        "the pkg-config-linked example needs the SONAME",
+        needs_soname(&dir.join("example_pc")),
+    );
+    t.record(
+        "docs/c-api.md quotes tests/c/CMakeLists.txt and the plain lines verbatim",
+        doc_quotes_consumers(root),
+    );
+}
+
+/// The program records the library's SONAME (`package::soname`) as what it needs.
+fn needs_soname(exe: &Path) -> Result {
+    let out = Command::new("readelf")
+        .arg("-d")
+        .arg(exe)
+        .output()
+        .map_err(|e| format!("readelf: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let want = format!("[{}]", crate::package::soname());
+    if text
+        .lines()
+        .any(|l| l.contains("(NEEDED)") && l.contains(&want))
+    {
+        Ok(())
+    } else {
+        Err(format!("{} does not need {want}:\n{text}", exe.display()))
+    }
+}
+
+fn doc_quotes_consumers(root: &Path) -> Result {
+    let cmake = std::fs::read_to_string(root.join("tests/c/CMakeLists.txt"))
+        .map_err(|e| format!("tests/c/CMakeLists.txt: {e}"))?;
+    let doc = std::fs::read_to_string(root.join("docs/c-api.md"))
+        .map_err(|e| format!("docs/c-api.md: {e}"))?;
+    if !doc.contains(&format!("```cmake\n{cmake}```")) {
+        return Err(
+            "docs/c-api.md must contain tests/c/CMakeLists.txt verbatim in a ```cmake block"
+                .to_owned(),
+        );
+    }
+    for (_, line) in PLAIN_LINES {
+        if !doc.contains(line) {
+            return Err(format!("docs/c-api.md must show the line {line:?}"));
+        }
+    }
+    Ok(())
 }

@@ -10,6 +10,7 @@ mod header;
 mod iis;
 mod iis_emu;
 mod msi;
+mod package;
 mod sh;
 mod soak;
 mod test;
@@ -30,6 +31,8 @@ commands:
   iis-emu   build the DLL and drive it under Wine with the emulated IIS (tests/iis-emu)
   header    regenerate include/ancm.h with the pinned cbindgen (--check: fail if it differs)
   c-tests   build the C ABI's C/C++ test programs and run them (also under ASan and valgrind)
+  c-package lay out libancm for C/C++ build systems (CMake package, pkg-config) in target/release/ancm
+            ([--debug]: target/debug/ancm; [--prefix DIR])
   msi       build target/msi/ancm-rs-<version>-x64.msi (wixl) and check its tables
   msi-test  msi, then install/upgrade/uninstall it and the registration helper under Wine
   workflows check .github/workflows/* against GitHub's schema (npm action-validator) and
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
         "iis-emu" => iis_emu::run(),
         "header" => header::run(rest),
         "c-tests" => ctests::run(rest),
+        "c-package" => package::run(rest),
         "msi" => msi::build_command(rest),
         "msi-test" => msi::test_command(rest),
         "fuzz" => fuzz::run(rest),

@@ -364,8 +364,9 @@ private:
             const char *m = ancm_result_message(r);
             TraceUtf8(m, strlen(m));
             // The head came from IIS, so what the engine refuses is the client's request.
-            const bool clientError = r >= ANCM_RESULT_INVALID_METHOD &&
-                                     r <= ANCM_RESULT_INVALID_CLIENT_ADDRESS;
+            const bool clientError = (r >= ANCM_RESULT_INVALID_METHOD &&
+                                      r <= ANCM_RESULT_INVALID_CLIENT_ADDRESS) ||
+                                     r == ANCM_RESULT_FRAMING_HEADER;
             return clientError ? WriteErrorPage(400, 0, "Bad Request", m)
                                : WriteErrorPage(500, 0, "Internal Server Error", m);
         }

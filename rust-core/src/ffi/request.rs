@@ -11,7 +11,7 @@ use std::future::{poll_fn, Future};
 use std::mem::MaybeUninit;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::{pin, Pin};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -66,14 +66,18 @@ pub struct ancm_header {
 pub struct ancm_request_head {
     /// The method token, e.g. `GET`.
     pub method: ancm_slice,
-    /// The request target exactly as the client sent it (raw, not decoded), e.g. `/a%2Fb?x=1`.
+    /// The request target exactly as the client sent it (raw, not decoded), e.g. `/a%2Fb?x=1`:
+    /// origin-form (starting with `/`), or `*` for OPTIONS; anything else is refused, never
+    /// translated.
     pub target: ancm_slice,
     /// The request headers, in order (repeated names allowed); NULL when `header_count` is 0.
     pub headers: *const ancm_header,
     /// How many headers `headers` holds.
     pub header_count: usize,
     /// The body's length: 0 for no body, the length when known (Content-Length), -1 when
-    /// unknown (chunked). The core asks for body bytes only when it is not 0.
+    /// unknown (chunked). The core asks for body bytes only when it is not 0. This is the
+    /// request's framing: `Content-Length` / `Transfer-Encoding` entries in `headers` may only
+    /// repeat it, and supplied bytes must add up to it.
     pub content_length: i64,
     /// The client's IP address as text (`203.0.113.7`, `::1`).
     pub client_address: ancm_slice,
@@ -111,7 +115,8 @@ pub struct ancm_request_head {
 pub struct ancm_response_head {
     /// The HTTP status.
     pub status: u16,
-    /// IIS's substatus for responses the engine made itself (e.g. 5 for 502.5), else 0.
+    /// IIS's substatus for responses the engine made itself (e.g. 5 for 502.5), else 0. Some
+    /// engine responses have substatus 0 too (400, 503): `from_engine` tells them apart.
     pub substatus: u16,
     /// The reason phrase (the backend's, or the standard one); may be empty.
     pub reason: ancm_slice,
@@ -124,6 +129,10 @@ pub struct ancm_response_head {
     /// stream: body requests carry the client's bytes to the backend, response body chunks carry
     /// the backend's bytes to the client.
     pub upgraded: bool,
+    /// True when the engine made this response itself (every page of the status table in
+    /// README.md: 400, 500, 502, 502.3, 502.5, 503 …, including those with substatus 0), false
+    /// when it is the backend's.
+    pub from_engine: bool,
 }
 
 /// The core wants request body bytes: the host answers, now or later, with exactly one
@@ -146,8 +155,9 @@ pub type ancm_response_body_callback =
     Option<unsafe extern "C" fn(userdata: *mut c_void, data: *const u8, len: usize, flush: bool)>;
 
 /// The request is over: `result` is `ANCM_RESULT_OK` (the response is complete),
-/// `ANCM_RESULT_CANCELLED` (the host cancelled), `ANCM_RESULT_RESPONSE_ABORTED` or
-/// `ANCM_RESULT_UPGRADE_FAILED` (abort the client connection) or `ANCM_RESULT_PANIC`;
+/// `ANCM_RESULT_CANCELLED` (the host cancelled), `ANCM_RESULT_RESPONSE_ABORTED`,
+/// `ANCM_RESULT_UPGRADE_FAILED` or `ANCM_RESULT_BODY_REFUSED` (abort the client connection) or
+/// `ANCM_RESULT_PANIC`;
 /// `message` (`len` bytes of UTF-8, valid during the call) says why when it is not OK. Called
 /// exactly once per started request, always last: no callback follows it. Runs on a core
 /// thread; must not block. The host may call `ancm_request_free` from inside it.
@@ -197,6 +207,8 @@ struct State {
     read: Read,
     /// Supplied bytes not yet taken by the body stream.
     supplied: Option<Bytes>,
+    /// Body bytes supplied so far (checked against `Shared::length`).
+    received: u64,
     /// Waker of whoever polls the request body.
     body_waker: Option<Waker>,
     /// The chunk delivered and not yet acknowledged; kept alive for the host until then.
@@ -229,8 +241,14 @@ pub struct Shared {
     state: Mutex<State>,
     /// The host cancelled. Written only with `state` locked (so a waker registered under the
     /// lock is either seen by `cancel` or sees the flag), read without it: the driver checks it
-    /// on every poll, and an atomic load is all that check costs.
+    /// on every poll, and an atomic load is all that check costs. Also set when the engine
+    /// refuses a supply (`refusal`).
     cancelled: AtomicBool,
+    /// Why the engine stopped the request itself (a `Refusal` as `u8`, 0 when the host
+    /// cancelled): stored before `cancelled`, read after it.
+    refusal: AtomicU8,
+    /// The body's length from the head's `content_length` (`None`: unknown, or no body).
+    length: Option<u64>,
     /// `complete` has been (or is being) delivered. Written like `cancelled`.
     finished: AtomicBool,
     /// Held while a callback runs, so callbacks never overlap; `true` once `complete` ran.
@@ -275,12 +293,37 @@ fn wake_all(wakers: [Option<Waker>; 2]) {
 /// Why a request ended early.
 struct Outcome(ancm_result, String);
 
-impl Outcome {
-    fn cancelled() -> Outcome {
-        Outcome(
-            ancm_result::Cancelled,
-            "the request was cancelled by the host".to_owned(),
-        )
+/// A body supply the engine refused, which fails the request: its `complete` then gets
+/// `ANCM_RESULT_BODY_REFUSED` with this message, never a success with a body that differs from
+/// what the head announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Refusal {
+    /// More bytes than `content_length`.
+    TooLong = 1,
+    /// `end_body` before `content_length` bytes.
+    TooShort = 2,
+    /// A zero-length supply (the end of a body is `end_body`).
+    Empty = 3,
+}
+
+impl Refusal {
+    fn from_u8(v: u8) -> Option<Refusal> {
+        [Refusal::TooLong, Refusal::TooShort, Refusal::Empty]
+            .into_iter()
+            .find(|r| *r as u8 == v)
+    }
+
+    fn message(self) -> &'static str {
+        match self {
+            Refusal::TooLong => "the host supplied more request body bytes than content_length",
+            Refusal::TooShort => {
+                "the host ended the request body before content_length bytes were supplied"
+            }
+            Refusal::Empty => {
+                "the host supplied zero body bytes (the end of a body is ancm_request_end_body)"
+            }
+        }
     }
 }
 
@@ -351,7 +394,7 @@ impl Shared {
     ) -> Result<T, Outcome> {
         poll_fn(|cx| {
             if self.is_cancelled() {
-                return Poll::Ready(Err(Outcome::cancelled()));
+                return Poll::Ready(Err(self.stopped()));
             }
             poll(cx)
         })
@@ -359,12 +402,31 @@ impl Shared {
     }
 
     fn cancel(&self) {
-        let wakers = {
-            let mut st = self.state();
-            self.cancelled.store(true, Ordering::Release);
-            [st.body_waker.take(), st.driver_waker.take()]
-        };
+        let wakers = self.stop(&mut self.state(), None);
         wake_all(wakers);
+    }
+
+    /// Stops the request (with `state` locked): the host cancelled (`None`), or the engine
+    /// refused what the host supplied. Returns the wakers to wake once the lock is released.
+    fn stop(&self, st: &mut State, refusal: Option<Refusal>) -> [Option<Waker>; 2] {
+        if let Some(r) = refusal {
+            if !self.is_cancelled() {
+                self.refusal.store(r as u8, Ordering::Relaxed);
+            }
+        }
+        self.cancelled.store(true, Ordering::Release);
+        [st.body_waker.take(), st.driver_waker.take()]
+    }
+
+    /// How a stopped request ends: cancelled by the host, or failed by a refused supply.
+    fn stopped(&self) -> Outcome {
+        match Refusal::from_u8(self.refusal.load(Ordering::Relaxed)) {
+            Some(r) => Outcome(ancm_result::BodyRefused, r.message().to_owned()),
+            None => Outcome(
+                ancm_result::Cancelled,
+                "the request was cancelled by the host".to_owned(),
+            ),
+        }
     }
 }
 
@@ -390,6 +452,10 @@ impl Body for HostBody {
         if let Some(b) = st.supplied.take() {
             return Poll::Ready(Some(Ok(Frame::data(b))));
         }
+        // All of a known length supplied: the body is complete without an `end_body`.
+        if self.length.is_some_and(|n| st.received == n) {
+            return Poll::Ready(None);
+        }
         match st.read {
             Read::Ended => Poll::Ready(None),
             Read::Asked => {
@@ -412,7 +478,8 @@ impl Body for HostBody {
 
     fn is_end_stream(&self) -> bool {
         let st = self.shared.state();
-        st.read == Read::Ended && st.supplied.is_none()
+        st.supplied.is_none()
+            && (st.read == Read::Ended || self.length.is_some_and(|n| st.received == n))
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -509,10 +576,9 @@ async fn run(
 const INLINE_HEADERS: usize = 16;
 
 fn deliver_head(shared: &Shared, resp: &Response<ResponseBody>, upgraded: bool) {
-    let substatus = resp
-        .extensions()
-        .get::<EngineStatus>()
-        .map_or(0, |e| e.substatus);
+    let engine = resp.extensions().get::<EngineStatus>();
+    let substatus = engine.map_or(0, |e| e.substatus);
+    let from_engine = engine.is_some();
     let reason: &[u8] = match resp.extensions().get::<hyper::ext::ReasonPhrase>() {
         Some(r) => r.as_bytes(),
         None => resp.status().canonical_reason().unwrap_or("").as_bytes(),
@@ -544,6 +610,7 @@ fn deliver_head(shared: &Shared, resp: &Response<ResponseBody>, upgraded: bool) 
         headers: headers.as_ptr(),
         header_count: headers.len(),
         upgraded,
+        from_engine,
     };
     // Only during a 101's head may the host choose WebSocket fragments (`in_head` is false
     // otherwise, so other responses need not lock for it).
@@ -616,7 +683,7 @@ async fn write_with(
     poll_fn(|cx| {
         let mut st = shared.state();
         if shared.is_cancelled() {
-            return Poll::Ready(Err(Outcome::cancelled()));
+            return Poll::Ready(Err(shared.stopped()));
         }
         if shared.serialize && !st.duplex && st.read == Read::Asked {
             store_waker(&mut st.driver_waker, cx.waker());
@@ -631,7 +698,7 @@ async fn write_with(
     poll_fn(|cx| {
         let mut st = shared.state();
         if shared.is_cancelled() {
-            return Poll::Ready(Err(Outcome::cancelled()));
+            return Poll::Ready(Err(shared.stopped()));
         }
         if st.write.is_none() {
             return Poll::Ready(Ok(()));
@@ -713,7 +780,7 @@ async fn tunnel(shared: &Arc<Shared>, on: hyper::upgrade::OnUpgrade) -> Result<(
             let frame = poll_fn(|cx| body.as_mut().poll_frame(cx)).await;
             match frame {
                 None => return to_backend.shutdown().await.map_err(failed),
-                Some(Err(_)) => return Err(Outcome::cancelled()),
+                Some(Err(_)) => return Err(shared.stopped()),
                 Some(Ok(f)) => {
                     if let Ok(data) = f.into_data() {
                         to_backend.write_all(&data).await.map_err(failed)?;
@@ -760,8 +827,10 @@ pub struct ParsedHead {
 /// Validates the C head and copies what the engine keeps: the request-head parser of
 /// `ancm_request_start`, with no app, runtime or callbacks involved (the fuzz target
 /// `c_request_head` calls it directly). Checks in this order, returning the first failure:
-/// method, target, header list, each header's name then value, client address, certificate,
-/// authentication type, Windows token, content length.
+/// method, target (origin-form, or `*` for OPTIONS: `check_origin_form`), header list, each
+/// header's name then value, client address, certificate, authentication type, Windows token,
+/// content length, and last whether the list's `Content-Length` / `Transfer-Encoding` headers
+/// agree with `content_length` (`ANCM_RESULT_FRAMING_HEADER` when they do not).
 ///
 /// # Safety
 /// Every slice in `head` (and `headers`, for `header_count` entries) is NULL with a zero length
@@ -771,6 +840,8 @@ pub unsafe fn parse_head(head: &ancm_request_head) -> Result<ParsedHead, ancm_re
     let method = Method::from_bytes(unsafe { head.method.bytes()? })
         .map_err(|_| ancm_result::InvalidMethod)?;
     let target = unsafe { head.target.bytes()? };
+    crate::forward::target::check_origin_form(&method, target)
+        .map_err(|_| ancm_result::InvalidTarget)?;
     let list: &[ancm_header] = if head.header_count == 0 {
         &[]
     } else if head.headers.is_null() {
@@ -793,12 +864,16 @@ pub unsafe fn parse_head(head: &ancm_request_head) -> Result<ParsedHead, ancm_re
     let uri = Uri::from_maybe_shared(copy.split_to(target.len()))
         .map_err(|_| ancm_result::InvalidTarget)?;
     let mut headers = HeaderMap::with_capacity(list.len());
+    let mut framing = crate::forward::framing::Fields::default();
     for h in list {
         let name = HeaderName::from_bytes(unsafe { h.name.bytes()? })
             .map_err(|_| ancm_result::InvalidHeader)?;
-        let len = unsafe { h.value.bytes()? }.len();
-        let value = HeaderValue::from_maybe_shared(copy.split_to(len))
+        let raw = unsafe { h.value.bytes()? };
+        let value = HeaderValue::from_maybe_shared(copy.split_to(raw.len()))
             .map_err(|_| ancm_result::InvalidHeader)?;
+        if name == http::header::CONTENT_LENGTH || name == http::header::TRANSFER_ENCODING {
+            framing.feed(name.as_str().as_bytes(), raw);
+        }
         headers.append(name, value);
     }
     let ip = client_ip(
@@ -824,6 +899,23 @@ pub unsafe fn parse_head(head: &ancm_request_head) -> Result<ParsedHead, ancm_re
         n if n > 0 => BodyKind::Length(n as u64),
         _ => return Err(ancm_result::InvalidArgument),
     };
+    // `content_length` is the framing; framing headers in the list may only repeat it.
+    use crate::forward::framing::Framing;
+    let agrees = match framing.finish() {
+        Ok(Framing::Unframed) => true,
+        Ok(Framing::Length(n)) => {
+            body == if n == 0 {
+                BodyKind::Empty
+            } else {
+                BodyKind::Length(n)
+            }
+        }
+        Ok(Framing::Chunked) => body == BodyKind::Unknown,
+        Err(_) => false,
+    };
+    if !agrees {
+        return Err(ancm_result::FramingHeader);
+    }
     Ok(ParsedHead {
         method,
         uri,
@@ -937,6 +1029,11 @@ unsafe fn take_token(_raw: usize) -> Result<crate::process::UserToken, ancm_resu
 /// on core threads before this function returns; none runs inside it, and on failure none runs
 /// at all. `complete` is delivered exactly once for every started request. Callable from any
 /// thread, also from inside a callback.
+///
+/// The head is refused, with nothing started, when the target is not origin-form (`*` only with
+/// OPTIONS): `ANCM_RESULT_INVALID_TARGET`; or when a `Content-Length` or `Transfer-Encoding`
+/// entry in `headers` disagrees with `content_length`, which is the framing:
+/// `ANCM_RESULT_FRAMING_HEADER` (docs/c-api.md, "What a host gets when it breaks a rule").
 #[no_mangle]
 pub unsafe extern "C" fn ancm_request_start(
     app: *const ancm_app,
@@ -972,6 +1069,7 @@ pub unsafe extern "C" fn ancm_request_start(
             state: Mutex::new(State {
                 read: Read::Idle,
                 supplied: None,
+                received: 0,
                 body_waker: None,
                 write: None,
                 acked: None,
@@ -981,6 +1079,8 @@ pub unsafe extern "C" fn ancm_request_start(
                 ws: websocket::HostMode::default(),
             }),
             cancelled: AtomicBool::new(false),
+            refusal: AtomicU8::new(0),
+            length: u64::try_from(head.content_length).ok().filter(|&n| n > 0),
             finished: AtomicBool::new(false),
             calling: Mutex::new(false),
             driver_only: head.content_length == 0,
@@ -1000,9 +1100,14 @@ pub unsafe extern "C" fn ancm_request_start(
 }
 
 /// Answers a `body_wanted` callback with `len` (> 0) bytes of the client's request body (or,
-/// after an upgrade, of the client's stream), copied before the call returns.
+/// after an upgrade, of the client's stream), copied before the call returns. With a known
+/// `content_length`, the body ends by itself once that many bytes were supplied (no further
+/// `body_wanted`; `ancm_request_end_body` is then optional).
 ///
-/// Returns `ANCM_RESULT_BODY_NOT_WANTED` when no `body_wanted` is outstanding. After the
+/// Returns `ANCM_RESULT_BODY_NOT_WANTED` when no `body_wanted` is outstanding (nothing changes).
+/// A supply the engine refuses fails the request, whose `complete` then follows with
+/// `ANCM_RESULT_BODY_REFUSED`: `ANCM_RESULT_INVALID_ARGUMENT` for `len` 0,
+/// `ANCM_RESULT_BODY_LENGTH_MISMATCH` for more bytes in all than `content_length`. After the
 /// request was cancelled or has completed the bytes are ignored and the result is OK. Callable
 /// from any thread, also from inside a callback; no callback runs during it.
 #[no_mangle]
@@ -1016,29 +1121,51 @@ pub unsafe extern "C" fn ancm_request_supply_body(
             return ancm_result::NullParameter;
         };
         let data = try_ffi!(unsafe { bytes(data, len) });
-        if data.is_empty() {
-            return ancm_result::InvalidArgument;
-        }
-        let wakers = {
+        let (wakers, result) = {
             let mut st = shared.state();
+            if data.is_empty() {
+                // Refused in any state; when it answers an outstanding `body_wanted` the request
+                // fails too, rather than wait for an answer the host believes it gave.
+                if st.read != Read::Asked || shared.is_over() {
+                    return ancm_result::InvalidArgument;
+                }
+                let wakers = shared.stop(&mut st, Some(Refusal::Empty));
+                drop(st);
+                wake_all(wakers);
+                return ancm_result::InvalidArgument;
+            }
             if shared.is_over() {
                 return ancm_result::Ok;
             }
             if st.read != Read::Asked {
                 return ancm_result::BodyNotWanted;
             }
-            st.supplied = Some(Bytes::copy_from_slice(data));
-            st.read = Read::Idle;
-            [st.body_waker.take(), st.driver_waker.clone()]
+            let received = st.received.saturating_add(data.len() as u64);
+            if !st.duplex && shared.length.is_some_and(|n| received > n) {
+                (
+                    shared.stop(&mut st, Some(Refusal::TooLong)),
+                    ancm_result::BodyLengthMismatch,
+                )
+            } else {
+                st.received = received;
+                st.supplied = Some(Bytes::copy_from_slice(data));
+                st.read = Read::Idle;
+                (
+                    [st.body_waker.take(), st.driver_waker.clone()],
+                    ancm_result::Ok,
+                )
+            }
         };
         wake_all(wakers);
-        ancm_result::Ok
+        result
     })
 }
 
 /// Ends the request body (or, after an upgrade, the client's side of the stream): the client
 /// sent all of it. Usually the answer to a `body_wanted` callback, but allowed at any time;
-/// ending twice is harmless. Callable from any thread, also from inside a callback; no callback
+/// ending twice is harmless. Before all of a known `content_length` was supplied it returns
+/// `ANCM_RESULT_BODY_LENGTH_MISMATCH` and fails the request (`complete` follows with
+/// `ANCM_RESULT_BODY_REFUSED`). Callable from any thread, also from inside a callback; no callback
 /// runs during it.
 #[no_mangle]
 pub unsafe extern "C" fn ancm_request_end_body(request: *const ancm_request) -> ancm_result {
@@ -1046,13 +1173,26 @@ pub unsafe extern "C" fn ancm_request_end_body(request: *const ancm_request) -> 
         let Some(shared) = (unsafe { arc_ref(request) }) else {
             return ancm_result::NullParameter;
         };
-        let wakers = {
+        let (wakers, result) = {
             let mut st = shared.state();
-            st.read = Read::Ended;
-            [st.body_waker.take(), st.driver_waker.clone()]
+            // Before an upgrade, a known length must have been supplied in full (after one, the
+            // stream has no length).
+            let short = !st.duplex && shared.length.is_some_and(|n| st.received < n);
+            if short && !shared.is_over() {
+                (
+                    shared.stop(&mut st, Some(Refusal::TooShort)),
+                    ancm_result::BodyLengthMismatch,
+                )
+            } else {
+                st.read = Read::Ended;
+                (
+                    [st.body_waker.take(), st.driver_waker.clone()],
+                    ancm_result::Ok,
+                )
+            }
         };
         wake_all(wakers);
-        ancm_result::Ok
+        result
     })
 }
 
@@ -1186,6 +1326,65 @@ mod tests {
         assert_eq!(unsafe { parse_head(&h) }.unwrap().body, BodyKind::Length(7));
         h.content_length = 0;
         assert_eq!(unsafe { parse_head(&h) }.unwrap().body, BodyKind::Empty);
+    }
+
+    /// The head's `content_length` is the framing: a framing header in the list may only
+    /// repeat it, every other combination is refused.
+    #[test]
+    fn framing_headers_must_agree_with_content_length() {
+        let check = |pairs: &[(&[u8], &[u8])], content_length: i64| {
+            let hs: Vec<ancm_header> = pairs
+                .iter()
+                .map(|(n, v)| ancm_header {
+                    name: s(n),
+                    value: s(v),
+                })
+                .collect();
+            let mut h = head(&hs);
+            h.content_length = content_length;
+            unsafe { parse_head(&h) }.map(|p| p.body)
+        };
+        let cl: &[u8] = b"Content-Length";
+        let te: &[u8] = b"transfer-encoding";
+        let bad = Err(ancm_result::FramingHeader);
+        for n in [0, 10, -1] {
+            assert!(check(&[], n).is_ok(), "{n}");
+        }
+        assert_eq!(check(&[(cl, b"10")], 10), Ok(BodyKind::Length(10)));
+        assert_eq!(
+            check(&[(cl, b"10"), (cl, b"10")], 10),
+            Ok(BodyKind::Length(10))
+        );
+        assert_eq!(check(&[(cl, b"0")], 0), Ok(BodyKind::Empty));
+        assert_eq!(check(&[(te, b"chunked")], -1), Ok(BodyKind::Unknown));
+        assert_eq!(check(&[(cl, b"10")], 5), bad);
+        assert_eq!(check(&[(cl, b"10")], 0), bad);
+        assert_eq!(check(&[(cl, b"0")], 10), bad);
+        assert_eq!(check(&[(cl, b"10")], -1), bad);
+        assert_eq!(check(&[(cl, b"10"), (cl, b"11")], 10), bad);
+        assert_eq!(check(&[(cl, b"x")], 10), bad);
+        assert_eq!(check(&[(te, b"chunked")], 0), bad);
+        assert_eq!(check(&[(te, b"chunked")], 10), bad);
+        assert_eq!(check(&[(te, b"gzip")], -1), bad);
+        assert_eq!(check(&[(te, b"chunked"), (cl, b"10")], -1), bad);
+        assert_eq!(check(&[(te, b"chunked"), (cl, b"10")], 10), bad);
+    }
+
+    #[test]
+    fn targets_must_be_origin_form() {
+        let check = |method: &[u8], target: &[u8]| {
+            let mut h = head(&[]);
+            h.method = s(method);
+            h.target = s(target);
+            unsafe { parse_head(&h) }.map(|p| p.uri.to_string())
+        };
+        let bad = Err(ancm_result::InvalidTarget);
+        assert_eq!(check(b"OPTIONS", b"*"), Ok("*".to_owned()));
+        assert_eq!(check(b"GET", b"/a?b"), Ok("/a?b".to_owned()));
+        assert_eq!(check(b"GET", b"*"), bad);
+        assert_eq!(check(b"GET", b"foo"), bad);
+        assert_eq!(check(b"GET", b"http://example.test/a"), bad);
+        assert_eq!(check(b"GET", b""), bad);
     }
 
     #[test]

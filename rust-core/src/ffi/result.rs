@@ -37,12 +37,18 @@ pub enum ancm_result {
     WrongThread = 1009,
     /// The request's Windows token handle could not be duplicated (not an open handle).
     InvalidWindowsToken = 1010,
+    /// A `Content-Length` or `Transfer-Encoding` header in the request head disagrees with its
+    /// `content_length` (or the two headers conflict): `content_length` is the framing.
+    FramingHeader = 1011,
     /// The configuration is invalid; the `ancm_error` out-parameter carries the message.
     ConfigInvalid = 2000,
     /// Body bytes or an end of body were supplied while the core had not asked for them.
     BodyNotWanted = 3000,
     /// A write was acknowledged while none was outstanding.
     NoWritePending = 3001,
+    /// The supplied body does not fit `content_length`: more bytes than it announced, or the
+    /// end before all of them. The request fails (`ANCM_RESULT_BODY_REFUSED`).
+    BodyLengthMismatch = 3002,
     /// The process-wide runtime could not be created (its message went to the log callback).
     RuntimeUnavailable = 4000,
     /// Another `log` logger is already installed in this process.
@@ -58,6 +64,10 @@ pub enum ancm_result {
     ResponseAborted = 5001,
     /// Request outcome: the backend switched protocols but the upgraded connection failed.
     UpgradeFailed = 5002,
+    /// Request outcome: the engine refused a body supply (a length that breaks
+    /// `content_length`, or zero bytes), so the request was not forwarded as a success; the
+    /// message says which. Abort the client connection.
+    BodyRefused = 5003,
     /// A panic was caught at the ABI boundary: a bug in ancm-core.
     Panic = 9000,
 }
@@ -97,6 +107,10 @@ impl ancm_result {
                 R::InvalidWindowsToken,
                 "the Windows token handle cannot be duplicated\0",
             ),
+            (
+                R::FramingHeader,
+                "a Content-Length or Transfer-Encoding header disagrees with content_length\0",
+            ),
             (R::ConfigInvalid, "the configuration is invalid\0"),
             (
                 R::BodyNotWanted,
@@ -105,6 +119,10 @@ impl ancm_result {
             (
                 R::NoWritePending,
                 "a write was acknowledged while none was outstanding\0",
+            ),
+            (
+                R::BodyLengthMismatch,
+                "the supplied request body does not match content_length\0",
             ),
             (
                 R::RuntimeUnavailable,
@@ -124,6 +142,10 @@ impl ancm_result {
                 "the response failed after its head was sent; abort the client connection\0",
             ),
             (R::UpgradeFailed, "the upgraded connection failed\0"),
+            (
+                R::BodyRefused,
+                "the request failed: the engine refused the body the host supplied\0",
+            ),
             (
                 R::Panic,
                 "internal error: a panic was caught at the ancm-core ABI boundary\0",
@@ -162,7 +184,8 @@ mod tests {
     #[test]
     fn every_message_is_nul_terminated_and_known() {
         for code in [
-            0u32, 1000, 1009, 1010, 2000, 3000, 3001, 4000, 4001, 4002, 5000, 5001, 5002, 9000, 77,
+            0u32, 1000, 1009, 1010, 1011, 2000, 3000, 3001, 3002, 4000, 4001, 4002, 5000, 5001,
+            5002, 5003, 9000, 77,
         ] {
             let m = ancm_result::message(code);
             assert!(m.ends_with('\0') && !m[..m.len() - 1].contains('\0'), "{m}");

@@ -3,8 +3,8 @@
 
 mod body;
 pub mod framing;
-pub mod h2;
 pub mod going_away;
+pub mod h2;
 pub mod headers;
 pub mod pages;
 pub mod pool;

@@ -225,6 +225,26 @@ mod tests {
         assert!(!b.contains("<script>"));
     }
 
+    /// Every page goes through `page`, so every engine-made response carries `EngineStatus`,
+    /// which the C ABI reports as `from_engine` (the 400 and the 503s have substatus 0).
+    #[test]
+    fn every_page_is_marked_as_the_engines() {
+        let pages = [
+            startup_failure("c", "o", false),
+            startup_failure("c", "o", true),
+            plain_bad_gateway(),
+            forward_failure("c"),
+            bad_request("rule"),
+            app_offline(Bytes::from_static(b"x")),
+            shutting_down(),
+            config_error("m"),
+        ];
+        for p in pages {
+            let e = p.extensions().get::<EngineStatus>().copied();
+            assert_eq!(e.map(|e| e.status), Some(p.status().as_u16()));
+        }
+    }
+
     #[test]
     fn disabled_page_is_plain() {
         let b = body(startup_failure("secret cause", "secret output", true));

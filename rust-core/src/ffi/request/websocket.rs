@@ -119,7 +119,7 @@ async fn next_fragment(shared: &Arc<Shared>) -> Result<Option<Supplied>, Outcome
     poll_fn(|cx| {
         let mut st = shared.state();
         if shared.is_over() {
-            return Poll::Ready(Err(Outcome::cancelled()));
+            return Poll::Ready(Err(shared.stopped()));
         }
         if let Some(f) = st.ws.supplied.take() {
             return Poll::Ready(Ok(Some(f)));
