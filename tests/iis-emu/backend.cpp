@@ -10,10 +10,12 @@
 //   POST /early     → 256 KiB answered before the request body is read (then drained)
 //   GET /truncate?n=N → Content-Length N, N/2 bytes, then the connection is closed
 //   GET /exit-soon  → 200, then the process exits with code 5 (a crash after answering)
-//   GET /ws with Upgrade: websocket → 101, then a WebSocket echo (RFC 6455): every data frame
+//   GET /ws with Upgrade: websocket → 101 (unless ASPNETCORE_IIS_WEBSOCKETS_SUPPORTED=false:
+//                     then the echo below, as ASP.NET Core's IISMiddleware does), then a WebSocket echo (RFC 6455): every data frame
 //                     comes back as it came (opcode, FIN, payload), a close is answered with
 //                     the same close; text "close-me" makes it close first (4001 "server
-//                     bye"), "ping-me" makes it ping and report the pong, "die" ends the
+//                     bye"), "close-empty" makes it send a close without a status and
+//                     end the connection at once, "ping-me" makes it ping and report the pong, "die" ends the
 //                     process at once (a backend killed mid-stream)
 //   anything else   → text/plain echo: method, target, headers, body length and FNV-1a hash,
 //                     pid, the EMU_* / ASPNETCORE_* environment, and for a
@@ -273,6 +275,12 @@ void ServeWebSocket(Conn &c, const std::string &key, bool extensionsOffered)
             }
             return; // the client's close arrived (or the connection ended)
         }
+        if (f.opcode == 0x1 && f.fin && f.payload == "close-empty") {
+            // A close without a status (no body), and the connection ends at once, without
+            // waiting for the client's answer (a server may, RFC 6455 §7.1.1).
+            SendFrame(c.s, 0x8, true, std::string());
+            return;
+        }
         if (f.opcode == 0x1 && f.fin && f.payload == "ping-me") {
             const std::string p = "p-" + std::to_string(GetCurrentProcessId());
             SendFrame(c.s, 0x9, true, p);
@@ -395,7 +403,11 @@ bool Serve(Conn &c)
         Sleep(100);
         ExitProcess(0); // the graceful stop the engine asked for
     }
-    if (path == "/ws" && upgradeWebSocket && !wsKey.empty()) {
+    // Told that IIS cannot carry WebSockets, ASP.NET Core's IISMiddleware removes the upgrade
+    // feature: the app answers the request as an ordinary one.
+    const char *wsSupported = std::getenv("ASPNETCORE_IIS_WEBSOCKETS_SUPPORTED");
+    const bool upgradeAllowed = wsSupported == nullptr || std::strcmp(wsSupported, "false") != 0;
+    if (path == "/ws" && upgradeWebSocket && !wsKey.empty() && upgradeAllowed) {
         ServeWebSocket(c, wsKey, wsExtensions);
         return false; // the connection ends with the WebSocket
     }

@@ -639,6 +639,11 @@ public:
 class Application final : public IHttpApplication {
 public:
     std::wstring name, physicalPath, id, configPath;
+    // Whether IIS's WebSocket module is in this application's pipeline (installed and
+    // enabled): only then does IIS set the WEBSOCKET_VERSION server variable (ANCM's
+    // outprocessapplication.cpp, SetWebsocketStatus, notes that the webSocket section may be
+    // in applicationHost.config while the module is not enabled).
+    bool webSocketModule = true;
     PCWSTR GetApplicationPhysicalPath() const override { return physicalPath.c_str(); }
     PCWSTR GetApplicationId() const override { return id.c_str(); }
     PCWSTR GetAppConfigPath() const override { return configPath.c_str(); }
@@ -949,7 +954,7 @@ public:
     VOID Clear() override { UNEXPECTED(); }
     VOID ClearHeaders() override { UNEXPECTED(); }
     VOID SetNeedDisconnect() override { needDisconnect = true; }
-    VOID ResetConnection() override { reset = true; }
+    VOID ResetConnection() override;
     VOID DisableKernelCache(ULONG) override {}
     BOOL GetKernelCacheEnabled() const override { return FALSE; }
     VOID SuppressHeaders() override { UNEXPECTED(); }
@@ -1105,6 +1110,13 @@ public:
             v = "40123";
         } else if (std::strcmp(name, "HTTPS") == 0) {
             v = req_->Https() ? "on" : "off";
+        } else if (std::strcmp(name, "WEBSOCKET_VERSION") == 0) {
+            // Set by IIS's WebSocket module; absent without it, and IIS reports an absent
+            // variable as ERROR_INVALID_INDEX (the code ANCM's SetWebsocketStatus expects).
+            if (!app_->webSocketModule) {
+                return HRESULT_FROM_WIN32(ERROR_INVALID_INDEX);
+            }
+            v = "13";
         } else {
             Check(false, std::string("GetServerVariable of an unexpected variable: ") + name);
             return HRESULT_FROM_WIN32(ERROR_INVALID_INDEX);
@@ -1144,7 +1156,16 @@ public:
     {
         UNEXPECTED();
     }
-    HRESULT CancelIo() override { UNEXPECTED(); }
+    // Cancels the request's outstanding I/O; after an upgrade that is the WebSocket's
+    // (websocket_emu.h says how far it gets).
+    HRESULT CancelIo() override
+    {
+        if (ws == nullptr) {
+            UNEXPECTED();
+        }
+        ws->CancelFromContext();
+        return S_OK;
+    }
     HRESULT MapHandler(DWORD, PCWSTR, PCWSTR, PCSTR, IScriptMapInfo **, BOOL) override
     {
         UNEXPECTED();
@@ -1303,6 +1324,15 @@ HRESULT Response::WriteEntityChunks(HTTP_DATA_CHUNK *chunks, DWORD n, BOOL fAsyn
     return S_OK;
 }
 
+// The connection is reset; an upgraded request's TCP connection ends with it.
+VOID Response::ResetConnection()
+{
+    reset = true;
+    if (ctx->ws != nullptr) {
+        ctx->ws->ResetFromResponse();
+    }
+}
+
 HRESULT Server::GetExtendedInterfaceByGuid(const GUID &from, PVOID input, const GUID &to,
                                            PVOID *out)
 {
@@ -1344,6 +1374,8 @@ struct Result {
     int wsOutstandingAtEnd = 0; // WebSocket operations still pending when the module ended
     long wsTcpClosed = 0;       // IWebSocketContext::CloseTcpConnection calls
     long wsDuplex = 0;          // operations started while one of the other direction was pending
+    long wsResets = 0;          // IHttpResponse::ResetConnection calls on the upgraded request
+    long wsNullReasonCloses = 0; // SendConnectionClose calls without a reason
 };
 
 // One request through the module, as IIS's pipeline would run RQ_EXECUTE_REQUEST_HANDLER, on
@@ -1426,8 +1458,9 @@ void CheckCycle(const Result &r, const std::string &what)
 
 class ConfigChange final : public IGlobalConfigurationChangeProvider {
 public:
+    PCWSTR path = kSitePath;
     VOID SetErrorStatus(HRESULT) override {}
-    PCWSTR GetChangePath() const override { return kSitePath; }
+    PCWSTR GetChangePath() const override { return path; }
 };
 
 class StopListening final : public IGlobalStopListeningProvider {
@@ -1762,7 +1795,8 @@ DWORD WINAPI WsClientThread(LPVOID p)
 // request head from the socket and runs it through the module. `installed` false plays an
 // IIS without the WebSocket Protocol feature.
 void RunWebSocket(Registration &reg, Application &app, bool installed,
-                  std::function<void(wsemu::WsClient &)> script, Result &out, const std::string &what)
+                  std::function<void(wsemu::WsClient &)> script, Result &out, const std::string &what,
+                  bool stuckCancel = false, DWORD timeoutMs = 60000)
 {
     WsRun run;
     run.script = std::move(script);
@@ -1805,9 +1839,10 @@ void RunWebSocket(Registration &reg, Application &app, bool installed,
                                           v == std::string::npos ? std::string() : h.substr(v));
             }
         }
-        wsemu::WsSession *session = new wsemu::WsSession(server, buf.substr(end + 4), installed);
+        wsemu::WsSession *session =
+            new wsemu::WsSession(server, buf.substr(end + 4), installed, stuckCancel);
         spec.ws = session;
-        RunRequest(reg, app, spec, out);
+        RunRequest(reg, app, spec, out, timeoutMs);
         // The request is over: IIS closes the client's connection.
         session->EndConnection();
         if (WaitForSingleObject(t, 60000) != WAIT_OBJECT_0) {
@@ -1826,6 +1861,8 @@ void RunWebSocket(Registration &reg, Application &app, bool installed,
         std::fflush(stdout);
         out.wsTcpClosed = session->tcpClosed;
         out.wsDuplex = session->duplexSeen;
+        out.wsResets = session->resets;
+        out.wsNullReasonCloses = session->nullReasonCloses;
         delete session;
     }
     if (t != nullptr) {
@@ -1956,6 +1993,12 @@ void RunWebSocketTests(Registration &reg, Application &app)
     Check(r4.response.reset, "no WebSocket feature: the module reset the connection");
     WSACleanup();
 }
+
+} // namespace
+
+#include "lifecycle_emu.h"
+
+namespace {
 
 int Main(int argc, char **argv)
 {
@@ -2229,6 +2272,7 @@ int Main(int argc, char **argv)
 
     // 6d. WebSockets (its own application: one case kills the backend).
     RunWebSocketTests(reg, wsApp);
+    RunWebSocketStuckTeardownTests(reg, wsApp);
 
     // 7. Startup failure: the engine's 502.5 page.
     Result r7;
@@ -2294,8 +2338,10 @@ int Main(int argc, char **argv)
     Process p3(PidOf(r12));
     Check(r12.response.status == 200 && Contains(r12.response.body, "env: EMU_GREETING=changed\n"),
           "after the change the new configuration is read");
+    RunMachineConfigChangeTests(reg, mainApp, echo, r12);
 
     RunUserTokenAndHttpsPortTests(reg, server, backend);
+    RunWebSocketModuleAbsentTests(reg, server, backend);
 
     // 12. Stop listening (recycle): every app stops.
     StopListening stopListening;

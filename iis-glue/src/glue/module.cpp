@@ -210,7 +210,7 @@ private:
             provider->SetErrorStatus(E_POINTER);
             return RQ_NOTIFICATION_FINISH_REQUEST;
         }
-        std::shared_ptr<AppEntry> app = GetApp(ctx->GetApplication());
+        std::shared_ptr<AppEntry> app = GetApp(ctx);
         if (!app) {
             provider->SetErrorStatus(E_OUTOFMEMORY);
             return RQ_NOTIFICATION_FINISH_REQUEST;
@@ -817,6 +817,13 @@ public:
     }
 };
 
+// MACHINE or MACHINE/WEBROOT, compared as ANCM does (case-insensitive, the whole path).
+bool IsMachineLevelPath(PCWSTR path)
+{
+    return CompareStringOrdinal(path, -1, L"MACHINE", -1, TRUE) == CSTR_EQUAL ||
+           CompareStringOrdinal(path, -1, L"MACHINE/WEBROOT", -1, TRUE) == CSTR_EQUAL;
+}
+
 // Global notifications arrive on IIS threads, so stopping apps there (ancm_app_stop blocks
 // until the processes have exited, at most shutdownTimeLimit) is allowed; it is what ANCM
 // does on application stop and configuration change.
@@ -826,9 +833,12 @@ public:
         IGlobalConfigurationChangeProvider *provider) override
     {
         // The app's settings changed (or those of a parent path): stop it; its next request
-        // reads the configuration again and starts a new process.
-        if (provider != nullptr) {
-            StopAppsUnder(provider->GetChangePath());
+        // reads the configuration again and starts a new process. Changes at MACHINE and
+        // MACHINE/WEBROOT (machine.config, the root web.config: .NET settings IIS reports for
+        // every edit there) stop nothing, as in ANCM's globalmodule.cpp.
+        PCWSTR path = provider != nullptr ? provider->GetChangePath() : nullptr;
+        if (path != nullptr && !IsMachineLevelPath(path)) {
+            StopAppsUnder(path);
         }
         return GL_NOTIFICATION_CONTINUE;
     }
