@@ -220,6 +220,13 @@ private:
     ancm_request *p_ = nullptr;
 };
 
+/// The process-wide shutdown (ancm_shutdown_begin): every app answers 503 and starts no process
+/// from now on, and their processes are stopped in the background. Returns at once; any thread.
+[[nodiscard]] inline Status shutdown_begin() { return Status(ancm_shutdown_begin()); }
+
+/// Blocks until what shutdown_begin() set going has ended (ancm_shutdown_wait); host threads only.
+[[nodiscard]] inline Status shutdown_wait() { return Status(ancm_shutdown_wait()); }
+
 } // namespace ancm
 
 #endif // ANCM_HPP

@@ -22,6 +22,8 @@
 //                     MS-ASPNETCORE-WINAUTHTOKEN what the handle is in this process (then it
 //                     is closed, as ASP.NET Core's IIS integration does)
 // Argument --fail-at-start: exit with code 3 before listening (a startup failure).
+// Argument --ignore-shutdown: the shutdown event is answered 202 but the process keeps running
+// (an app slow to stop: only the kill after shutdownTimeLimit ends it).
 
 #include <winsock2.h>
 #include <ws2tcpip.h>
@@ -45,6 +47,7 @@ using wswire::SendAll;
 namespace {
 
 std::string g_token;
+bool g_ignoreShutdown = false;
 
 // The byte at offset i of every generated body (the emulator computes the same).
 inline unsigned char Pattern(unsigned long long i)
@@ -399,6 +402,9 @@ bool Serve(Conn &c)
     if (method == "POST" && path.size() >= 15 &&
         path.compare(path.size() - 15, 15, "/iisintegration") == 0 && IEquals(event, "shutdown")) {
         Respond(c.s, 202, "Accepted", "text/plain", "");
+        if (g_ignoreShutdown) {
+            return false;
+        }
         shutdown(c.s, SD_SEND);
         Sleep(100);
         ExitProcess(0); // the graceful stop the engine asked for
@@ -481,6 +487,9 @@ int main(int argc, char **argv)
         if (std::strcmp(argv[i], "--fail-at-start") == 0) {
             std::fprintf(stderr, "backend: failing at start as asked\n");
             return 3;
+        }
+        if (std::strcmp(argv[i], "--ignore-shutdown") == 0) {
+            g_ignoreShutdown = true;
         }
     }
     const char *port = std::getenv("ASPNETCORE_PORT");

@@ -2343,18 +2343,12 @@ int Main(int argc, char **argv)
     RunUserTokenAndHttpsPortTests(reg, server, backend);
     RunWebSocketModuleAbsentTests(reg, server, backend);
 
-    // 12. Stop listening (recycle): every app stops.
-    StopListening stopListening;
-    Check(reg.global->OnGlobalStopListening(&stopListening) == GL_NOTIFICATION_CONTINUE,
-          "OnGlobalStopListening returns CONTINUE");
-    Check(p3.pid != 0 && p3.Exited() && busy.pid != 0 && busy.Exited(),
-          "GL_STOP_LISTENING stopped the remaining backends (two apps)");
+    // 12. Stop listening (recycle) while requests keep arriving, then Terminate: every app
+    // stops (lifecycle_emu.h).
+    Check(p3.Running() && busy.Running(), "two apps still have their processes before the stop");
+    RunStopListeningTests(reg, server, backend, mainApp, echo);
+    Check(p3.Exited() && busy.Exited(), "the stop ended the remaining backends (two apps)");
     Check(g_liveComObjects == 0, "every configuration COM object was released");
-
-    // Shutdown, as IIS does it. IIS never unloads a module's DLL (the worker process exits),
-    // and the engine's runtime threads live until then, so no FreeLibrary here.
-    reg.global->Terminate();
-    reg.factory->Terminate();
 
     std::printf("%d passed, %d failed\n", g_passed, g_failed);
     std::fflush(stdout);

@@ -29,5 +29,6 @@ pub mod panic;
 pub mod request;
 pub mod result;
 pub mod runtime;
+pub mod shutdown;
 
 pub use result::ancm_result;
