@@ -2345,9 +2345,10 @@ int Main(int argc, char **argv)
 
     // 12. Stop listening (recycle) while requests keep arriving, then Terminate: every app
     // stops (lifecycle_emu.h).
-    Check(p3.Running() && busy.Running(), "two apps still have their processes before the stop");
+    Check(p3.Running(), "the app still has its process before the stop");
     RunStopListeningTests(reg, server, backend, mainApp, echo);
-    Check(p3.Exited() && busy.Exited(), "the stop ended the remaining backends (two apps)");
+    Check(p3.pid != 0 && p3.Exited() && busy.pid != 0 && busy.Exited(),
+          "no backend outlived the stop (two apps)");
     Check(g_liveComObjects == 0, "every configuration COM object was released");
 
     std::printf("%d passed, %d failed\n", g_passed, g_failed);

@@ -259,7 +259,7 @@ public:
     VOID CloseTcpConnection() override
     {
         InterlockedIncrement(&tcpClosed);
-        shutdown(s_, SD_BOTH);
+        EndedByIis();
     }
 
     VOID CancelOutstandingIO() override
@@ -279,10 +279,19 @@ public:
     void ResetFromResponse()
     {
         InterlockedIncrement(&resets);
-        shutdown(s_, SD_BOTH);
+        EndedByIis();
     }
 
 private:
+    // IIS ended the connection: the client sees it end, and what is pending on it fails.
+    void EndedByIis()
+    {
+        EnterCriticalSection(&lock_);
+        ended_ = true;
+        LeaveCriticalSection(&lock_);
+        shutdown(s_, SD_BOTH);
+    }
+
     void CancelRead()
     {
         EnterCriticalSection(&lock_);
@@ -329,9 +338,13 @@ private:
         while (buf_.size() < n) {
             EnterCriticalSection(&lock_);
             const bool cancel = cancelRead_;
+            const bool ended = ended_;
             LeaveCriticalSection(&lock_);
             if (cancel) {
                 return ERROR_OPERATION_ABORTED;
+            }
+            if (ended) {
+                return ERROR_CONNECTION_ABORTED;
             }
             fd_set rd;
             FD_ZERO(&rd);
@@ -468,6 +481,7 @@ private:
     CRITICAL_SECTION lock_;     // the flags below
     CRITICAL_SECTION sendLock_; // one frame at a time on the socket (writes and pongs)
     bool reading_ = false, writing_ = false, cancelRead_ = false;
+    bool ended_ = false; // IIS ended the connection (CloseTcpConnection, ResetConnection)
     bool closeReceived_ = false;
     USHORT closeStatus_ = 0;
     std::wstring closeReason_;
