@@ -75,7 +75,7 @@ pub struct AppStatus {
     pub processes: Vec<(u32, u16)>,
     /// Whether app_offline.htm is present.
     pub offline: bool,
-    /// Whether the app is shutting down.
+    /// Whether the app is shutting down (its own stop, or the process-wide shutdown).
     pub shutting_down: bool,
 }
 

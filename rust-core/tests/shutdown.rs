@@ -97,7 +97,11 @@ fn shutdown_answers_503_starts_nothing_and_stops_every_process() {
     assert_eq!(processes_in(&starting_dir).len(), 1, "the slow start began");
 
     assert_eq!(ancm_shutdown_begin(), ancm_result::Ok);
-    assert_eq!(ancm_shutdown_begin(), ancm_result::Ok, "a second call does nothing");
+    assert_eq!(
+        ancm_shutdown_begin(),
+        ancm_result::Ok,
+        "a second call does nothing"
+    );
 
     // Every request now gets the 503 page, and no process starts: neither for the app that
     // never had one, nor for an app created after the shutdown began.
