@@ -90,8 +90,10 @@ void RunWebSocketStuckTeardownTests(Registration &reg, Application &app)
         }
         unsigned op = 0;
         std::string back;
-        Check(c.Send(0x1, true, "close-empty") && c.ReadMessage(op, back) == 0 && op == 0x8 &&
-                  back.empty(),
+        // (The result first: the order in which a call's arguments are evaluated is unspecified.)
+        const bool closed = c.Send(0x1, true, "close-empty") && c.ReadMessage(op, back) == 0 &&
+                            op == 0x8;
+        Check(closed && back.empty(),
               "a close without a status reached the client as a close without a body (1005 "
               "passed as no status, " + std::to_string(back.size()) + " payload bytes)");
         // No answer to the close: the module's read stays outstanding.
