@@ -420,7 +420,7 @@ typedef struct ancm_app_status {
      */
     bool offline;
     /**
-     * Whether `ancm_app_stop` has been called (requests get 503).
+     * Whether `ancm_app_stop` or `ancm_shutdown_begin` has been called (requests get 503).
      */
     bool shutting_down;
 } ancm_app_status;
