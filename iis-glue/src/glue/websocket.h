@@ -11,8 +11,8 @@
 namespace iisglue {
 
 // Whether IIS offers what WebSockets need (IHttpServer2, so IHttpContext3 and its named
-// contexts: IIS 8+). Whether the WebSocket Protocol feature is installed shows only when a
-// 101 has been flushed (its named context is there or not). Never throws.
+// contexts: IIS 8+). Whether its WebSocket module serves an application is
+// WebSocketModuleServes; a 101 flushed without it finds no named context. Never throws.
 bool WebSocketsAvailable() noexcept;
 
 // Whether IIS's WebSocket module serves the request's application: it sets the server
