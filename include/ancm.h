@@ -441,7 +441,7 @@ typedef struct ancm_app_status {
      */
     bool offline;
     /**
-     * Whether `ancm_app_stop` has been called (requests get 503).
+     * Whether `ancm_app_stop` or `ancm_shutdown_begin` has been called (requests get 503).
      */
     bool shutting_down;
 } ancm_app_status;
@@ -1026,6 +1026,31 @@ const char *ancm_result_message(uint32_t result);
  * Returns a static NUL-terminated string that must not be freed. Callable from any thread.
  */
 const char *ancm_version(void);
+
+/**
+ * Begins the process-wide shutdown and returns at once: from now on every request of every
+ * app in the process gets the engine's 503 page (also the requests of apps created later), no
+ * process is started any more, and the processes of every app are stopped in the background,
+ * all at once, each gracefully within its app's shutdownTimeLimit (then killed). Cannot be
+ * undone. Calling it again does nothing.
+ *
+ * Owns nothing, takes nothing. Callable from any thread, also from a callback; no callback
+ * runs during it (the log callback may, on the calling thread or a core thread). The host
+ * still stops and frees its apps as usual; call `ancm_shutdown_wait` before the process exits.
+ */
+ancm_result ancm_shutdown_begin(void);
+
+/**
+ * Blocks until everything `ancm_shutdown_begin` set going has ended: every stop of an app's
+ * processes (each bounded by its shutdownTimeLimit) and every process start that was under
+ * way when it began (bounded by its startupTimeLimit). Returns at once when the shutdown has
+ * not begun or has ended.
+ *
+ * Must be called from a host thread, never from a callback or another core thread
+ * (`ANCM_RESULT_WRONG_THREAD`): the stops run on the core threads. Request callbacks of
+ * requests still in flight may run on core threads meanwhile.
+ */
+ancm_result ancm_shutdown_wait(void);
 
 /**
  * Escapes a request target as the client sent it (IIS: `HTTP_REQUEST.pRawUrl`, which HTTP.sys

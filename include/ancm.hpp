@@ -388,6 +388,12 @@ inline void log_trampoline(void *ud, ancm_log_level level, uint32_t event, const
     if (r == ANCM_RESULT_OK) slot.current = std::move(next); // frees the old one: no longer running
     return Status(r);
 }
+/// The process-wide shutdown (ancm_shutdown_begin): every app answers 503 and starts no process
+/// from now on, and their processes are stopped in the background. Returns at once; any thread.
+[[nodiscard]] inline Status shutdown_begin() { return Status(ancm_shutdown_begin()); }
+
+/// Blocks until what shutdown_begin() set going has ended (ancm_shutdown_wait); host threads only.
+[[nodiscard]] inline Status shutdown_wait() { return Status(ancm_shutdown_wait()); }
 
 } // namespace ancm
 

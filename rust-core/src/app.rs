@@ -19,6 +19,7 @@ use crate::event::Event;
 use crate::forward::{self, pages, ClientInfo, RequestBody, ResponseBody};
 use crate::host::HostInfo;
 use crate::process::{self, Backend, ExitHook, Slot, StartFailure, StartResult};
+use crate::shutdown;
 
 /// How often the site root is checked for app_offline.htm (ANCM re-checks at most every
 /// 200 ms; half that keeps us inside its promise).
@@ -85,7 +86,7 @@ pub struct AppStatus {
     pub processes: Vec<(u32, u16)>,
     /// Whether app_offline.htm is present.
     pub offline: bool,
-    /// Whether the app is shutting down.
+    /// Whether the app is shutting down (its own stop, or the process-wide shutdown).
     pub shutting_down: bool,
 }
 
@@ -125,6 +126,8 @@ impl App {
             host,
             rt: rt.clone(),
         });
+        let weak: Weak<dyn shutdown::Stoppable> = Arc::downgrade(&inner) as _;
+        shutdown::register(weak);
         rt.spawn(watch_offline(Arc::downgrade(&inner)));
         if inner.config.extensions.recycles() {
             rt.spawn(watch_recycle(Arc::downgrade(&inner)));
@@ -231,7 +234,7 @@ impl App {
                 .map(|b| (b.child.pid(), b.port))
                 .collect(),
             offline: self.inner.offline.load().is_some(),
-            shutting_down: self.inner.shutting_down.load(Ordering::Acquire),
+            shutting_down: self.inner.stopping(),
         }
     }
 }
@@ -315,9 +318,14 @@ fn may_resend(e: &forward::ForwardError, idempotent: bool) -> bool {
 const UNREACHABLE_GRACE: Duration = Duration::from_millis(200);
 
 impl Inner {
+    /// Whether the app is stopping: its own stop, or the process-wide shutdown.
+    fn stopping(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire) || shutdown::begun()
+    }
+
     /// The page for any request while the app takes none: shutting down, or app_offline.htm.
     fn unavailable_page(&self) -> Option<Response<ResponseBody>> {
-        if self.shutting_down.load(Ordering::Acquire) {
+        if self.stopping() {
             return Some(pages::shutting_down());
         }
         self.offline
@@ -356,6 +364,8 @@ impl Inner {
     /// The response for a request that got no answer from the application.
     fn failure_response(&self, f: Failure) -> Response<ResponseBody> {
         let (backend, e) = match f {
+            // A start refused or undone because the app began stopping meanwhile.
+            Failure::Start(_) if self.stopping() => return pages::shutting_down(),
             Failure::Start(f) => return self.start_failure_response(&f),
             Failure::Forward(b, e) => (b, e),
         };
@@ -403,6 +413,12 @@ impl Inner {
     }
 
     async fn start_future(self: Arc<Self>) -> StartResult {
+        // Counted before the check, so that a shutdown beginning now either is seen here or
+        // waits for this start (and the stop of what it started).
+        let _work = shutdown::Work::start();
+        if self.stopping() {
+            return Err(Arc::new(Self::stopping_failure()));
+        }
         if let Some(f) = self.rapid_fail_block() {
             return Err(Arc::new(f));
         }
@@ -413,7 +429,29 @@ impl Inner {
             );
             tokio::time::sleep_until(at.into()).await;
         }
-        self.start_backend().await.map(Arc::new).map_err(Arc::new)
+        let started = self.start_backend().await.map_err(Arc::new)?;
+        if self.stopping() {
+            // The stop took the slots before this process was in one: stop it here, or it
+            // would outlive the app.
+            process::stop(
+                &started,
+                &self.host.app_path,
+                self.config.shutdown_time_limit,
+                &self.control,
+            )
+            .await;
+            return Err(Arc::new(Self::stopping_failure()));
+        }
+        Ok(Arc::new(started))
+    }
+
+    /// Why no process starts while the app is stopping (the request gets the 503 page).
+    fn stopping_failure() -> StartFailure {
+        StartFailure {
+            cause: "the application is shutting down".into(),
+            output: String::new(),
+            plain_502: false,
+        }
     }
 
     /// Starts one process in the current generation.
@@ -542,11 +580,11 @@ impl Inner {
         if let Ok(mut m) = self.members.lock() {
             m.remove(&pid);
         }
-        if self.config.deploy.preload && !info.requested {
+        if self.config.deploy.preload && !info.requested && !self.stopping() {
             // Warm-up: a crashed process is restarted now, not by the next request.
             self.preload();
         }
-        if info.requested || self.shutting_down.load(Ordering::Acquire) {
+        if info.requested || self.stopping() {
             log::info!("process {pid} {}", info.description);
             return;
         }
@@ -621,6 +659,16 @@ impl Inner {
     }
 }
 
+impl shutdown::Stoppable for Inner {
+    fn stop_in_background(self: Arc<Self>, work: shutdown::Work) {
+        let rt = self.rt.clone();
+        rt.spawn(async move {
+            App { inner: self }.shutdown().await;
+            drop(work);
+        });
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         // An app dropped without shutdown(): its processes must not outlive it.
@@ -660,7 +708,7 @@ async fn watch_recycle(weak: Weak<Inner>) {
     loop {
         tokio::time::sleep(RECYCLE_POLL).await;
         let Some(inner) = weak.upgrade() else { return };
-        if inner.shutting_down.load(Ordering::Acquire) {
+        if inner.stopping() {
             return;
         }
         let trigger_now = trigger.as_deref().and_then(modified);

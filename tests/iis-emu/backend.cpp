@@ -12,16 +12,20 @@
 //   GET /exit-soon  → 200, then the process exits with code 5 (a crash after answering)
 //   GET /headers    → 200 with its own Server header, two Set-Cookie and a mixed-case name
 //   GET /seen?m=M   → "seen: yes" when an earlier request's target contained M, else "no"
-//   GET /ws with Upgrade: websocket → 101, then a WebSocket echo (RFC 6455): every data frame
+//   GET /ws with Upgrade: websocket → 101 (unless ASPNETCORE_IIS_WEBSOCKETS_SUPPORTED=false:
+//                     then the echo below, as ASP.NET Core's IISMiddleware does), then a WebSocket echo (RFC 6455): every data frame
 //                     comes back as it came (opcode, FIN, payload), a close is answered with
 //                     the same close; text "close-me" makes it close first (4001 "server
-//                     bye"), "ping-me" makes it ping and report the pong, "die" ends the
+//                     bye"), "close-empty" makes it send a close without a status and
+//                     end the connection at once, "ping-me" makes it ping and report the pong, "die" ends the
 //                     process at once (a backend killed mid-stream)
 //   anything else   → text/plain echo: method, target, headers, body length and FNV-1a hash,
 //                     pid, the EMU_* / ASPNETCORE_* environment, and for a
 //                     MS-ASPNETCORE-WINAUTHTOKEN what the handle is in this process (then it
 //                     is closed, as ASP.NET Core's IIS integration does)
 // Argument --fail-at-start: exit with code 3 before listening (a startup failure).
+// Argument --ignore-shutdown: the shutdown event is answered 202 but the process keeps running
+// (an app slow to stop: only the kill after shutdownTimeLimit ends it).
 
 #include <winsock2.h>
 #include <ws2tcpip.h>
@@ -45,6 +49,7 @@ using wswire::SendAll;
 namespace {
 
 std::string g_token;
+bool g_ignoreShutdown = false;
 
 // Every request target this process received (/seen), across its connection threads.
 CRITICAL_SECTION g_seenLock;
@@ -279,6 +284,12 @@ void ServeWebSocket(Conn &c, const std::string &key, bool extensionsOffered)
             }
             return; // the client's close arrived (or the connection ended)
         }
+        if (f.opcode == 0x1 && f.fin && f.payload == "close-empty") {
+            // A close without a status (no body), and the connection ends at once, without
+            // waiting for the client's answer (a server may, RFC 6455 §7.1.1).
+            SendFrame(c.s, 0x8, true, std::string());
+            return;
+        }
         if (f.opcode == 0x1 && f.fin && f.payload == "ping-me") {
             const std::string p = "p-" + std::to_string(GetCurrentProcessId());
             SendFrame(c.s, 0x9, true, p);
@@ -417,11 +428,18 @@ bool Serve(Conn &c)
     if (method == "POST" && path.size() >= 15 &&
         path.compare(path.size() - 15, 15, "/iisintegration") == 0 && IEquals(event, "shutdown")) {
         Respond(c.s, 202, "Accepted", "text/plain", "");
+        if (g_ignoreShutdown) {
+            return false;
+        }
         shutdown(c.s, SD_SEND);
         Sleep(100);
         ExitProcess(0); // the graceful stop the engine asked for
     }
-    if (path == "/ws" && upgradeWebSocket && !wsKey.empty()) {
+    // Told that IIS cannot carry WebSockets, ASP.NET Core's IISMiddleware removes the upgrade
+    // feature: the app answers the request as an ordinary one.
+    const char *wsSupported = std::getenv("ASPNETCORE_IIS_WEBSOCKETS_SUPPORTED");
+    const bool upgradeAllowed = wsSupported == nullptr || std::strcmp(wsSupported, "false") != 0;
+    if (path == "/ws" && upgradeWebSocket && !wsKey.empty() && upgradeAllowed) {
         ServeWebSocket(c, wsKey, wsExtensions);
         return false; // the connection ends with the WebSocket
     }
@@ -495,6 +513,9 @@ int main(int argc, char **argv)
         if (std::strcmp(argv[i], "--fail-at-start") == 0) {
             std::fprintf(stderr, "backend: failing at start as asked\n");
             return 3;
+        }
+        if (std::strcmp(argv[i], "--ignore-shutdown") == 0) {
+            g_ignoreShutdown = true;
         }
     }
     const char *port = std::getenv("ASPNETCORE_PORT");

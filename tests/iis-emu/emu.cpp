@@ -640,6 +640,11 @@ public:
 class Application final : public IHttpApplication {
 public:
     std::wstring name, physicalPath, id, configPath;
+    // Whether IIS's WebSocket module is in this application's pipeline (installed and
+    // enabled): only then does IIS set the WEBSOCKET_VERSION server variable (ANCM's
+    // outprocessapplication.cpp, SetWebsocketStatus, notes that the webSocket section may be
+    // in applicationHost.config while the module is not enabled).
+    bool webSocketModule = true;
     PCWSTR GetApplicationPhysicalPath() const override { return physicalPath.c_str(); }
     PCWSTR GetApplicationId() const override { return id.c_str(); }
     PCWSTR GetAppConfigPath() const override { return configPath.c_str(); }
@@ -1118,7 +1123,7 @@ public:
     VOID Clear() override { UNEXPECTED(); }
     VOID ClearHeaders() override { UNEXPECTED(); }
     VOID SetNeedDisconnect() override { needDisconnect = true; }
-    VOID ResetConnection() override { reset = true; }
+    VOID ResetConnection() override;
     VOID DisableKernelCache(ULONG) override {}
     BOOL GetKernelCacheEnabled() const override { return FALSE; }
     VOID SuppressHeaders() override { UNEXPECTED(); }
@@ -1274,6 +1279,13 @@ public:
             v = "40123";
         } else if (std::strcmp(name, "HTTPS") == 0) {
             v = req_->Https() ? "on" : "off";
+        } else if (std::strcmp(name, "WEBSOCKET_VERSION") == 0) {
+            // Set by IIS's WebSocket module; absent without it, and IIS reports an absent
+            // variable as ERROR_INVALID_INDEX (the code ANCM's SetWebsocketStatus expects).
+            if (!app_->webSocketModule) {
+                return HRESULT_FROM_WIN32(ERROR_INVALID_INDEX);
+            }
+            v = "13";
         } else {
             Check(false, std::string("GetServerVariable of an unexpected variable: ") + name);
             return HRESULT_FROM_WIN32(ERROR_INVALID_INDEX);
@@ -1313,7 +1325,16 @@ public:
     {
         UNEXPECTED();
     }
-    HRESULT CancelIo() override { UNEXPECTED(); }
+    // Cancels the request's outstanding I/O; after an upgrade that is the WebSocket's
+    // (websocket_emu.h says how far it gets).
+    HRESULT CancelIo() override
+    {
+        if (ws == nullptr) {
+            UNEXPECTED();
+        }
+        ws->CancelFromContext();
+        return S_OK;
+    }
     HRESULT MapHandler(DWORD, PCWSTR, PCWSTR, PCSTR, IScriptMapInfo **, BOOL) override
     {
         UNEXPECTED();
@@ -1477,6 +1498,15 @@ HRESULT Response::WriteEntityChunks(HTTP_DATA_CHUNK *chunks, DWORD n, BOOL fAsyn
     return S_OK;
 }
 
+// The connection is reset; an upgraded request's TCP connection ends with it.
+VOID Response::ResetConnection()
+{
+    reset = true;
+    if (ctx->ws != nullptr) {
+        ctx->ws->ResetFromResponse();
+    }
+}
+
 HRESULT Server::GetExtendedInterfaceByGuid(const GUID &from, PVOID input, const GUID &to,
                                            PVOID *out)
 {
@@ -1518,6 +1548,8 @@ struct Result {
     int wsOutstandingAtEnd = 0; // WebSocket operations still pending when the module ended
     long wsTcpClosed = 0;       // IWebSocketContext::CloseTcpConnection calls
     long wsDuplex = 0;          // operations started while one of the other direction was pending
+    long wsResets = 0;          // IHttpResponse::ResetConnection calls on the upgraded request
+    long wsNullReasonCloses = 0; // SendConnectionClose calls without a reason
 };
 
 // One request through the module, as IIS's pipeline would run RQ_EXECUTE_REQUEST_HANDLER, on
@@ -1615,8 +1647,9 @@ void CheckCycle(const Result &r, const std::string &what)
 
 class ConfigChange final : public IGlobalConfigurationChangeProvider {
 public:
+    PCWSTR path = kSitePath;
     VOID SetErrorStatus(HRESULT) override {}
-    PCWSTR GetChangePath() const override { return kSitePath; }
+    PCWSTR GetChangePath() const override { return path; }
 };
 
 class StopListening final : public IGlobalStopListeningProvider {
@@ -1951,7 +1984,8 @@ DWORD WINAPI WsClientThread(LPVOID p)
 // request head from the socket and runs it through the module. `installed` false plays an
 // IIS without the WebSocket Protocol feature.
 void RunWebSocket(Registration &reg, Application &app, bool installed,
-                  std::function<void(wsemu::WsClient &)> script, Result &out, const std::string &what)
+                  std::function<void(wsemu::WsClient &)> script, Result &out, const std::string &what,
+                  bool stuckCancel = false, DWORD timeoutMs = 60000)
 {
     WsRun run;
     run.script = std::move(script);
@@ -1994,9 +2028,10 @@ void RunWebSocket(Registration &reg, Application &app, bool installed,
                                           v == std::string::npos ? std::string() : h.substr(v));
             }
         }
-        wsemu::WsSession *session = new wsemu::WsSession(server, buf.substr(end + 4), installed);
+        wsemu::WsSession *session =
+            new wsemu::WsSession(server, buf.substr(end + 4), installed, stuckCancel);
         spec.ws = session;
-        RunRequest(reg, app, spec, out);
+        RunRequest(reg, app, spec, out, timeoutMs);
         // The request is over: IIS closes the client's connection.
         session->EndConnection();
         if (WaitForSingleObject(t, 60000) != WAIT_OBJECT_0) {
@@ -2015,6 +2050,8 @@ void RunWebSocket(Registration &reg, Application &app, bool installed,
         std::fflush(stdout);
         out.wsTcpClosed = session->tcpClosed;
         out.wsDuplex = session->duplexSeen;
+        out.wsResets = session->resets;
+        out.wsNullReasonCloses = session->nullReasonCloses;
         delete session;
     }
     if (t != nullptr) {
@@ -2303,6 +2340,11 @@ void RunRequestPathTests(Registration &reg, Application &app)
           "no primary token: the impersonation token reached the backend (" +
               EchoField(r9.response.body, "winauth-sid") + ")");
 }
+} // namespace
+
+#include "lifecycle_emu.h"
+
+namespace {
 
 int Main(int argc, char **argv)
 {
@@ -2576,6 +2618,7 @@ int Main(int argc, char **argv)
 
     // 6d. WebSockets (its own application: one case kills the backend).
     RunWebSocketTests(reg, wsApp);
+    RunWebSocketStuckTeardownTests(reg, wsApp);
 
     RunRequestPathTests(reg, mainApp);
 
@@ -2643,21 +2686,18 @@ int Main(int argc, char **argv)
     Process p3(PidOf(r12));
     Check(r12.response.status == 200 && Contains(r12.response.body, "env: EMU_GREETING=changed\n"),
           "after the change the new configuration is read");
+    RunMachineConfigChangeTests(reg, mainApp, echo, r12);
 
     RunUserTokenAndHttpsPortTests(reg, server, backend);
+    RunWebSocketModuleAbsentTests(reg, server, backend);
 
-    // 12. Stop listening (recycle): every app stops.
-    StopListening stopListening;
-    Check(reg.global->OnGlobalStopListening(&stopListening) == GL_NOTIFICATION_CONTINUE,
-          "OnGlobalStopListening returns CONTINUE");
+    // 12. Stop listening (recycle) while requests keep arriving, then Terminate: every app
+    // stops (lifecycle_emu.h).
+    Check(p3.Running(), "the app still has its process before the stop");
+    RunStopListeningTests(reg, server, backend, mainApp, echo);
     Check(p3.pid != 0 && p3.Exited() && busy.pid != 0 && busy.Exited(),
-          "GL_STOP_LISTENING stopped the remaining backends (two apps)");
+          "no backend outlived the stop (two apps)");
     Check(g_liveComObjects == 0, "every configuration COM object was released");
-
-    // Shutdown, as IIS does it. IIS never unloads a module's DLL (the worker process exits),
-    // and the engine's runtime threads live until then, so no FreeLibrary here.
-    reg.global->Terminate();
-    reg.factory->Terminate();
 
     std::printf("%d passed, %d failed\n", g_passed, g_failed);
     std::fflush(stdout);

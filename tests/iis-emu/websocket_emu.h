@@ -14,8 +14,16 @@
 // - Completions run through the caller's PFN_WEBSOCKET_COMPLETION on a worker thread (one for
 //   reads, one for writes), never inside the call. One read and one write may be outstanding
 //   at once; a second of either is recorded as a contract violation.
-// - CancelOutstandingIO completes what is outstanding with ERROR_OPERATION_ABORTED;
-//   CloseTcpConnection shuts the socket down (the client sees the connection end).
+// - CancelOutstandingIO (and IHttpContext::CancelIo) complete what is outstanding with
+//   ERROR_OPERATION_ABORTED; CloseTcpConnection, and IHttpResponse::ResetConnection on the
+//   request, shut the socket down (the client sees the connection end), which fails a pending
+//   read. With `stuckCancel`, the harsher reading of what ANCM's websockethandler.cpp reports
+//   ("CancelIo sometimes may not be able to cancel pending websocket IO"; it resets the
+//   connection "to force IISWebsocket module to release the pipeline"): cancelling does
+//   nothing, and only the connection's end completes a pending read.
+// - SendConnectionClose with 1005 ("no status", RFC 6455 §7.4.1: never on the wire) sends a
+//   close frame without a body: ANCM passes 1005 with no reason for a close that had no
+//   status (websockethandler.cpp, DoIisWebSocketSend).
 //
 // WsClient is the browser: it sends the handshake and masked frames and reads the server's.
 
@@ -92,8 +100,8 @@ class WsSession final : public IWebSocketContext {
 public:
     // `s` is the server side of the client's connection; `leftover` what was read past the
     // request head. `installed` false plays an IIS without the WebSocket Protocol feature.
-    WsSession(SOCKET s, std::string leftover, bool installed)
-        : s_(s), buf_(std::move(leftover)), installed_(installed)
+    WsSession(SOCKET s, std::string leftover, bool installed, bool stuckCancel = false)
+        : s_(s), buf_(std::move(leftover)), installed_(installed), stuckCancel_(stuckCancel)
     {
         InitializeCriticalSection(&lock_);
         InitializeCriticalSection(&sendLock_);
@@ -112,6 +120,7 @@ public:
     volatile LONG doubleRead = 0, doubleWrite = 0, duplexSeen = 0, unmaskedFrame = 0;
     volatile LONG fragmentsRead = 0, fragmentsWritten = 0, closesSent = 0, cancels = 0;
     volatile LONG tcpClosed = 0, syncCalls = 0;
+    volatile LONG contextCancels = 0, resets = 0, nullReasonCloses = 0;
 
     // IIS closes the connection when the request is over.
     void EndConnection() { shutdown(s_, SD_BOTH); }
@@ -218,7 +227,10 @@ public:
                 reason.resize(static_cast<size_t>(n - 1));
             }
         }
-        const std::string payload = ClosePayload(uStatusCode, reason);
+        if (pszReason == nullptr) {
+            InterlockedIncrement(&nullReasonCloses);
+        }
+        const std::string payload = uStatusCode == 1005 ? std::string() : ClosePayload(uStatusCode, reason);
         *pfCompletionExpected = TRUE;
         writer_->Post([this, payload, pfn, context]() {
             bool ok = SendLocked(Frame(0x8, true, payload, nullptr));
@@ -247,20 +259,48 @@ public:
     VOID CloseTcpConnection() override
     {
         InterlockedIncrement(&tcpClosed);
-        shutdown(s_, SD_BOTH);
+        EndedByIis();
     }
 
     VOID CancelOutstandingIO() override
     {
         InterlockedIncrement(&cancels);
+        CancelRead();
+    }
+
+    // IHttpContext::CancelIo of the upgraded request.
+    void CancelFromContext()
+    {
+        InterlockedIncrement(&contextCancels);
+        CancelRead();
+    }
+
+    // IHttpResponse::ResetConnection of the upgraded request: the connection ends.
+    void ResetFromResponse()
+    {
+        InterlockedIncrement(&resets);
+        EndedByIis();
+    }
+
+private:
+    // IIS ended the connection: the client sees it end, and what is pending on it fails.
+    void EndedByIis()
+    {
         EnterCriticalSection(&lock_);
-        if (reading_) {
+        ended_ = true;
+        LeaveCriticalSection(&lock_);
+        shutdown(s_, SD_BOTH);
+    }
+
+    void CancelRead()
+    {
+        EnterCriticalSection(&lock_);
+        if (reading_ && !stuckCancel_) {
             cancelRead_ = true;
         }
         LeaveCriticalSection(&lock_);
     }
 
-private:
     bool BeginWrite()
     {
         EnterCriticalSection(&lock_);
@@ -298,9 +338,13 @@ private:
         while (buf_.size() < n) {
             EnterCriticalSection(&lock_);
             const bool cancel = cancelRead_;
+            const bool ended = ended_;
             LeaveCriticalSection(&lock_);
             if (cancel) {
                 return ERROR_OPERATION_ABORTED;
+            }
+            if (ended) {
+                return ERROR_CONNECTION_ABORTED;
             }
             fd_set rd;
             FD_ZERO(&rd);
@@ -432,10 +476,12 @@ private:
     SOCKET s_;
     std::string buf_;
     bool installed_;
+    bool stuckCancel_;
     bool handshakeSent_ = false;
     CRITICAL_SECTION lock_;     // the flags below
     CRITICAL_SECTION sendLock_; // one frame at a time on the socket (writes and pongs)
     bool reading_ = false, writing_ = false, cancelRead_ = false;
+    bool ended_ = false; // IIS ended the connection (CloseTcpConnection, ResetConnection)
     bool closeReceived_ = false;
     USHORT closeStatus_ = 0;
     std::wstring closeReason_;

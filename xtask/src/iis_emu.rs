@@ -12,6 +12,16 @@ use std::time::{Duration, Instant};
 
 const GXX: &str = "x86_64-w64-mingw32-g++";
 const GCC: &str = "x86_64-w64-mingw32-gcc";
+/// The lifecycle cases' checks (tests/iis-emu/lifecycle_emu.h, issue 16 items 2, 3, 4, 7).
+const LIFECYCLE_CHECKS: [&str; 7] = [
+    "ok: no WebSocket module (no WEBSOCKET_VERSION): the app was told ASPNETCORE_IIS_WEBSOCKETS_SUPPORTED=false",
+    "ok: no WebSocket module: an upgrade request was answered normally",
+    "ok: GL_CONFIGURATION_CHANGE at MACHINE and MACHINE/WEBROOT stopped nothing",
+    "ok: a close without a status reached the client as a close without a body",
+    "ok: a ReadFragment whose cancellation never completes: the module reset the connection and the request finished",
+    "ok: OnGlobalStopListening returned CONTINUE at once",
+    "ok: requests after stop listening got 503",
+];
 /// The whole emulator run (Wine prefix creation included) must end within this.
 const DEADLINE: Duration = Duration::from_secs(240);
 
@@ -137,7 +147,7 @@ pub fn run() -> Result {
             failures.push(format!("missing {needle:?} in the output"));
         }
     }
-    for needle in REQUEST_PATH_CHECKS {
+    for needle in REQUEST_PATH_CHECKS.iter().chain(LIFECYCLE_CHECKS.iter()) {
         if !stdout.contains(needle) {
             failures.push(format!("missing {needle:?} in the output"));
         }

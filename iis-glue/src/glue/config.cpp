@@ -434,7 +434,7 @@ std::shared_ptr<AppEntry> Lookup(const std::wstring &id)
     return found;
 }
 
-std::shared_ptr<AppEntry> CreateApp(IHttpApplication *application)
+std::shared_ptr<AppEntry> CreateApp(IHttpApplication *application, IHttpContext *ctx)
 {
     auto entry = std::make_shared<AppEntry>();
     PCWSTR id = application->GetApplicationId();
@@ -463,7 +463,7 @@ std::shared_ptr<AppEntry> CreateApp(IHttpApplication *application)
     host.app_path = ancm::slice(appPath);
     host.http_auth = ancm::slice(httpAuth);
     host.https_port = ReadHttpsPort(entry->configPath.c_str()); // 0: none
-    host.websockets_supported = WebSocketsAvailable();
+    host.websockets_supported = WebSocketsAvailable() && WebSocketModuleServes(ctx);
     ancm_app *app = nullptr;
     ancm_result r = ancm_app_new(config.get(), &host, &app);
     if (r == ANCM_RESULT_OK) {
@@ -609,9 +609,10 @@ uint16_t ReadHttpsPort(PCWSTR configPath) noexcept
     }
 }
 
-std::shared_ptr<AppEntry> GetApp(IHttpApplication *application) noexcept
+std::shared_ptr<AppEntry> GetApp(IHttpContext *ctx) noexcept
 {
     try {
+        IHttpApplication *application = ctx != nullptr ? ctx->GetApplication() : nullptr;
         if (application == nullptr) {
             return nullptr;
         }
@@ -624,7 +625,7 @@ std::shared_ptr<AppEntry> GetApp(IHttpApplication *application) noexcept
         // Created outside the lock: it calls into IIS's configuration system. Two first
         // requests may both create one; the first inserted wins and the other is freed
         // before any process started (apps start their process on their first request).
-        std::shared_ptr<AppEntry> fresh = CreateApp(application);
+        std::shared_ptr<AppEntry> fresh = CreateApp(application, ctx);
         AcquireSRWLockExclusive(&g_lock);
         try {
             if (g_apps == nullptr) {

@@ -46,9 +46,10 @@ struct AppEntry {
     std::string error;       // the one-line configuration error (UTF-8), else empty
 };
 
-// The app of `application`, created on first use. Never throws; nullptr only when out of
-// memory. Reads the configuration through IIS's admin manager (no engine call blocks).
-std::shared_ptr<AppEntry> GetApp(IHttpApplication *application) noexcept;
+// The app of the request's application, created on its first request (which also tells
+// whether IIS's WebSocket module serves it). Never throws; nullptr only when out of memory.
+// Reads the configuration through IIS's admin manager (no engine call blocks).
+std::shared_ptr<AppEntry> GetApp(IHttpContext *ctx) noexcept;
 
 // Stops (ancm_app_stop: blocks until the app's processes have exited) and frees apps. Call on
 // IIS notification threads only, never on a core thread (the engine refuses that anyway).

@@ -225,7 +225,7 @@ private:
         if (connection == nullptr || !connection->IsConnected()) {
             return ClientGone();
         }
-        std::shared_ptr<AppEntry> app = GetApp(ctx->GetApplication());
+        std::shared_ptr<AppEntry> app = GetApp(ctx);
         if (!app) {
             provider->SetErrorStatus(E_OUTOFMEMORY);
             return RQ_NOTIFICATION_FINISH_REQUEST;
@@ -885,6 +885,18 @@ VOID ConnectionContext::NotifyDisconnect()
     LeaveCriticalSection(&lock_);
 }
 
+// The worker process ends: the engine's shutdown (if stop listening did not begin it, as
+// IIS Express may skip it: ANCM's globalmodule.cpp), waited for, then every app freed. Blocks
+// until every backend process has exited, so none outlives the worker.
+void EndAllApps() noexcept
+{
+    (void)ancm_shutdown_begin();
+    if (ancm_shutdown_wait() != ANCM_RESULT_OK) {
+        Trace(L"waiting for the applications to stop failed");
+    }
+    StopAllApps();
+}
+
 class ModuleFactory final : public IHttpModuleFactory {
 public:
     HRESULT GetHttpModule(CHttpModule **ppModule, IModuleAllocator *pAllocator) override
@@ -908,31 +920,47 @@ public:
     // IIS is shutting the worker process down: no request runs any more.
     VOID Terminate() override
     {
-        StopAllApps();
+        EndAllApps();
         delete this;
     }
 };
 
+// MACHINE or MACHINE/WEBROOT, compared as ANCM does (case-insensitive, the whole path).
+bool IsMachineLevelPath(PCWSTR path)
+{
+    return CompareStringOrdinal(path, -1, L"MACHINE", -1, TRUE) == CSTR_EQUAL ||
+           CompareStringOrdinal(path, -1, L"MACHINE/WEBROOT", -1, TRUE) == CSTR_EQUAL;
+}
+
 // Global notifications arrive on IIS threads, so stopping apps there (ancm_app_stop blocks
 // until the processes have exited, at most shutdownTimeLimit) is allowed; it is what ANCM
-// does on application stop and configuration change.
+// does on application stop and configuration change. Stop listening is the exception (it
+// must return at once).
 class GlobalModule final : public CGlobalModule {
 public:
     GLOBAL_NOTIFICATION_STATUS OnGlobalConfigurationChange(
         IGlobalConfigurationChangeProvider *provider) override
     {
         // The app's settings changed (or those of a parent path): stop it; its next request
-        // reads the configuration again and starts a new process.
-        if (provider != nullptr) {
-            StopAppsUnder(provider->GetChangePath());
+        // reads the configuration again and starts a new process. Changes at MACHINE and
+        // MACHINE/WEBROOT (machine.config, the root web.config: .NET settings IIS reports for
+        // every edit there) stop nothing, as in ANCM's globalmodule.cpp.
+        PCWSTR path = provider != nullptr ? provider->GetChangePath() : nullptr;
+        if (path != nullptr && !IsMachineLevelPath(path)) {
+            StopAppsUnder(path);
         }
         return GL_NOTIFICATION_CONTINUE;
     }
 
     GLOBAL_NOTIFICATION_STATUS OnGlobalStopListening(IGlobalStopListeningProvider *) override
     {
-        // The worker process stops taking requests (recycle, shutdown).
-        StopAllApps();
+        // The worker process stops taking requests (recycle, shutdown), but IIS keeps handing
+        // it requests while this notification runs (ANCM's globalmodule.h, StartShutdown), so
+        // it returns at once: the engine answers 503 from now on, creates no process, and
+        // stops every app's processes in the background, all at once, each within its
+        // shutdownTimeLimit. The apps stay cached (they answer 503); Terminate waits for the
+        // stops and frees them.
+        (void)ancm_shutdown_begin();
         return GL_NOTIFICATION_CONTINUE;
     }
 
@@ -949,7 +977,7 @@ public:
 
     VOID Terminate() override
     {
-        StopAllApps();
+        EndAllApps();
         delete this;
     }
 };

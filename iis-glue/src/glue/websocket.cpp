@@ -22,9 +22,11 @@ namespace {
 
 const DWORD kFragmentBufferSize = 64 * 1024;
 
-// The close status to send when the backend's close carried none (1005 may not go on the
-// wire, RFC 6455 §7.4.1): a normal closure.
-const USHORT kNormalClosure = 1000;
+// "No status" (RFC 6455 §7.4.1): never on the wire. ANCM hands a close without a status to
+// IIS as 1005 with no reason (websockethandler.cpp, DoIisWebSocketSend), and IIS then sends a
+// close frame without a body; a made-up 1000 would tell the client something the backend did
+// not say.
+const USHORT kNoStatus = 1005;
 
 std::wstring FromUtf8(const uint8_t *p, size_t n)
 {
@@ -50,11 +52,29 @@ bool WebSocketsAvailable() noexcept
            server2 != nullptr;
 }
 
+bool WebSocketModuleServes(IHttpContext *ctx) noexcept
+{
+    PCSTR value = nullptr;
+    DWORD len = 0;
+    // Any failure (ERROR_INVALID_INDEX when the variable is not there) means "not served",
+    // as with ANCM: an app told "supported" would accept an upgrade that IIS then resets.
+    return ctx != nullptr && SUCCEEDED(ctx->GetServerVariableA("WEBSOCKET_VERSION", &value, &len));
+}
+
 WebSocketPump::WebSocketPump(IHttpContext *ctx, CRITICAL_SECTION *lock, void *owner,
                              DrainedFn drained)
     : ctx_(ctx), lock_(lock), owner_(owner), drained_(drained)
 {
     ZeroMemory(&write_, sizeof write_);
+}
+
+WebSocketPump::~WebSocketPump()
+{
+    if (deadline_ != nullptr) {
+        SetThreadpoolTimer(deadline_, nullptr, 0, 0);
+        WaitForThreadpoolTimerCallbacks(deadline_, TRUE);
+        CloseThreadpoolTimer(deadline_);
+    }
 }
 
 bool WebSocketPump::AttachLocked()
@@ -181,11 +201,12 @@ void WebSocketPump::StartWriteLocked()
     if (write_.close) {
         closeReason_ = FromUtf8(write_.data.ptr, write_.data.len);
         USHORT status = write_.close_status;
-        if (status == 0 || status == 1005) {
-            status = kNormalClosure;
+        const bool noStatus = status == 0 || status == kNoStatus;
+        if (noStatus) {
+            status = kNoStatus;
         }
-        hr = ws_->SendConnectionClose(TRUE, status, closeReason_.c_str(), &WebSocketPump::WriteDone,
-                                      this, &expected);
+        hr = ws_->SendConnectionClose(TRUE, status, noStatus ? nullptr : closeReason_.c_str(),
+                                      &WebSocketPump::WriteDone, this, &expected);
     } else {
         // The engine's fragments are far below 4 GiB (they come from 16 KiB-ish reads).
         DWORD cb = static_cast<DWORD>(write_.data.len);
@@ -227,11 +248,56 @@ bool WebSocketPump::EndLocked(bool abort)
             ws_->CloseTcpConnection();
         }
         if (reading_ || writing_) {
+            // Both, as ANCM does: the WebSocket context's own cancel, and the request's.
             ws_->CancelOutstandingIO();
+            ctx_->CancelIo();
         }
     }
     drainPending_ = reading_ || writing_;
+    if (drainPending_ && deadline_ == nullptr) {
+        deadline_ = CreateThreadpoolTimer(&WebSocketPump::DeadlinePassed, this, nullptr);
+        if (deadline_ == nullptr) {
+            ForceCloseLocked(); // no timer: force now rather than risk waiting forever
+        } else {
+            // Relative due time, in 100 ns units (negative).
+            ULARGE_INTEGER due;
+            due.QuadPart = static_cast<ULONGLONG>(-static_cast<LONGLONG>(kTeardownDeadlineMs) * 10000);
+            FILETIME ft;
+            ft.dwLowDateTime = due.LowPart;
+            ft.dwHighDateTime = due.HighPart;
+            SetThreadpoolTimer(deadline_, &ft, 0, 0);
+        }
+    }
     return !drainPending_;
+}
+
+VOID CALLBACK WebSocketPump::DeadlinePassed(PTP_CALLBACK_INSTANCE, PVOID context, PTP_TIMER)
+{
+    WebSocketPump *self = static_cast<WebSocketPump *>(context);
+    EnterCriticalSection(self->lock_);
+    // Drained meanwhile: the request may be ending; touch nothing of IIS's.
+    if (self->drainPending_) {
+        self->ForceCloseLocked();
+    }
+    LeaveCriticalSection(self->lock_);
+}
+
+void WebSocketPump::ForceCloseLocked()
+{
+    if (forced_) {
+        return;
+    }
+    forced_ = true;
+    Trace(L"WebSocket teardown: IIS did not complete the cancelled operations in time; "
+          L"resetting the client's connection");
+    if (ws_ != nullptr) {
+        ws_->CloseTcpConnection();
+    }
+    IHttpResponse *response = ctx_->GetResponse();
+    if (response != nullptr) {
+        response->SetNeedDisconnect();
+        response->ResetConnection();
+    }
 }
 
 VOID WINAPI WebSocketPump::ReadDone(HRESULT hr, VOID *context, DWORD cb, BOOL utf8, BOOL final,

@@ -11,9 +11,15 @@
 namespace iisglue {
 
 // Whether IIS offers what WebSockets need (IHttpServer2, so IHttpContext3 and its named
-// contexts: IIS 8+). Whether the WebSocket Protocol feature is installed shows only when a
-// 101 has been flushed (its named context is there or not). Never throws.
+// contexts: IIS 8+). Whether its WebSocket module serves an application is
+// WebSocketModuleServes; a 101 flushed without it finds no named context. Never throws.
 bool WebSocketsAvailable() noexcept;
+
+// Whether IIS's WebSocket module serves the request's application: it sets the server
+// variable WEBSOCKET_VERSION when it is installed and enabled there. The webSocket section
+// may be present in applicationHost.config while the module is not, so this is what ANCM
+// reads (outprocessapplication.cpp, SetWebsocketStatus). Never throws.
+bool WebSocketModuleServes(IHttpContext *ctx) noexcept;
 
 // One upgraded request's pump. Created by the request in the response_head callback of a 101,
 // owned by the request, used under the request's lock (`lock`), which the pump's completion
@@ -26,6 +32,8 @@ public:
     using DrainedFn = void (*)(void *owner);
 
     WebSocketPump(IHttpContext *ctx, CRITICAL_SECTION *lock, void *owner, DrainedFn drained);
+    // Stops the teardown deadline and waits for its callback (call outside `lock`).
+    ~WebSocketPump();
     WebSocketPump(const WebSocketPump &) = delete;
     WebSocketPump &operator=(const WebSocketPump &) = delete;
 
@@ -41,11 +49,23 @@ public:
     // The engine's fragment for the client (its bytes valid until ancm_request_ack_write).
     void WriteLocked(const ancm_ws_fragment *f);
 
-    // The engine completed the request: cancel what is outstanding; `abort` closes the client's
-    // TCP connection (the backend went away without a close handshake). Returns true when
+    // The engine completed the request: cancel what is outstanding (IWebSocketContext's
+    // CancelOutstandingIO and IHttpContext::CancelIo); `abort` closes the client's TCP
+    // connection at once (the backend went away without a close handshake). IIS may never
+    // complete a cancelled ReadFragment (ANCM's websockethandler.cpp: "CancelIo sometimes may
+    // not be able to cancel pending websocket IO"), so if something is still outstanding after
+    // kTeardownDeadlineMs the connection is forced closed (CloseTcpConnection and
+    // IHttpResponse::ResetConnection, which make IIS release what it holds). Returns true when
     // nothing is outstanding (the caller ends the request now), false when `drained` will be
     // called once it is.
     bool EndLocked(bool abort);
+
+    // Whether the teardown had to force the connection closed (the request then ends with a
+    // reset rather than a clean finish).
+    bool ForcedLocked() const { return forced_; }
+
+    // How long a teardown waits for cancelled operations before forcing the connection closed.
+    static const DWORD kTeardownDeadlineMs = 2000;
 
 private:
     static VOID WINAPI ReadDone(HRESULT hr, VOID *context, DWORD cb, BOOL utf8, BOOL final,
@@ -57,6 +77,10 @@ private:
     void StartWriteLocked();
     void WriteDoneLocked(HRESULT hr);
     void FailLocked();
+    // The teardown deadline (a thread-pool timer thread): forces the connection closed if
+    // operations are still outstanding.
+    static VOID CALLBACK DeadlinePassed(PTP_CALLBACK_INSTANCE, PVOID context, PTP_TIMER);
+    void ForceCloseLocked();
     // After a completion, outside the lock: tells the owner when the pump has drained.
     void AfterCompletion(bool drainedNow);
 
@@ -66,6 +90,8 @@ private:
     DrainedFn drained_;
     ancm_request *req_ = nullptr;
     IWebSocketContext *ws_ = nullptr;
+    PTP_TIMER deadline_ = nullptr; // armed by EndLocked while operations are outstanding
+    bool forced_ = false;      // the deadline passed: the connection was forced closed
     bool ended_ = false;       // EndLocked ran: no more engine calls
     bool drainPending_ = false; // EndLocked found operations outstanding
     bool wantRead_ = false;    // the engine asked before the context was attached

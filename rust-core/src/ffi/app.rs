@@ -47,7 +47,7 @@ pub struct ancm_app_status {
     pub process_count: usize,
     /// Whether app_offline.htm is present (requests get 503).
     pub offline: bool,
-    /// Whether `ancm_app_stop` has been called (requests get 503).
+    /// Whether `ancm_app_stop` or `ancm_shutdown_begin` has been called (requests get 503).
     pub shutting_down: bool,
 }
 

@@ -29,6 +29,7 @@ pub mod panic;
 pub mod request;
 pub mod result;
 pub mod runtime;
+pub mod shutdown;
 pub mod target;
 
 pub use result::ancm_result;
