@@ -2,7 +2,8 @@
 //! know, so a web.config using them still works under Microsoft's module): recycling a process
 //! after a number of requests, above a memory ceiling, after an age, or when a trigger file is
 //! touched. Each recycle is overlapping: the new process starts first and takes new requests
-//! once it listens; the old one drains and stops.
+//! once it listens; the old one drains and stops. And whether request fields with an underscore
+//! in their name reach the app (`forwardHeadersWithUnderscores`).
 
 use std::time::Duration;
 
@@ -21,6 +22,9 @@ pub struct Extensions {
     /// `recycleTriggerFile`: a path (relative to the site root) whose modification recycles
     /// every process, without app_offline.htm.
     pub recycle_trigger_file: Option<String>,
+    /// `forwardHeadersWithUnderscores`: forward request fields whose name holds `_` (dropped by
+    /// default; the twins of the proxy's own fields are dropped either way).
+    pub forward_headers_with_underscores: bool,
 }
 
 impl Extensions {
@@ -87,6 +91,20 @@ pub fn parse(
             }
         } else if name.eq_ignore_ascii_case("recycleTriggerFile") {
             ext.recycle_trigger_file = (!value.is_empty()).then(|| value.clone());
+        } else if name.eq_ignore_ascii_case("forwardHeadersWithUnderscores") {
+            ext.forward_headers_with_underscores = if value.eq_ignore_ascii_case("true") {
+                true
+            } else if value.eq_ignore_ascii_case("false") {
+                false
+            } else {
+                return Err(ConfigError::new(
+                    ConfigErrorKind::InvalidValue,
+                    source,
+                    path(),
+                    Some(value),
+                    "must be true or false",
+                ));
+            };
         }
     }
     Ok(ext)
@@ -125,6 +143,28 @@ mod tests {
         assert!(!parse(&[], "web.config", Dialect::AspNetCore)
             .unwrap()
             .recycles());
+    }
+
+    #[test]
+    fn forward_headers_with_underscores_is_a_bool_off_by_default() {
+        let p = |v: &str| {
+            parse(
+                &s(&[("ForwardHeadersWithUnderscores", v)]),
+                "web.config",
+                Dialect::AspNetCore,
+            )
+        };
+        assert!(
+            !parse(&[], "web.config", Dialect::AspNetCore)
+                .unwrap()
+                .forward_headers_with_underscores
+        );
+        assert!(p("TRUE").unwrap().forward_headers_with_underscores);
+        assert!(!p("false").unwrap().forward_headers_with_underscores);
+        assert_eq!(
+            p("yes").unwrap_err().to_string(),
+            "web.config: aspNetCore/handlerSettings/handlerSetting[@name='ForwardHeadersWithUnderscores']/@value = \"yes\": must be true or false"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! One request: header translation, body streaming both ways, timeouts, and the mapping of
 //! failures to responses.
 
+pub mod admission;
 mod body;
 pub mod framing;
 pub mod headers;
@@ -137,14 +138,15 @@ fn head_size(h: &http::HeaderMap) -> usize {
 }
 
 /// Forwards `req` to the backend held by `in_flight` and returns the backend's response head
-/// with its body still streaming. The request's path and query go out exactly as received. A
-/// 101 answer to a WebSocket upgrade carries a [`BackendUpgrade`] in its extensions.
+/// with its body still streaming. The request's path and query go out exactly as received;
+/// fields with an underscore in their name go as `underscores` says. A 101 answer to a WebSocket upgrade carries a [`BackendUpgrade`] in its extensions.
 pub async fn forward(
     in_flight: InFlight,
     req: Request<RequestBody>,
     peer: &ClientInfo,
     timeout: Duration,
     dialect: crate::config::Dialect,
+    underscores: headers::Underscores,
 ) -> Result<Response<ResponseBody>, ForwardError> {
     let upgrade = upgrade::is_upgrade_request(&req)
         .then(|| req.headers().get(header::UPGRADE).cloned())
@@ -168,7 +170,7 @@ pub async fn forward(
     }
     // The backend connection is always HTTP/1.1 keep-alive, whatever the client spoke.
     parts.version = Version::HTTP_11;
-    headers::translate_request(&mut parts.headers, peer, &backend.token_header);
+    headers::translate_request(&mut parts.headers, peer, &backend.token_header, underscores);
     // The token goes to this attempt's process; a retry duplicates it again for its own.
     let remote_token = match &peer.windows_token {
         Some(t) => Some(t.send_to(&backend.child).map_err(|e| {
