@@ -5,7 +5,7 @@
 //! rules: the engine's own HTTP/1.1 path field by field ([`Head::feed`]), the general path and the
 //! C ABI on an `http::Request` ([`check_request`]).
 
-use http::{Method, Request, Uri, Version};
+use http::{Request, Uri, Version};
 
 /// The longest request target taken, in bytes (HTTP.sys's default `MaxFieldLength`, which bounds
 /// the URL too); a longer one is answered 414.
@@ -184,8 +184,7 @@ pub fn check_request<B>(req: &Request<B>) -> Result<(), Refusal> {
             http11: req.version() == Version::HTTP_11,
         }
     };
-    let method: &Method = req.method();
-    let mut head = Head::new(method.as_str().as_bytes(), form, target_len);
+    let mut head = Head::new(req.method().as_str().as_bytes(), form, target_len);
     for (name, value) in req.headers() {
         head.feed(name.as_str().as_bytes(), value.as_bytes());
     }
