@@ -156,14 +156,20 @@ impl App {
         &self.inner.host
     }
 
-    /// Answers one request: 503 while offline or shutting down; otherwise a backend (started
-    /// if needed) answers, or the failure is mapped to its status (502.5, 502.3, …).
+    /// Answers one request: a head the admission rules or the framing checks refuse gets its
+    /// status (400, 414, 431, 501; never forwarded); 503 while offline or shutting down; otherwise
+    /// a backend (started if needed) answers, or the failure is mapped to its status (502.5,
+    /// 502.3, …).
     pub async fn handle(
         &self,
         req: Request<RequestBody>,
         client: &ClientInfo,
     ) -> Response<ResponseBody> {
         let inner = &self.inner;
+        if let Err(r) = forward::admission::check_request(&req) {
+            log::debug!("request refused with {}: {}", r.status, r.cause);
+            return pages::refused(r);
+        }
         if let Err(rule) = forward::framing::check(req.headers()) {
             return pages::bad_request(rule);
         }
@@ -356,6 +362,9 @@ impl Inner {
             timeout,
             self.config.dialect,
             self.config.extensions.backend_protocol,
+            forward::headers::Underscores::forward_if(
+                self.config.extensions.forward_headers_with_underscores,
+            ),
         )
         .await
         .map_err(|e| Failure::Forward(backend, e))

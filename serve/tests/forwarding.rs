@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -15,8 +15,12 @@ struct Raw {
 
 impl Raw {
     fn start(name: &str, attrs: &str) -> Raw {
+        Self::start_args(name, attrs, &[])
+    }
+
+    fn start_args(name: &str, attrs: &str, extra: &[&str]) -> Raw {
         let (site, dir) = raw_site(name, attrs);
-        let serve = Serve::start(&site);
+        let serve = Serve::start_args(&site, extra);
         // Start the backend so cases do not measure the start.
         assert_eq!(serve.get("/").status, 200);
         Raw { serve, dir }
@@ -856,4 +860,240 @@ fn a_request_whose_client_left_during_the_start_is_not_sent() {
         !got.contains(&"POST /gone".to_owned()),
         "the abandoned request was sent: {got:?}"
     );
+}
+
+/// ancm-serve's two paths, each in its own ancm-serve: the one the run tests (the engine's own
+/// HTTP/1.1 path first, unless the run is `--hyper-only`) and, in a run that is not, one with
+/// `--hyper-only`, so that one run compares both. `start(suffix, extra args)` starts one.
+fn on_both_paths<T>(start: impl Fn(&str, &[&str]) -> T) -> Vec<(&'static str, T)> {
+    let hyper_run = std::env::var("ANCM_SERVE_TEST_ARGS")
+        .unwrap_or_default()
+        .contains("--hyper-only");
+    if hyper_run {
+        vec![("--hyper-only", start("hyper", &[]))]
+    } else {
+        vec![
+            ("engine path", start("engine", &[])),
+            ("--hyper-only", start("hyper", &["--hyper-only"])),
+        ]
+    }
+}
+
+/// Request heads a server must refuse (RFC 9112 §3.2, §3.2.3–4), `CONNECT` (a reverse proxy opens
+/// no tunnels) and heads over the size limits (HTTP.sys's defaults) get the same status on both
+/// of ancm-serve's paths, the connection closes after it, and none of them reaches the app.
+/// Shapes that are fine (`OPTIONS *`, HTTP/1.0 without `Host`, a head just under the limit) are
+/// still forwarded.
+#[test]
+fn malformed_heads_get_one_answer_on_both_paths_and_never_reach_the_app() {
+    let just_under = {
+        // "GET /under HTTP/1.1\r\n" + "Host: t\r\n" + "Cookie: …\r\n" = 16,384 bytes.
+        let fixed = "GET /under HTTP/1.1\r\n".len() + "Host: t\r\n".len() + "Cookie: \r\n".len();
+        format!(
+            "GET /under HTTP/1.1\r\nHost: t\r\nCookie: {}\r\n\r\n",
+            "c".repeat(16_384 - fixed)
+        )
+    };
+    let refused: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("no Host", b"GET /nohost HTTP/1.1\r\n\r\n".to_vec(), 400),
+        (
+            "no Host, with a body",
+            b"POST /nohost-body HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi".to_vec(),
+            400,
+        ),
+        (
+            "two Host fields",
+            b"GET /twohosts HTTP/1.1\r\nHost: t\r\nhost: evil.example\r\n\r\n".to_vec(),
+            400,
+        ),
+        (
+            "two Host fields, chunked",
+            b"POST /twohosts-chunked HTTP/1.1\r\nHost: t\r\nHost: u\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                .to_vec(),
+            400,
+        ),
+        (
+            "Host with userinfo",
+            b"GET /badhost HTTP/1.1\r\nHost: user@t\r\n\r\n".to_vec(),
+            400,
+        ),
+        (
+            "CONNECT",
+            b"CONNECT backend.example:443 HTTP/1.1\r\nHost: backend.example:443\r\n\r\n".to_vec(),
+            501,
+        ),
+        ("GET *", b"GET * HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(), 400),
+        (
+            "authority-form GET",
+            b"GET t:80 HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
+            400,
+        ),
+        (
+            "target over 16 KiB",
+            format!("GET /long?{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(16_384)).into_bytes(),
+            414,
+        ),
+        (
+            "head over 16 KiB",
+            format!(
+                "GET /bighead HTTP/1.1\r\nHost: t\r\nCookie: {}\r\n\r\n",
+                "c".repeat(16_384)
+            )
+            .into_bytes(),
+            431,
+        ),
+        (
+            "head over 16 KiB in many fields",
+            format!(
+                "GET /manyfields HTTP/1.1\r\nHost: t\r\n{}\r\n",
+                (0..50)
+                    .map(|i| format!("X-F{i}: {}\r\n", "v".repeat(400)))
+                    .collect::<String>()
+            )
+            .into_bytes(),
+            431,
+        ),
+        (
+            "head over 64 KiB",
+            format!(
+                "GET /hugehead HTTP/1.1\r\nHost: t\r\nCookie: {}\r\n\r\n",
+                "c".repeat(70 * 1024)
+            )
+            .into_bytes(),
+            431,
+        ),
+    ];
+    let forwarded: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "OPTIONS *",
+            b"OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
+            "OPTIONS *",
+        ),
+        (
+            "HTTP/1.0 without Host",
+            b"GET /http10 HTTP/1.0\r\n\r\n".to_vec(),
+            "GET /http10",
+        ),
+        (
+            "a head of exactly 16 KiB",
+            just_under.into_bytes(),
+            "GET /under",
+        ),
+    ];
+    let mut answers: Vec<(&str, Vec<u16>)> = Vec::new();
+    for (path, raw) in
+        on_both_paths(|suffix, extra| Raw::start_args(&format!("refuse-{suffix}"), "", extra))
+    {
+        let mut got = Vec::new();
+        let mut wrong = Vec::new();
+        for (name, bytes, want) in &refused {
+            let before = raw.received().len();
+            let mut c = Conn::open(raw.serve.addr);
+            // A bound for a connection left open (a tunnel), so that a failure is reported
+            // rather than waited for: the refusal closes it at once.
+            c.stream()
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .unwrap();
+            let _ = c.stream().write_all(bytes);
+            let status = match c.reader.fill_buf() {
+                Ok(b) if !b.is_empty() => c.read_response(false).status,
+                _ => 0,
+            };
+            got.push(status);
+            if status != *want {
+                wrong.push(format!("{name}: {status} instead of {want}"));
+            }
+            // Nothing more on this connection: it is closed after the refusal.
+            let mut rest = Vec::new();
+            if status != 0 && (c.reader.read_to_end(&mut rest).is_err() || !rest.is_empty()) {
+                wrong.push(format!("{name}: the connection stayed open or sent more"));
+            }
+            raw.assert_healthy();
+            let received = raw.received();
+            let reached: Vec<String> = received[before..]
+                .iter()
+                .filter(|l| !l.ends_with("/after"))
+                .map(|l| l.chars().take(60).collect())
+                .collect();
+            if !reached.is_empty() {
+                wrong.push(format!("{name}: reached the app as {reached:?}"));
+            }
+        }
+        assert!(wrong.is_empty(), "{path}:\n{}", wrong.join("\n"));
+        for (name, bytes, line) in &forwarded {
+            let mut c = Conn::open(raw.serve.addr);
+            c.stream().write_all(bytes).unwrap();
+            let r = c.read_response(false);
+            assert_eq!((r.status, r.text().as_str()), (200, "ok"), "{path}, {name}");
+            assert!(
+                raw.received().iter().any(|l| l == line),
+                "{path}, {name}: {line:?} did not reach the app"
+            );
+        }
+        answers.push((path, got));
+    }
+    for w in answers.windows(2) {
+        assert_eq!(
+            w[0].1, w[1].1,
+            "{} and {} answer differently",
+            w[0].0, w[1].0
+        );
+    }
+}
+
+/// Request fields whose name holds an underscore never reach the app by default, on either
+/// path: a CGI- or WSGI-style app folds `_` into `-`, so `X_Forwarded_For` would pass for the
+/// proxy's own field there. With `forwardHeadersWithUnderscores` they do, except the twins of the
+/// fields the proxy sets or strips itself.
+#[test]
+fn underscored_header_fields_are_dropped_and_their_twins_always() {
+    let fields = [
+        ("X_Forwarded_For", "6.6.6.6"),
+        ("MS_ASPNETCORE_TOKEN", "forged"),
+        ("Transfer_Encoding", "chunked"),
+        ("Content_Length", "3"),
+        ("X_IIS_WindowsAuthToken", "4a8"),
+        ("X_App_Key", "k"),
+        ("X-Kept", "1"),
+    ];
+    for forward in [false, true] {
+        let settings = if forward {
+            "<handlerSettings><handlerSetting name=\"forwardHeadersWithUnderscores\" value=\"true\" /></handlerSettings>"
+        } else {
+            ""
+        };
+        for (path, serve) in on_both_paths(|suffix, extra| {
+            let site = temp_site(&format!("underscore-{forward}-{suffix}"));
+            let attrs = format!(
+                "processPath=\"python3\" arguments=\"{}\"",
+                backend("env_dump.py")
+            );
+            std::fs::write(site.join("web.config"), web_config(&attrs, settings)).unwrap();
+            Serve::start_args(&site, extra)
+        }) {
+            // Bodiless, with a small body, and chunked (the general path on either).
+            for (kind, extra, body) in [
+                ("bodiless", None, &b""[..]),
+                ("with a body", None, b"abc"),
+                ("chunked", Some(("Transfer-Encoding", "chunked")), b"abc"),
+            ] {
+                let mut c = Conn::open(serve.addr);
+                let mut headers = fields.to_vec();
+                headers.extend(extra);
+                c.send("POST", "/", &headers, body);
+                let r = c.read_response(false);
+                assert_eq!(r.status, 200, "{path}, {kind}: {}", r.text());
+                let names: Vec<String> = r.echoed_headers().into_iter().map(|(n, _)| n).collect();
+                let underscored: Vec<&String> = names.iter().filter(|n| n.contains('_')).collect();
+                let want: Vec<&str> = if forward { vec!["X_App_Key"] } else { vec![] };
+                assert_eq!(underscored, want, "{path}, {kind}, forward={forward}");
+                assert!(
+                    names.contains(&"X-Kept".to_owned()),
+                    "{path}, {kind}: {names:?}"
+                );
+                let local = c.stream().local_addr().unwrap().to_string();
+                assert_eq!(r.echoed("x-forwarded-for"), vec![local], "{path}, {kind}");
+            }
+        }
+    }
 }

@@ -2,7 +2,9 @@
 //! know, so a web.config using them still works under Microsoft's module): recycling a process
 //! after a number of requests, above a memory ceiling, after an age, or when a trigger file is
 //! touched (each recycle is overlapping: the new process starts first and takes new requests
-//! once it listens; the old one drains and stops); bounding the stdout log files.
+//! once it listens; the old one drains and stops); bounding the stdout log files; the protocol
+//! of the hop to the app; whether request fields with an underscore in their name reach the app
+//! (`forwardHeadersWithUnderscores`).
 
 use std::time::Duration;
 
@@ -29,6 +31,9 @@ pub struct Extensions {
     pub debug: super::DebugSettings,
     /// `backendProtocol`: how the engine speaks to the app's process.
     pub backend_protocol: BackendProtocol,
+    /// `forwardHeadersWithUnderscores`: forward request fields whose name holds `_` (dropped by
+    /// default; the twins of the proxy's own fields are dropped either way).
+    pub forward_headers_with_underscores: bool,
 }
 
 /// The protocol of the hop from the engine to the app's process (`backendProtocol`).
@@ -124,6 +129,20 @@ pub fn parse(
             };
         } else if name.eq_ignore_ascii_case("recycleTriggerFile") {
             ext.recycle_trigger_file = (!value.is_empty()).then(|| value.clone());
+        } else if name.eq_ignore_ascii_case("forwardHeadersWithUnderscores") {
+            ext.forward_headers_with_underscores = if value.eq_ignore_ascii_case("true") {
+                true
+            } else if value.eq_ignore_ascii_case("false") {
+                false
+            } else {
+                return Err(ConfigError::new(
+                    ConfigErrorKind::InvalidValue,
+                    source,
+                    path(),
+                    Some(value),
+                    "must be true or false",
+                ));
+            };
         }
     }
     let find = |key: &str| {
@@ -198,6 +217,28 @@ mod tests {
         assert!(!parse(&[], "web.config", Dialect::AspNetCore)
             .unwrap()
             .recycles());
+    }
+
+    #[test]
+    fn forward_headers_with_underscores_is_a_bool_off_by_default() {
+        let p = |v: &str| {
+            parse(
+                &s(&[("ForwardHeadersWithUnderscores", v)]),
+                "web.config",
+                Dialect::AspNetCore,
+            )
+        };
+        assert!(
+            !parse(&[], "web.config", Dialect::AspNetCore)
+                .unwrap()
+                .forward_headers_with_underscores
+        );
+        assert!(p("TRUE").unwrap().forward_headers_with_underscores);
+        assert!(!p("false").unwrap().forward_headers_with_underscores);
+        assert_eq!(
+            p("yes").unwrap_err().to_string(),
+            "web.config: aspNetCore/handlerSettings/handlerSetting[@name='ForwardHeadersWithUnderscores']/@value = \"yes\": must be true or false"
+        );
     }
 
     #[test]

@@ -1000,6 +1000,10 @@ unsafe fn build_request(
     *req.uri_mut() = parsed.uri;
     *req.version_mut() = Version::HTTP_11;
     *req.headers_mut() = parsed.headers;
+    // The head says neither the client's HTTP version nor its size: the host's own HTTP server
+    // (IIS: HTTP.sys) has applied the rules that need them (docs/forwarding.md).
+    req.extensions_mut()
+        .insert(crate::forward::admission::HostParsed);
     Ok((req, parsed.client))
 }
 

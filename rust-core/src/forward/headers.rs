@@ -74,6 +74,72 @@ pub fn is_reserved(name: &[u8]) -> bool {
         || name.eq_ignore_ascii_case(HPH_WIN_AUTH_TOKEN.as_str().as_bytes())
 }
 
+/// What becomes of a client's request field whose name holds an underscore. CGI- and WSGI-style
+/// servers (Python apps among them) fold `_` and `-` together, so `X_Forwarded_For` would read
+/// there as the proxy's own `X-Forwarded-For`, and `Transfer_Encoding` as framing: such names are
+/// dropped by default, as nginx does (`underscores_in_headers off`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Underscores {
+    /// Drop every field whose name holds `_`.
+    #[default]
+    Drop,
+    /// Forward them (handlerSetting `forwardHeadersWithUnderscores`), except the twins of the
+    /// fields the proxy itself sets or strips ([`is_underscore_twin`]), which are always dropped.
+    Forward,
+}
+
+impl Underscores {
+    /// The rule an app's setting `forward` (forwardHeadersWithUnderscores) asks for.
+    pub fn forward_if(forward: bool) -> Underscores {
+        if forward {
+            Underscores::Forward
+        } else {
+            Underscores::Drop
+        }
+    }
+}
+
+/// Whether a client's request field `name` is dropped under `rule` for holding an underscore.
+pub fn drops_underscored(name: &[u8], rule: Underscores) -> bool {
+    name.contains(&b'_') && (rule == Underscores::Drop || is_underscore_twin(name))
+}
+
+/// Whether `name` holds an underscore and reads, with `_` taken as `-` and in any case, as a
+/// field the proxy sets or strips itself: `X-Forwarded-*`, `MS-ASPNETCORE-*`, `X-IIS-*`,
+/// `Content-Length`, `Host` and the hop-by-hop fields.
+pub fn is_underscore_twin(name: &[u8]) -> bool {
+    const PREFIXES: [&[u8]; 3] = [b"x-forwarded-", b"ms-aspnetcore", b"x-iis-"];
+    const NAMES: [&[u8]; 9] = [
+        b"content-length",
+        b"host",
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    ];
+    if !name.contains(&b'_') {
+        return false;
+    }
+    let folded = |a: &[u8], b: &[u8]| {
+        a.len() == b.len()
+            && a.iter().zip(b).all(|(&x, &y)| {
+                let x = if x == b'_' {
+                    b'-'
+                } else {
+                    x.to_ascii_lowercase()
+                };
+                x == y
+            })
+    };
+    PREFIXES
+        .iter()
+        .any(|p| name.len() >= p.len() && folded(&name[..p.len()], p))
+        || NAMES.iter().any(|n| folded(name, n))
+}
+
 /// What one `Connection` field value says.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ConnectionOptions {
@@ -123,13 +189,21 @@ pub fn remove_hop_by_hop(h: &mut HeaderMap) {
 }
 
 /// Turns the client's request headers into the backend's: hop-by-hop removed, every
-/// `MS-ASPNETCORE-*` from the client dropped, then ours set (token, client certificate), and
-/// `X-Forwarded-For` / `X-Forwarded-Proto` appended to. The Windows token is set per attempt
-/// by [`set_windows_token`].
-pub fn translate_request(h: &mut HeaderMap, client: &ClientInfo, token: &HeaderValue) {
+/// `MS-ASPNETCORE-*` from the client dropped, names with an underscore dropped as `underscores`
+/// says, then ours set (token, client certificate), and `X-Forwarded-For` / `X-Forwarded-Proto`
+/// appended to. The Windows token is set per attempt by [`set_windows_token`].
+pub fn translate_request(
+    h: &mut HeaderMap,
+    client: &ClientInfo,
+    token: &HeaderValue,
+    underscores: Underscores,
+) {
     remove_hop_by_hop(h);
-    if h.keys().any(is_ms_aspnetcore) {
-        let forged: Vec<HeaderName> = h.keys().filter(|k| is_ms_aspnetcore(k)).cloned().collect();
+    let dropped = |k: &HeaderName| {
+        is_ms_aspnetcore(k) || drops_underscored(k.as_str().as_bytes(), underscores)
+    };
+    if h.keys().any(dropped) {
+        let forged: Vec<HeaderName> = h.keys().filter(|k| dropped(k)).cloned().collect();
         for n in forged {
             h.remove(n);
         }
@@ -268,7 +342,7 @@ mod tests {
     fn the_windows_token_header_is_named_by_the_dialect() {
         use crate::config::Dialect;
         let mut h = map(&[("ms-aspnetcore-winauthtoken", "forged")]);
-        translate_request(&mut h, &client("10.1.2.3:4567"), &tok());
+        translate_request(&mut h, &client("10.1.2.3:4567"), &tok(), Underscores::Drop);
         set_windows_token(&mut h, "1f2e", Dialect::AspNetCore);
         assert_eq!(
             h.get_all(WIN_AUTH_TOKEN).iter().collect::<Vec<_>>(),
@@ -277,7 +351,7 @@ mod tests {
         assert!(!h.contains_key(HPH_WIN_AUTH_TOKEN));
 
         let mut h = map(&[("x-iis-windowsauthtoken", "forged")]);
-        translate_request(&mut h, &client("10.1.2.3:4567"), &tok());
+        translate_request(&mut h, &client("10.1.2.3:4567"), &tok(), Underscores::Drop);
         set_windows_token(&mut h, "3a4b", Dialect::HttpPlatform);
         assert_eq!(
             h.get_all(HPH_WIN_AUTH_TOKEN).iter().collect::<Vec<_>>(),
@@ -296,7 +370,7 @@ mod tests {
             ("X-IIS-WindowsAuthToken", "4a8"),
             ("accept", "*/*"),
         ]);
-        translate_request(&mut h, &client("10.0.0.1:5000"), &tok());
+        translate_request(&mut h, &client("10.0.0.1:5000"), &tok(), Underscores::Drop);
         assert_eq!(h.get_all(TOKEN).iter().collect::<Vec<_>>(), vec!["secret"]);
         assert!(h.get("ms-aspnetcore-event").is_none());
         assert!(h.get("ms-aspnetcore-clientcert").is_none());
@@ -308,7 +382,7 @@ mod tests {
     #[test]
     fn x_forwarded_for_appends_ip_and_port() {
         let mut h = HeaderMap::new();
-        translate_request(&mut h, &client("10.0.0.1:5000"), &tok());
+        translate_request(&mut h, &client("10.0.0.1:5000"), &tok(), Underscores::Drop);
         assert_eq!(h[XFF], "10.0.0.1:5000");
         assert_eq!(h[XFP], "http");
 
@@ -317,10 +391,86 @@ mod tests {
             ("x-forwarded-for", "2.2.2.2:2"),
             ("x-forwarded-proto", "https"),
         ]);
-        translate_request(&mut h, &client("[::1]:6000"), &tok());
+        translate_request(&mut h, &client("[::1]:6000"), &tok(), Underscores::Drop);
         assert_eq!(h.get_all(XFF).iter().count(), 1);
         assert_eq!(h[XFF], "1.1.1.1:1, 2.2.2.2:2, [::1]:6000");
         assert_eq!(h[XFP], "https, http");
+    }
+
+    #[test]
+    fn underscored_names_are_dropped_and_their_twins_always() {
+        let fields = [
+            ("X_Forwarded_For", "6.6.6.6"),
+            ("ms_aspnetcore_token", "forged"),
+            ("Transfer_Encoding", "chunked"),
+            ("content_length", "5"),
+            ("X_IIS_WindowsAuthToken", "4a8"),
+            ("HOST_", "x"),
+            ("x_app_key", "kept only when asked"),
+            ("x-plain", "kept"),
+        ];
+        let mut h = map(&fields);
+        translate_request(&mut h, &client("10.0.0.1:5000"), &tok(), Underscores::Drop);
+        assert!(
+            !h.keys().any(|k| k.as_str().contains('_')),
+            "{:?}",
+            h.keys().collect::<Vec<_>>()
+        );
+        assert_eq!(h[XFF], "10.0.0.1:5000");
+        assert_eq!(h["x-plain"], "kept");
+
+        let mut h = map(&fields);
+        translate_request(
+            &mut h,
+            &client("10.0.0.1:5000"),
+            &tok(),
+            Underscores::Forward,
+        );
+        let mut left: Vec<&str> = h
+            .keys()
+            .map(HeaderName::as_str)
+            .filter(|k| k.contains('_'))
+            .collect();
+        left.sort_unstable();
+        // `host_` is no twin: it reads as `host-`.
+        assert_eq!(left, ["host_", "x_app_key"]);
+        assert_eq!(h[XFF], "10.0.0.1:5000");
+    }
+
+    #[test]
+    fn underscore_twins() {
+        for twin in [
+            "X_FORWARDED_FOR",
+            "x_forwarded_proto",
+            "X-Forwarded_Host",
+            "x_forwarded_anything",
+            "MS_ASPNETCORE_TOKEN",
+            "ms_aspnetcorex",
+            "X_IIS_WindowsAuthToken",
+            "Content_Length",
+            "Transfer_Encoding",
+            "Keep_Alive",
+            "Proxy_Connection",
+            "HOST",
+        ]
+        .iter()
+        .filter(|n| n.contains('_'))
+        {
+            assert!(is_underscore_twin(twin.as_bytes()), "{twin}");
+            assert!(drops_underscored(twin.as_bytes(), Underscores::Forward));
+        }
+        for other in [
+            "X-Forwarded-For",
+            "x_app",
+            "content_lengths",
+            "x_iis",
+            "_host",
+        ] {
+            assert!(!is_underscore_twin(other.as_bytes()), "{other}");
+        }
+        assert!(drops_underscored(b"x_app", Underscores::Drop));
+        assert!(!drops_underscored(b"x_app", Underscores::Forward));
+        assert!(!drops_underscored(b"x-app", Underscores::Drop));
     }
 
     #[test]
@@ -372,7 +522,12 @@ mod tests {
     #[test]
     fn ipv4_mapped_client_addresses_are_shown_as_ipv4() {
         let mut h = HeaderMap::new();
-        translate_request(&mut h, &client("[::ffff:192.0.2.7]:80"), &tok());
+        translate_request(
+            &mut h,
+            &client("[::ffff:192.0.2.7]:80"),
+            &tok(),
+            Underscores::Drop,
+        );
         assert_eq!(h[XFF], "192.0.2.7:80");
     }
 
@@ -382,7 +537,7 @@ mod tests {
         c.https = true;
         c.client_cert_der = Some(bytes::Bytes::from_static(b"\x30\x82\x01"));
         let mut h = HeaderMap::new();
-        translate_request(&mut h, &c, &tok());
+        translate_request(&mut h, &c, &tok(), Underscores::Drop);
         assert_eq!(h[XFP], "https");
         assert_eq!(h[CLIENT_CERT], "MIIB");
     }
@@ -401,7 +556,7 @@ mod tests {
             ("x-end-to-end", "kept"),
             ("host", "example.com"),
         ]);
-        translate_request(&mut h, &client("10.0.0.1:1"), &tok());
+        translate_request(&mut h, &client("10.0.0.1:1"), &tok(), Underscores::Drop);
         for gone in [
             "connection",
             "keep-alive",

@@ -1,6 +1,7 @@
 //! One request: header translation, body streaming both ways, timeouts, and the mapping of
 //! failures to responses.
 
+pub mod admission;
 mod body;
 pub mod framing;
 pub mod going_away;
@@ -142,8 +143,9 @@ fn head_size(h: &http::HeaderMap) -> usize {
 
 /// Forwards `req` to the backend held by `in_flight` over `protocol` and returns the backend's
 /// response head with its body still streaming. The request's path and query go out exactly as
-/// received. A 101 answer to a WebSocket upgrade carries a [`BackendUpgrade`] in its extensions
-/// (HTTP/1.1 backends only: an HTTP/2 hop has no `Upgrade`).
+/// received; fields with an underscore in their name go as `underscores` says. A 101 answer to a
+/// WebSocket upgrade carries a [`BackendUpgrade`] in its extensions (HTTP/1.1 backends only: an
+/// HTTP/2 hop has no `Upgrade`).
 pub async fn forward(
     in_flight: InFlight,
     req: Request<RequestBody>,
@@ -151,6 +153,7 @@ pub async fn forward(
     timeout: Duration,
     dialect: crate::config::Dialect,
     protocol: BackendProtocol,
+    underscores: headers::Underscores,
 ) -> Result<Response<ResponseBody>, ForwardError> {
     let h2c = protocol == BackendProtocol::H2c;
     let upgrade = (!h2c && upgrade::is_upgrade_request(&req))
@@ -185,7 +188,7 @@ pub async fn forward(
     let te_trailers = h2c && h2::asks_for_trailers(&parts.headers);
     // The backend connection is HTTP/1.1 keep-alive or HTTP/2, whatever the client spoke.
     parts.version = Version::HTTP_11;
-    headers::translate_request(&mut parts.headers, peer, &backend.token_header);
+    headers::translate_request(&mut parts.headers, peer, &backend.token_header, underscores);
     // The token goes to this attempt's process; a retry duplicates it again for its own.
     let remote_token = match &peer.windows_token {
         Some(t) => Some(t.send_to(&backend.child).map_err(|e| {

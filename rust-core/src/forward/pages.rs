@@ -148,11 +148,29 @@ pub fn forward_failure(cause: &str) -> Response<ResponseBody> {
 /// 400: the request's framing is ambiguous (request smuggling shapes); it is never forwarded,
 /// and the connection is closed since its next request cannot be found reliably.
 pub fn bad_request(rule: &str) -> Response<ResponseBody> {
+    refusal_page(400, rule)
+}
+
+/// A request head the admission rules refuse (`forward::admission`: 400, 414, 431 or 501),
+/// never forwarded; the connection is closed after it, as HTTP.sys does after refusing a head
+/// (what follows may be the rest of a message nobody framed).
+pub fn refused(r: super::admission::Refusal) -> Response<ResponseBody> {
+    refusal_page(r.status, r.cause)
+}
+
+fn refusal_page(status: u16, rule: &str) -> Response<ResponseBody> {
+    let title = match StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+    {
+        Some(reason) => format!("{status} {reason}"),
+        None => status.to_string(),
+    };
     let mut r = page(
-        400,
+        status,
         0,
         "text/html; charset=utf-8",
-        html("400 Bad Request", &[html_escape(rule)], None),
+        html(&title, &[html_escape(rule)], None),
     );
     r.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -242,6 +260,33 @@ mod tests {
         for p in pages {
             let e = p.extensions().get::<EngineStatus>().copied();
             assert_eq!(e.map(|e| e.status), Some(p.status().as_u16()));
+        }
+    }
+
+    #[test]
+    fn refusals_name_their_rule_and_close() {
+        use crate::forward::admission::Refusal;
+        for (status, title) in [
+            (400, "400 Bad Request"),
+            (414, "414 URI Too Long"),
+            (431, "431 Request Header Fields Too Large"),
+            (501, "501 Not Implemented"),
+        ] {
+            let r = refused(Refusal {
+                status,
+                cause: "the <rule>",
+            });
+            assert_eq!(r.status(), status);
+            assert_eq!(r.headers()[header::CONNECTION], "close");
+            assert_eq!(
+                r.extensions().get::<EngineStatus>(),
+                Some(&EngineStatus {
+                    status,
+                    substatus: 0
+                })
+            );
+            let b = body(r);
+            assert!(b.contains(title) && b.contains("the &lt;rule&gt;"), "{b}");
         }
     }
 

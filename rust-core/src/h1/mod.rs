@@ -35,7 +35,7 @@ use tokio::net::TcpStream;
 pub use backend::Idle;
 
 use crate::app::Admission;
-use crate::forward::headers;
+use crate::forward::headers::{self, Underscores};
 use crate::{App, ClientInfo};
 use backend::Failed;
 use bufs::{Bufs, Lent};
@@ -89,14 +89,31 @@ where
                 lent.insert(Lent::new()).bufs()
             }
         };
+        // The app of the moment, for this request's rules and its forwarding.
+        let app = current();
+        let underscores =
+            Underscores::forward_if(app.config().extensions.forward_headers_with_underscores);
         let head = loop {
             match request::parse(
                 &b.client,
                 client_addr.as_bytes(),
                 info.https,
+                underscores,
                 &mut b.request,
             ) {
                 Parsed::Plain(h) => break h,
+                Parsed::Refused(r) => {
+                    log::debug!(
+                        "request refused with {}: {}",
+                        r.refusal.status,
+                        r.refusal.cause
+                    );
+                    let page = crate::forward::pages::refused(r.refusal);
+                    // The page says `Connection: close`: the connection ends after it.
+                    let _ = page::write(&mut client, page, r.head_method, true, &mut b.out).await;
+                    let _ = client.shutdown().await;
+                    return None;
+                }
                 Parsed::Partial if b.client.len() <= MAX_HEAD => {
                     match io::read_until(&mut client, &mut b.client, deadline).await {
                         Ok(0) | Err(_) => return None,
@@ -109,7 +126,7 @@ where
                 // for an upload that stops.
                 Parsed::AwaitingBody => {
                     let by = deadline.or_else(|| {
-                        let t = current().request_timeout();
+                        let t = app.request_timeout();
                         (!t.is_zero()).then(|| Instant::now() + t)
                     });
                     match io::read_until(&mut client, &mut b.client, by).await {
@@ -132,7 +149,6 @@ where
                 }
             }
         };
-        let app = current();
         // This path speaks HTTP/1.1 to backends; an HTTP/2 hop is the general path's.
         if app.config().extensions.backend_protocol != crate::config::BackendProtocol::Http1 {
             return Some(Handover {

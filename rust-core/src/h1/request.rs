@@ -3,13 +3,15 @@
 //!
 //! Only plain requests are taken here: HTTP/1.1, an origin-form target of ordinary characters, no
 //! `Transfer-Encoding`, `Upgrade`, `Expect` or other hop-by-hop fields beyond `Connection:
-//! keep-alive|close`, exactly one `Host`, and a body (if any) of at most [`MAX_BODY`] bytes. Anything
+//! keep-alive|close`, a head the admission rules take (`forward::admission`: one `Host` …; a head
+//! they refuse is answered here), and a body (if any) of at most [`MAX_BODY`] bytes. Anything
 //! else is [`Parsed::Other`], for the general path, whose rules are the same but slower to apply.
 
 use std::mem::MaybeUninit;
 
+use crate::forward::admission::{self, ParsedBy, Refusal, TargetForm};
 use crate::forward::framing::{Fields, Framing};
-use crate::forward::headers;
+use crate::forward::headers::{self, Underscores};
 
 /// The most request header fields this path takes (hyper's server default): a head with more goes
 /// to the general path.
@@ -45,16 +47,34 @@ pub enum Parsed {
     AwaitingBody,
     /// A plain request; the backend's head is written.
     Plain(Head),
+    /// A head the admission rules refuse (`forward::admission`): answered, never forwarded.
+    Refused(Refused),
     /// Something for the general path (or for its error response), untouched.
     Other,
 }
 
+/// A refused request head at the start of the buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    /// Why, with the status to answer.
+    pub refusal: Refusal,
+    /// `HEAD`: the answer has no body.
+    pub head_method: bool,
+}
+
 /// Parses the request at the start of `buf`. For a plain one, `out` gets the backend's head up to
 /// and excluding the pairing token line and the empty line (they depend on the backend chosen):
-/// request line, the client's fields minus hop-by-hop ones and any `MS-ASPNETCORE-*`, then
-/// `X-Forwarded-For` (the client's list, if any, with `client_addr` appended) and
-/// `X-Forwarded-Proto`.
-pub fn parse(buf: &[u8], client_addr: &[u8], https: bool, out: &mut Vec<u8>) -> Parsed {
+/// request line, the client's fields minus hop-by-hop ones, any `MS-ASPNETCORE-*` and those with
+/// an underscore that `underscores` drops, then `X-Forwarded-For` (the client's list, if any,
+/// with `client_addr` appended) and `X-Forwarded-Proto`. A whole head the admission rules refuse
+/// is [`Parsed::Refused`] (one that goes to the general path meets the same rules there).
+pub fn parse(
+    buf: &[u8],
+    client_addr: &[u8],
+    https: bool,
+    underscores: Underscores,
+    out: &mut Vec<u8>,
+) -> Parsed {
     let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
     let mut req = httparse::Request::new(&mut []);
     let len = match req.parse_with_uninit_headers(buf, &mut fields) {
@@ -78,13 +98,14 @@ pub fn parse(buf: &[u8], client_addr: &[u8], https: bool, out: &mut Vec<u8>) -> 
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut framing = Fields::default();
-    let mut hosts = 0;
+    let mut admitted = admission::Head::new(method.as_bytes(), TargetForm::Origin, target.len());
     let mut close = false;
     // The client's own X-Forwarded-For / -Proto lists, joined (rare: a proxy in front).
     let mut xff: Vec<u8> = Vec::new();
     let mut xfp: Vec<u8> = Vec::new();
     for f in req.headers.iter() {
         let name = f.name.as_bytes();
+        admitted.feed(name, f.value);
         if name.eq_ignore_ascii_case(b"connection") {
             let o = headers::ConnectionOptions::parse(f.value);
             if o.names_fields {
@@ -99,7 +120,7 @@ pub fn parse(buf: &[u8], client_addr: &[u8], https: bool, out: &mut Vec<u8>) -> 
         {
             return Parsed::Other;
         }
-        if headers::is_reserved(name) {
+        if headers::is_reserved(name) || headers::drops_underscored(name, underscores) {
             continue;
         }
         if name.eq_ignore_ascii_case(b"x-forwarded-for") {
@@ -110,9 +131,6 @@ pub fn parse(buf: &[u8], client_addr: &[u8], https: bool, out: &mut Vec<u8>) -> 
             join(&mut xfp, f.value);
             continue;
         }
-        if name.eq_ignore_ascii_case(b"host") {
-            hosts += 1;
-        }
         let repeated_length = framing.has_length() && name.eq_ignore_ascii_case(b"content-length");
         framing.feed(name, f.value);
         if repeated_length {
@@ -122,14 +140,17 @@ pub fn parse(buf: &[u8], client_addr: &[u8], https: bool, out: &mut Vec<u8>) -> 
         }
         super::put_field(out, name, f.value);
     }
+    if let Err(refusal) = admitted.check(ParsedBy::Engine { http11: true }) {
+        return Parsed::Refused(Refused {
+            refusal,
+            head_method: method == "HEAD",
+        });
+    }
     let body = match framing.finish() {
         Ok(Framing::Unframed) => 0,
         Ok(Framing::Length(n)) if n <= MAX_BODY as u64 => n as usize,
         _ => return Parsed::Other,
     };
-    if hosts != 1 {
-        return Parsed::Other;
-    }
     if buf.len() - len < body {
         return Parsed::AwaitingBody;
     }
@@ -181,16 +202,74 @@ fn plain_target_byte(b: u8) -> bool {
 mod tests {
     use super::*;
 
-    fn plain(raw: &str) -> (Head, String) {
+    fn plain_with(raw: &str, underscores: Underscores) -> (Head, String) {
         let mut out = Vec::new();
-        match parse(raw.as_bytes(), b"10.0.0.1:5000", false, &mut out) {
+        match parse(
+            raw.as_bytes(),
+            b"10.0.0.1:5000",
+            false,
+            underscores,
+            &mut out,
+        ) {
             Parsed::Plain(h) => (h, String::from_utf8(out).unwrap()),
             other => panic!("{raw:?}: {other:?}"),
         }
     }
 
+    fn plain(raw: &str) -> (Head, String) {
+        plain_with(raw, Underscores::Drop)
+    }
+
     fn other(raw: &str) -> Parsed {
-        parse(raw.as_bytes(), b"10.0.0.1:5000", false, &mut Vec::new())
+        parse(
+            raw.as_bytes(),
+            b"10.0.0.1:5000",
+            false,
+            Underscores::Drop,
+            &mut Vec::new(),
+        )
+    }
+
+    #[test]
+    fn heads_the_admission_rules_refuse_are_answered_here() {
+        let long_target = format!(
+            "GET /{} HTTP/1.1\r\nHost: x\r\n\r\n",
+            "a".repeat(admission::MAX_TARGET)
+        );
+        let big_head = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nCookie: {}\r\n\r\n",
+            "c".repeat(admission::MAX_HEAD)
+        );
+        for (raw, status) in [
+            ("GET / HTTP/1.1\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHost: x\r\nhost: y\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHost: x y\r\n\r\n", 400),
+            ("HEAD / HTTP/1.1\r\nX: 1\r\n\r\n", 400),
+            (long_target.as_str(), 414),
+            (big_head.as_str(), 431),
+        ] {
+            match other(raw) {
+                Parsed::Refused(r) => {
+                    assert_eq!(r.refusal.status, status, "{raw:.60?}");
+                    assert_eq!(r.head_method, raw.starts_with("HEAD"));
+                }
+                p => panic!("{raw:.60?}: {p:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn underscored_names_are_dropped_unless_asked_and_twins_always() {
+        let raw =
+            "GET / HTTP/1.1\r\nHost: x\r\nX_Forwarded_For: 6.6.6.6\r\nMS_ASPNETCORE_TOKEN: f\r\n\
+                   Transfer_Encoding: chunked\r\nx_app: 1\r\nX-Kept: 2\r\n\r\n";
+        let (_, out) = plain(raw);
+        assert!(!out.contains('_'), "{out}");
+        assert!(out.contains("X-Kept: 2\r\n"), "{out}");
+        assert!(out.ends_with("X-Forwarded-For: 10.0.0.1:5000\r\nX-Forwarded-Proto: http\r\n"));
+        let (_, out) = plain_with(raw, Underscores::Forward);
+        assert_eq!(out.matches('_').count(), 1, "{out}");
+        assert!(out.contains("x_app: 1\r\n"), "{out}");
     }
 
     #[test]
@@ -272,8 +351,6 @@ mod tests {
             "CONNECT x:443 HTTP/1.1\r\nHost: x\r\n\r\n",
             "GET /a\"b HTTP/1.1\r\nHost: x\r\n\r\n",
             "GET /a{b} HTTP/1.1\r\nHost: x\r\n\r\n",
-            "GET / HTTP/1.1\r\n\r\n",
-            "GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: x\r\nKeep-Alive: 5\r\n\r\n",
