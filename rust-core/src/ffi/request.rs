@@ -1566,6 +1566,7 @@ mod tests {
             state: Mutex::new(State {
                 read: Read::Idle,
                 supplied: None,
+                received: 0,
                 body_waker: None,
                 write: Some(Bytes::from_owner(Tracked(&RELEASED))),
                 acked: None,
@@ -1575,6 +1576,8 @@ mod tests {
                 ws: websocket::HostMode::default(),
             }),
             cancelled: AtomicBool::new(false),
+            refusal: AtomicU8::new(0),
+            length: None,
             finished: AtomicBool::new(false),
             calling: Mutex::new(false),
             driver_only: false,
