@@ -9,6 +9,7 @@ mod logfmt;
 mod reload;
 mod server;
 mod sniff;
+mod write_through;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
