@@ -96,17 +96,7 @@ impl Conns {
 
 /// Opens an HTTP/2 connection to 127.0.0.1:`port` (a zero timeout means none).
 async fn connect(port: u16, timeout: Duration) -> Result<Conn, ForwardError> {
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let connecting = tokio::net::TcpStream::connect(addr);
-    let stream = if timeout.is_zero() {
-        connecting.await
-    } else {
-        tokio::time::timeout(timeout, connecting)
-            .await
-            .map_err(|_| ForwardError::Unreachable(format!("connecting to {addr} timed out")))?
-    }
-    .map_err(|e| ForwardError::Unreachable(format!("cannot connect to {addr}: {e}")))?;
-    let _ = stream.set_nodelay(true);
+    let stream = super::pool::connect_loopback(port, timeout).await?;
     let (send, conn) = Builder::new(TokioExecutor::new())
         .max_header_list_size(MAX_HEADER_LIST)
         .handshake(TokioIo::new(stream))
@@ -115,7 +105,7 @@ async fn connect(port: u16, timeout: Duration) -> Result<Conn, ForwardError> {
     tokio::spawn(async move {
         // Ends when the connection closes; its errors reach the streams that were on it.
         if let Err(e) = conn.await {
-            log::debug!("HTTP/2 connection to {addr}: {e}");
+            log::debug!("HTTP/2 connection to 127.0.0.1:{port}: {e}");
         }
     });
     Ok(Conn {

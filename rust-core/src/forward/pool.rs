@@ -99,8 +99,12 @@ impl Pool {
     }
 }
 
-/// Opens a new connection to 127.0.0.1:`port` (a zero timeout means none).
-async fn connect(port: u16, timeout: Duration) -> Result<Sender, ForwardError> {
+/// A TCP connection to the backend at 127.0.0.1:`port`, Nagle off (a zero timeout means none);
+/// a failure is `Unreachable` (the request was never sent), whichever protocol follows.
+pub(crate) async fn connect_loopback(
+    port: u16,
+    timeout: Duration,
+) -> Result<tokio::net::TcpStream, ForwardError> {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let connecting = tokio::net::TcpStream::connect(addr);
     let stream = if timeout.is_zero() {
@@ -112,6 +116,12 @@ async fn connect(port: u16, timeout: Duration) -> Result<Sender, ForwardError> {
     }
     .map_err(|e| ForwardError::Unreachable(format!("cannot connect to {addr}: {e}")))?;
     let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// Opens a new HTTP/1.1 connection to 127.0.0.1:`port` (a zero timeout means none).
+async fn connect(port: u16, timeout: Duration) -> Result<Sender, ForwardError> {
+    let stream = connect_loopback(port, timeout).await?;
     let (sender, conn) = Builder::new()
         .preserve_header_case(true)
         .max_headers(MAX_RESPONSE_HEADERS)
