@@ -348,6 +348,49 @@ static void test_targets(ancm_app *app) {
     report("target: OPTIONS * reaches the backend as *", ok);
 }
 
+/* The engine's head rules (forward/admission.rs, forward/headers.rs) hold through the C ABI
+ * too: CONNECT 501 and a second Host 400, both engine-made; a field with an underscore in its
+ * name never reaches the app (CGI/WSGI apps read X_Forwarded_For as X-Forwarded-For). */
+static void test_admission(ancm_app *app) {
+    bool ok = true;
+    rq r;
+    ancm_result s = start(app, &r, "CONNECT", "/", NULL, 0, 0);
+    CHECK(s == ANCM_RESULT_OK, "start: %s", ancm_result_message(s));
+    if (s == ANCM_RESULT_OK) {
+        CHECK(wait_done(&r, 60), "no complete");
+        CHECK(r.status == 501 && r.from_engine, "status %d.%d from_engine %d", r.status, r.substatus, r.from_engine);
+        finish(&r);
+    }
+    report("admission: CONNECT answered 501 by the engine", ok);
+
+    ok = true;
+    const kv second_host[] = {{"Host", "other.test"}};
+    s = start(app, &r, "GET", "/json", second_host, 1, 0);
+    CHECK(s == ANCM_RESULT_OK, "start: %s", ancm_result_message(s));
+    if (s == ANCM_RESULT_OK) {
+        CHECK(wait_done(&r, 60), "no complete");
+        CHECK(r.status == 400 && r.from_engine, "status %d.%d from_engine %d", r.status, r.substatus, r.from_engine);
+        CHECK(strstr(r.body, "\"pid\"") == NULL, "the app answered: %s", r.body);
+        finish(&r);
+    }
+    report("admission: two Host fields answered 400 by the engine", ok);
+
+    ok = true;
+    const kv underscored[] = {{"X_Forwarded_For", "6.6.6.6"}, {"X_App_Key", "k"}};
+    s = start(app, &r, "GET", "/json", underscored, 2, 0);
+    CHECK(s == ANCM_RESULT_OK, "start: %s", ancm_result_message(s));
+    if (s == ANCM_RESULT_OK) {
+        CHECK(wait_done(&r, 60), "no complete");
+        CHECK(r.status == 200 && !r.from_engine, "status %d from_engine %d", r.status, r.from_engine);
+        CHECK(strstr(r.body, "\"headers\"") != NULL, "no header list: %s", r.body);
+        CHECK(strstr(r.body, "6.6.6.6") == NULL && strstr(r.body, "X_App_Key") == NULL,
+              "an underscored field reached the app: %s", r.body);
+        CHECK(strstr(r.body, "127.0.0.1:40000") != NULL, "no X-Forwarded-For of the client: %s", r.body);
+        finish(&r);
+    }
+    report("admission: fields with an underscore in the name are dropped", ok);
+}
+
 /* from_engine tells the engine's answers from the app's, also when both have substatus 0. */
 static void test_from_engine(ancm_app *app) {
     bool ok = true;
@@ -445,6 +488,7 @@ int main(int argc, char **argv) {
     test_empty_supply(app);
     test_framing_headers(app);
     test_targets(app);
+    test_admission(app);
     test_from_engine(app); /* stops the app: last */
     ancm_app_free(app);
     test_startup_failure();
