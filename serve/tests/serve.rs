@@ -671,7 +671,7 @@ fn json_log_format_writes_one_object_a_line_with_the_event_id() {
     let site = hello_site("jsonlog", "", "");
     let serve = Serve::start_args(&site, &["--log-format", "json"]);
     let pid = serve.get("/pid").text();
-    serve.wait_log(&format!("process {pid} started"), 5);
+    serve.wait_log("started and is listening", 5);
     let log = serve.log();
     let mut started = None;
     for line in log.lines() {
@@ -680,10 +680,9 @@ fn json_log_format_writes_one_object_a_line_with_the_event_id() {
         for key in ["time", "level", "target", "message"] {
             assert!(v[key].is_string(), "no {key}: {line}");
         }
-        if v["message"]
-            .as_str()
-            .is_some_and(|m| m.contains(&format!("process {pid} started")))
-        {
+        if v["message"].as_str().is_some_and(|m| {
+            m.contains(&format!("process {pid} ")) && m.contains("started and is listening")
+        }) {
             started = Some(v);
         }
     }
