@@ -310,6 +310,8 @@ mod tests {
         assert_eq!(files[1].1, b"hijklmnopq");
         let all: Vec<u8> = files.iter().flat_map(|(_, b)| b.clone()).collect();
         assert_eq!(all, b"abc\ndefg\nhijklmnopqrstu\nv");
+        // Closed first: Windows deletes no open file.
+        drop(w);
         std::fs::remove_dir_all(&d).unwrap();
     }
 
