@@ -608,7 +608,8 @@ fn web_config_changes_under_load_fail_no_request_of_an_app_that_exits_at_once() 
         std::thread::sleep(Duration::from_millis(400));
         std::fs::write(site.join("web.config"), abrupt_config(generation)).unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while serve.get("/json").json()["env"]["HELLO_GENERATION"] != generation.to_string() {
+        let want = generation.to_string();
+        while serve.get("/json").json()["env"]["HELLO_GENERATION"].as_str() != Some(want.as_str()) {
             assert!(
                 std::time::Instant::now() < deadline,
                 "change {generation} was never applied"
