@@ -847,6 +847,25 @@ ancm_result ancm_config_builder_add_handler_setting(struct ancm_config_builder *
 ancm_result ancm_config_builder_add_handler_setting_utf16(struct ancm_config_builder *builder, const uint16_t *key, size_t key_len, const uint16_t *value, size_t value_len, struct ancm_error **error_out);
 
 /**
+ * Adds a `recycleOnFileChange` entry (`<file path>`): a file, relative to the site root, whose
+ * change starts a new generation of the app when shadow copies are off. An empty path is
+ * ignored; the httpPlatform dialect has no such collection (a configuration error).
+ *
+ * `path` is `path_len` bytes of UTF-8, copied. On `ANCM_RESULT_CONFIG_INVALID` (only then) a
+ * new error is written to `*error_out` when it is not NULL; free it with `ancm_error_free`.
+ * The builder stays usable after an error. Use the builder from one thread at a time; no
+ * callback runs during the call.
+ */
+ancm_result ancm_config_builder_add_recycle_on_file_change(struct ancm_config_builder *builder, const uint8_t *path, size_t path_len, struct ancm_error **error_out);
+
+/**
+ * `ancm_config_builder_add_recycle_on_file_change` for UTF-16 input as IIS returns it: `path`
+ * is `path_len` UTF-16 code units (no NUL needed), copied; invalid UTF-16 is a configuration
+ * error (`ANCM_CONFIG_ERROR_KIND_INVALID_ENCODING`). Otherwise the same contract.
+ */
+ancm_result ancm_config_builder_add_recycle_on_file_change_utf16(struct ancm_config_builder *builder, const uint16_t *path, size_t path_len, struct ancm_error **error_out);
+
+/**
  * Removes an `environmentVariables` entry (`<remove name>`).
  *
  * `name` is `name_len` bytes of UTF-8. On `ANCM_RESULT_CONFIG_INVALID` (only then) a new error

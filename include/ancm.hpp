@@ -146,6 +146,17 @@ public:
                                                                             u16(value), value.size(), &e),
                               e);
     }
+    /// A `recycleOnFileChange` file (relative to the site root; see ancm.h).
+    [[nodiscard]] Status add_recycle_on_file_change(std::string_view path) {
+        ancm_error *e = nullptr;
+        return detail::status(
+            ancm_config_builder_add_recycle_on_file_change(p_.get(), slice(path).ptr, path.size(), &e), e);
+    }
+    [[nodiscard]] Status add_recycle_on_file_change(std::u16string_view path) {
+        ancm_error *e = nullptr;
+        return detail::status(
+            ancm_config_builder_add_recycle_on_file_change_utf16(p_.get(), u16(path), path.size(), &e), e);
+    }
     [[nodiscard]] Status remove_environment_variable(std::string_view name) {
         ancm_error *e = nullptr;
         return detail::status(

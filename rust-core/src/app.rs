@@ -229,6 +229,22 @@ impl App {
         let _ = tokio::task::spawn_blocking(move || current.remove()).await;
     }
 
+    /// Stops the app after its requests are done, for a host that replaced it with another
+    /// (ancm-serve's web.config reload): its processes keep answering the requests already
+    /// sent to them (and any that read the old app just before the swap), drained by the same
+    /// rule as a generation switch, then get the shutdown event as in [`App::shutdown`].
+    pub async fn retire(&self) {
+        let inner = &self.inner;
+        let running: Vec<Arc<Backend>> = inner.slots.iter().filter_map(|s| s.running()).collect();
+        let mut set = tokio::task::JoinSet::new();
+        for b in running {
+            let inner = inner.clone();
+            set.spawn(async move { inner.drain(&b).await });
+        }
+        while set.join_next().await.is_some() {}
+        self.shutdown().await;
+    }
+
     /// What is running now.
     pub fn status(&self) -> AppStatus {
         AppStatus {

@@ -1,6 +1,7 @@
 //! Applying web.config changes while serving: the file is polled, and a valid new
 //! configuration replaces the running app with an overlapping recycle (the new app's process is
-//! started first, new requests switch to it once it listens, the old one drains and stops). An
+//! started first, new requests switch to it once it listens, the old one drains by the generation switch's rule —
+//! its requests in flight finish, within shutdownTimeLimit — and only then stops). An
 //! invalid new configuration is logged and the old app keeps serving.
 
 use std::path::PathBuf;
@@ -53,6 +54,6 @@ pub async fn watch(config_path: PathBuf, host: HostInfo, current: CurrentApp) {
             log::error!("the app with the new settings did not start: {cause}");
         }
         let old = current.swap(Arc::new(next));
-        tokio::spawn(async move { old.shutdown().await });
+        tokio::spawn(async move { old.retire().await });
     }
 }

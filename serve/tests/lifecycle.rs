@@ -555,3 +555,78 @@ fn an_uncreatable_stdout_log_is_reported_and_the_app_still_starts() {
     assert_eq!(r.status, 200, "{}", r.text());
     serve.wait_log("could not create the stdout log file", 5);
 }
+
+/// A web.config for tests/backends/versioned.py (common.py's base: the shutdown event or
+/// SIGTERM ends it at once, its requests in flight cut off) with `generation` in its
+/// environment, so that each change is a real configuration change.
+fn abrupt_config(generation: u32) -> String {
+    web_config(
+        &format!(
+            "processPath=\"python3\" arguments=\"{}\" shutdownTimeLimit=\"20\"",
+            backend("versioned.py")
+        ),
+        &format!(
+            "<environmentVariables><environmentVariable name=\"HELLO_GENERATION\" value=\"{generation}\" /></environmentVariables>"
+        ),
+    )
+}
+
+#[test]
+fn web_config_changes_under_load_fail_no_request_of_an_app_that_exits_at_once() {
+    // The old app's requests in flight finish before its process gets the shutdown event
+    // (which this app obeys at once, cutting off whatever it still serves).
+    let site = temp_site("reload-abrupt");
+    std::fs::write(site.join("version.txt"), "v1").unwrap();
+    std::fs::write(site.join("web.config"), abrupt_config(0)).unwrap();
+    let serve = Arc::new(Serve::start(&site));
+    assert_eq!(serve.get("/version").status, 200);
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let served = Arc::new(AtomicUsize::new(0));
+    let load: Vec<_> = (0..6)
+        .map(|_| {
+            let (serve, stop, failures, served) = (
+                serve.clone(),
+                stop.clone(),
+                failures.clone(),
+                served.clone(),
+            );
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let r = serve.get("/sleep?s=0.3");
+                    if r.status == 200 {
+                        served.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                        eprintln!("failed during reload: {} {}", r.status, r.text());
+                    }
+                }
+            })
+        })
+        .collect();
+    for generation in 1..=4u32 {
+        std::thread::sleep(Duration::from_millis(400));
+        std::fs::write(site.join("web.config"), abrupt_config(generation)).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let want = generation.to_string();
+        while serve.get("/json").json()["env"]["HELLO_GENERATION"].as_str() != Some(want.as_str()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "change {generation} was never applied"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    stop.store(true, Ordering::Relaxed);
+    for t in load {
+        t.join().unwrap();
+    }
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "requests failed across the web.config changes:\n{}",
+        serve.log()
+    );
+    assert!(served.load(Ordering::Relaxed) > 20);
+}

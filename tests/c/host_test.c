@@ -783,6 +783,98 @@ static void test_config_errors(void) {
     report("configuration errors reach C with their one-line messages; argument checks", ok);
 }
 
+/* GET /version of tests/backends/versioned.py into `out` ("<version> <pid>"); false on failure. */
+static bool get_version(ancm_app *app, char *out, size_t cap) {
+    test_req t;
+    memset(&t, 0, sizeof t);
+    header_kv h[] = {{"Host", "example.test"}};
+    bool ok = run_request(app, &t, "GET", "/version", h, 1, 0, 60) && t.result == ANCM_RESULT_OK && t.status == 200;
+    size_t n = ok && t.body_len < cap ? t.body_len : 0;
+    memcpy(out, t.body, n);
+    out[n] = 0;
+    finish_request(&t);
+    return ok && n > 0;
+}
+
+/* Polls /version until it differs from `before` (a new generation serves), within 30 s. */
+static bool wait_new_generation(ancm_app *app, const char *before, char *now, size_t cap) {
+    for (int i = 0; i < 300; i++) {
+        if (get_version(app, now, cap) && strcmp(now, before) != 0) return true;
+        sleep_us(100000);
+    }
+    return false;
+}
+
+/* recycleOnFileChange key by key (as the IIS glue builds it): a file named through the UTF-8
+   call and one through the UTF-16 call each start a new generation when they change. */
+static void test_recycle_on_file_change(void) {
+    bool ok = true;
+    char dir[512], path[600], args[600];
+    snprintf(dir, sizeof dir, "%s/recycle", site_dir);
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) { perror(dir); exit(100); }
+    snprintf(path, sizeof path, "%s/version.txt", dir);
+    write_file(path, "v1");
+    snprintf(path, sizeof path, "%s/watched.txt", dir);
+    write_file(path, "1");
+    snprintf(path, sizeof path, "%s/other.txt", dir);
+    write_file(path, "1");
+    snprintf(args, sizeof args, "%s/tests/backends/versioned.py", root);
+    ancm_config_builder *b = NULL;
+    ancm_error *e = NULL;
+    CHECK(ancm_config_builder_new((const uint8_t *)"recycle", 7, ANCM_DIALECT_ASP_NET_CORE, &b) == ANCM_RESULT_OK, "new");
+    CHECK(ancm_config_builder_set(b, (const uint8_t *)"processPath", 11, (const uint8_t *)"python3", 7, &e) ==
+              ANCM_RESULT_OK, "processPath");
+    CHECK(ancm_config_builder_set(b, (const uint8_t *)"arguments", 9, (const uint8_t *)args, strlen(args), &e) ==
+              ANCM_RESULT_OK, "arguments");
+    CHECK(ancm_config_builder_add_recycle_on_file_change(b, (const uint8_t *)"watched.txt", 11, &e) == ANCM_RESULT_OK,
+          "UTF-8 file");
+    const uint16_t other[] = {'o', 't', 'h', 'e', 'r', '.', 't', 'x', 't'};
+    CHECK(ancm_config_builder_add_recycle_on_file_change_utf16(b, other, 9, &e) == ANCM_RESULT_OK, "UTF-16 file");
+    const uint16_t lone[] = {0xD800};
+    ancm_result r = ancm_config_builder_add_recycle_on_file_change_utf16(b, lone, 1, &e);
+    CHECK(r == ANCM_RESULT_CONFIG_INVALID && e && ancm_error_kind(e) == ANCM_CONFIG_ERROR_KIND_INVALID_ENCODING &&
+              strstr(ancm_error_message(e), "aspNetCore/recycleOnFileChange/file/@path"),
+          "lone surrogate: %u %s", r, e ? ancm_error_message(e) : "");
+    ancm_error_free(e);
+    e = NULL;
+    ancm_config *config = NULL;
+    CHECK(ancm_config_builder_build(b, &config, &e) == ANCM_RESULT_OK, "build: %s", e ? ancm_error_message(e) : "");
+    ancm_error_free(e);
+    ancm_app *app = NULL;
+    if (config) {
+        ancm_host_info host;
+        memset(&host, 0, sizeof host);
+        host.site_root = str(dir);
+        CHECK(ancm_app_new(config, &host, &app) == ANCM_RESULT_OK, "app");
+        ancm_config_free(config);
+    }
+    char first[128] = "", second[128] = "", third[128] = "";
+    if (app) {
+        CHECK(get_version(app, first, sizeof first) && strncmp(first, "v1 ", 3) == 0, "first: %s", first);
+        snprintf(path, sizeof path, "%s/watched.txt", dir);
+        write_file(path, "22");
+        CHECK(wait_new_generation(app, first, second, sizeof second) && strncmp(second, "v1 ", 3) == 0,
+              "after watched.txt changed: %s (was %s)", second, first);
+        snprintf(path, sizeof path, "%s/version.txt", dir);
+        write_file(path, "v2");
+        snprintf(path, sizeof path, "%s/other.txt", dir);
+        write_file(path, "333");
+        CHECK(wait_new_generation(app, second, third, sizeof third) && strncmp(third, "v2 ", 3) == 0,
+              "after other.txt changed: %s (was %s)", third, second);
+        ancm_app_stop(app);
+        ancm_app_free(app);
+    }
+    /* httpPlatform has no such collection */
+    CHECK(ancm_config_builder_new((const uint8_t *)"hp", 2, ANCM_DIALECT_HTTP_PLATFORM, &b) == ANCM_RESULT_OK, "new hp");
+    r = ancm_config_builder_add_recycle_on_file_change(b, (const uint8_t *)"x", 1, &e);
+    CHECK(r == ANCM_RESULT_CONFIG_INVALID && e && strstr(ancm_error_message(e), "httpPlatform/recycleOnFileChange"),
+          "httpPlatform: %u %s", r, e ? ancm_error_message(e) : "");
+    ancm_error_free(e);
+    ancm_config_builder_free(b);
+    report("recycleOnFileChange through the builder (UTF-8 and UTF-16): each file's change starts a new generation",
+           ok);
+}
+
 static void test_request_errors(ancm_app *app) {
     bool ok = true;
     test_req t;
@@ -1046,6 +1138,7 @@ int main(int argc, char **argv) {
         return finish();
     }
     test_config_errors();
+    test_recycle_on_file_change();
 
     make_site("hello", "examples/hello/app.py", "", config, sizeof config);
     ancm_app *app = new_app(config);

@@ -2343,6 +2343,7 @@ void RunRequestPathTests(Registration &reg, Application &app)
 } // namespace
 
 #include "lifecycle_emu.h"
+#include "deploy_emu.h"
 
 namespace {
 
@@ -2690,6 +2691,8 @@ int Main(int argc, char **argv)
 
     RunUserTokenAndHttpsPortTests(reg, server, backend);
     RunWebSocketModuleAbsentTests(reg, server, backend);
+    RunWebSocketDrainTests(reg, server, backend);
+    RunRecycleOnFileChangeTests(reg, server, backend);
 
     // 12. Stop listening (recycle) while requests keep arriving, then Terminate: every app
     // stops (lifecycle_emu.h).

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 const GXX: &str = "x86_64-w64-mingw32-g++";
 const GCC: &str = "x86_64-w64-mingw32-gcc";
-/// The lifecycle cases' checks (tests/iis-emu/lifecycle_emu.h, issue 16 items 2, 3, 4, 7).
-const LIFECYCLE_CHECKS: [&str; 7] = [
+/// The lifecycle cases' checks (tests/iis-emu/lifecycle_emu.h, issue 16 items 2, 3, 4, 7) and the
+/// deploy cases' (tests/iis-emu/deploy_emu.h, issue 18).
+const LIFECYCLE_CHECKS: [&str; 9] = [
     "ok: no WebSocket module (no WEBSOCKET_VERSION): the app was told ASPNETCORE_IIS_WEBSOCKETS_SUPPORTED=false",
     "ok: no WebSocket module: an upgrade request was answered normally",
     "ok: GL_CONFIGURATION_CHANGE at MACHINE and MACHINE/WEBROOT stopped nothing",
@@ -21,6 +22,8 @@ const LIFECYCLE_CHECKS: [&str; 7] = [
     "ok: a ReadFragment whose cancellation never completes: the module reset the connection and the request finished",
     "ok: OnGlobalStopListening returned CONTINUE at once",
     "ok: requests after stop listening got 503",
+    "ok: ws drain: after webSocketDrainSeconds the client got a close with 1001 (going away)",
+    "ok: recycleOnFileChange from IIS's configuration: the file's change started a new generation",
 ];
 /// The whole emulator run (Wine prefix creation included) must end within this.
 const DEADLINE: Duration = Duration::from_secs(240);

@@ -207,19 +207,17 @@ std::string HresultText(const char *what, HRESULT hr)
     return buf;
 }
 
-// Adds every <add name value> of the collection element `name` with `add` (the UTF-16
-// environmentVariables or handlerSettings call). IIS has already applied <remove>/<clear>, so
-// the collection is the effective list.
-bool AddCollection(IAppHostElement *section, PCWSTR name, ancm_config_builder *builder,
-                   ancm_result (*add)(ancm_config_builder *, const uint16_t *, size_t,
-                                      const uint16_t *, size_t, ancm_error **),
-                   std::string &error)
+// Calls `each` with every item of the collection element `name` (false from it stops, with
+// `error` set). IIS has already applied <remove>/<clear>, so the collection is the effective
+// list. A schema without the collection has nothing to add.
+template <typename Each>
+bool ForEachItem(IAppHostElement *section, PCWSTR name, std::string &error, Each each)
 {
     Bstr bname(name);
     ComRef<IAppHostElement> element;
     HRESULT hr = section->GetElementByName(bname.get(), element.put());
     if (FAILED(hr) || element.get() == nullptr) {
-        return true; // a schema without the collection: nothing to add
+        return true;
     }
     ComRef<IAppHostElementCollection> collection;
     hr = element.get()->get_Collection(collection.put());
@@ -236,12 +234,40 @@ bool AddCollection(IAppHostElement *section, PCWSTR name, ancm_config_builder *b
     for (DWORD i = 0; i < count; ++i) {
         ComRef<IAppHostElement> item;
         hr = collection.get()->get_Item(IndexVariant(i), item.put());
-        std::wstring key, value;
-        if (SUCCEEDED(hr) && item.get() != nullptr) {
-            hr = ReadProperty(item.get(), L"name", key);
+        if (FAILED(hr) || item.get() == nullptr) {
+            error = HresultText("reading a configuration collection entry", hr);
+            return false;
         }
+        if (!each(item.get())) {
+            return false;
+        }
+    }
+    return true;
+}
+
+// The engine's verdict on one builder call: false with its message in `error`.
+bool Accepted(ancm_result r, ancm_error *e, std::string &error)
+{
+    ErrorPtr owned(e);
+    if (r != ANCM_RESULT_OK) {
+        error = owned ? ancm_error_message(owned.get()) : ancm_result_message(r);
+        return false;
+    }
+    return true;
+}
+
+// Adds every <add name value> of the collection element `name` with `add` (the UTF-16
+// environmentVariables or handlerSettings call).
+bool AddCollection(IAppHostElement *section, PCWSTR name, ancm_config_builder *builder,
+                   ancm_result (*add)(ancm_config_builder *, const uint16_t *, size_t,
+                                      const uint16_t *, size_t, ancm_error **),
+                   std::string &error)
+{
+    return ForEachItem(section, name, error, [&](IAppHostElement *item) {
+        std::wstring key, value;
+        HRESULT hr = ReadProperty(item, L"name", key);
         if (SUCCEEDED(hr)) {
-            hr = ReadProperty(item.get(), L"value", value);
+            hr = ReadProperty(item, L"value", value);
         }
         if (FAILED(hr)) {
             error = HresultText("reading a configuration collection entry", hr);
@@ -249,13 +275,26 @@ bool AddCollection(IAppHostElement *section, PCWSTR name, ancm_config_builder *b
         }
         ancm_error *e = nullptr;
         ancm_result r = add(builder, U16(key), key.size(), U16(value), value.size(), &e);
-        ErrorPtr owned(e);
-        if (r != ANCM_RESULT_OK) {
-            error = owned ? ancm_error_message(owned.get()) : ancm_result_message(r);
+        return Accepted(r, e, error);
+    });
+}
+
+// Adds every <file path> of recycleOnFileChange (the schema's `path` is expanded="true": IIS
+// returns it with %VARIABLES% already expanded).
+bool AddRecycleFiles(IAppHostElement *section, ancm_config_builder *builder, std::string &error)
+{
+    return ForEachItem(section, L"recycleOnFileChange", error, [&](IAppHostElement *item) {
+        std::wstring path;
+        HRESULT hr = ReadProperty(item, L"path", path);
+        if (FAILED(hr)) {
+            error = HresultText("reading a recycleOnFileChange entry", hr);
             return false;
         }
-    }
-    return true;
+        ancm_error *e = nullptr;
+        ancm_result r = ancm_config_builder_add_recycle_on_file_change_utf16(
+            builder, U16(path), path.size(), &e);
+        return Accepted(r, e, error);
+    });
 }
 
 bool BuildConfigImpl(PCWSTR configPath, ConfigPtr &out, std::string &error)
@@ -333,7 +372,8 @@ bool BuildConfigImpl(PCWSTR configPath, ConfigPtr &out, std::string &error)
     if (!AddCollection(section.get(), L"environmentVariables", builder.get(),
                        &ancm_config_builder_add_environment_variable_utf16, error) ||
         !AddCollection(section.get(), L"handlerSettings", builder.get(),
-                       &ancm_config_builder_add_handler_setting_utf16, error)) {
+                       &ancm_config_builder_add_handler_setting_utf16, error) ||
+        !AddRecycleFiles(section.get(), builder.get(), error)) {
         return false;
     }
     ancm_config *config = nullptr;

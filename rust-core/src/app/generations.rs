@@ -113,6 +113,19 @@ impl Inner {
     /// what is left of the limit.
     pub(super) async fn drain_and_stop(&self, b: Arc<Backend>) {
         let limit = self.config.shutdown_time_limit;
+        let waited = self.drain(&b).await;
+        let left = limit
+            .saturating_sub(waited)
+            .max(Duration::from_secs(1).min(limit));
+        process::stop(&b, &self.host.app_path, left, &self.control).await;
+    }
+
+    /// The drain rule of every overlapped replacement (a generation switch, a recycle, a host
+    /// replacing the whole app): waits until `b`'s requests in flight are done, at most
+    /// shutdownTimeLimit, and its WebSocket sessions closed (1001 after
+    /// webSocketDrainSeconds). Returns how long it waited.
+    pub(super) async fn drain(&self, b: &Backend) -> Duration {
+        let limit = self.config.shutdown_time_limit;
         let started = Instant::now();
         // A request that read this backend from its slot just before the swap counts itself
         // in flight a moment later: let it.
@@ -142,10 +155,7 @@ impl Inner {
                 b.in_flight()
             );
         }
-        let left = limit
-            .saturating_sub(waited)
-            .max(Duration::from_secs(1).min(limit));
-        process::stop(&b, &self.host.app_path, left, &self.control).await;
+        waited
     }
 
     /// Starts a new generation and switches to it: see the module comment. A generation that

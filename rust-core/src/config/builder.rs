@@ -183,11 +183,34 @@ impl ConfigBuilder {
     }
 
     /// `<recycleOnFileChange><file path/>`: a file (relative to the site root) whose change
-    /// starts a new generation of the app when shadow copies are off.
-    pub fn add_recycle_on_file_change(&mut self, path: &str) {
+    /// starts a new generation of the app when shadow copies are off. An empty path is
+    /// ignored; httpPlatform has no such collection (an error naming it).
+    pub fn add_recycle_on_file_change(&mut self, path: &str) -> Result<(), ConfigError> {
+        if self.dialect != Dialect::AspNetCore {
+            let section = self.dialect.section_name();
+            return Err(self.error(
+                ConfigErrorKind::UnknownElement,
+                format!("{section}/recycleOnFileChange"),
+                None,
+                format!(
+                    "Unrecognized element 'recycleOnFileChange': {section} has no such collection"
+                ),
+            ));
+        }
         if !path.is_empty() {
             self.recycle_on_file_change.push(path.to_owned());
         }
+        Ok(())
+    }
+
+    /// [`add_recycle_on_file_change`](Self::add_recycle_on_file_change) for UTF-16 input.
+    pub fn add_recycle_on_file_change_utf16(&mut self, path: &[u16]) -> Result<(), ConfigError> {
+        let where_ = format!(
+            "{}/recycleOnFileChange/file/@path",
+            self.dialect.section_name()
+        );
+        let path = self.utf16_value(path, where_)?;
+        self.add_recycle_on_file_change(&path)
     }
 
     /// `<clear/>` in `handlerSettings`.

@@ -264,7 +264,7 @@ fn read_section(
                         ));
                     }
                     check_attributes(&file, &["path"], &item, source)?;
-                    builder.add_recycle_on_file_change(file.attribute("path").unwrap_or(""));
+                    builder.add_recycle_on_file_change(file.attribute("path").unwrap_or(""))?;
                 }
             }
             _ => {

@@ -410,6 +410,47 @@ pub unsafe extern "C" fn ancm_config_builder_add_handler_setting_utf16(
     }
 }
 
+/// Adds a `recycleOnFileChange` entry (`<file path>`): a file, relative to the site root, whose
+/// change starts a new generation of the app when shadow copies are off. An empty path is
+/// ignored; the httpPlatform dialect has no such collection (a configuration error).
+///
+/// `path` is `path_len` bytes of UTF-8, copied. On `ANCM_RESULT_CONFIG_INVALID` (only then) a
+/// new error is written to `*error_out` when it is not NULL; free it with `ancm_error_free`.
+/// The builder stays usable after an error. Use the builder from one thread at a time; no
+/// callback runs during the call.
+#[no_mangle]
+pub unsafe extern "C" fn ancm_config_builder_add_recycle_on_file_change(
+    builder: *mut ancm_config_builder,
+    path: *const u8,
+    path_len: usize,
+    error_out: *mut *mut ancm_error,
+) -> ancm_result {
+    unsafe {
+        with_builder(builder, error_out, |b| {
+            let path = utf8(path, path_len)?;
+            Ok(b.add_recycle_on_file_change(path))
+        })
+    }
+}
+
+/// `ancm_config_builder_add_recycle_on_file_change` for UTF-16 input as IIS returns it: `path`
+/// is `path_len` UTF-16 code units (no NUL needed), copied; invalid UTF-16 is a configuration
+/// error (`ANCM_CONFIG_ERROR_KIND_INVALID_ENCODING`). Otherwise the same contract.
+#[no_mangle]
+pub unsafe extern "C" fn ancm_config_builder_add_recycle_on_file_change_utf16(
+    builder: *mut ancm_config_builder,
+    path: *const u16,
+    path_len: usize,
+    error_out: *mut *mut ancm_error,
+) -> ancm_result {
+    unsafe {
+        with_builder(builder, error_out, |b| {
+            let path = units(path, path_len)?;
+            Ok(b.add_recycle_on_file_change_utf16(path))
+        })
+    }
+}
+
 /// Removes an `environmentVariables` entry (`<remove name>`).
 ///
 /// `name` is `name_len` bytes of UTF-8. On `ANCM_RESULT_CONFIG_INVALID` (only then) a new error

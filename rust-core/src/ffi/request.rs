@@ -558,7 +558,7 @@ async fn run(
     deliver_head(shared, &resp, upgrade.is_some());
     match upgrade {
         Some(Some(backend)) => match backend.take() {
-            Some(on) => tunnel(shared, on).await,
+            Some(on) => tunnel(shared, on, backend.session()).await,
             None => Err(Outcome(
                 ancm_result::UpgradeFailed,
                 "the backend connection was already taken".into(),
@@ -733,8 +733,13 @@ async fn both_ways<T>(
 }
 
 /// Pipes an upgraded connection: client bytes (supplied body) to the backend, backend bytes to
-/// the client (response chunks). Ends when the backend closes its side.
-async fn tunnel(shared: &Arc<Shared>, on: hyper::upgrade::OnUpgrade) -> Result<(), Outcome> {
+/// the client (response chunks). Ends when the backend closes its side. In fragment mode the
+/// backend's drain (`session`) ends the WebSocket with 1001 (see `websocket`).
+async fn tunnel(
+    shared: &Arc<Shared>,
+    on: hyper::upgrade::OnUpgrade,
+    session: Option<crate::process::Session>,
+) -> Result<(), Outcome> {
     let mut on = pin!(on);
     let upgraded = shared
         .unless_cancelled(|cx| {
@@ -754,8 +759,10 @@ async fn tunnel(shared: &Arc<Shared>, on: hyper::upgrade::OnUpgrade) -> Result<(
         st.ws.fix()
     };
     if let Some(callback) = fragments {
-        return websocket::tunnel(shared, upgraded, callback).await;
+        return websocket::tunnel(shared, upgraded, callback, session).await;
     }
+    // A byte stream has no frames the engine could end it at: it is not a drained session.
+    drop(session);
     let (mut from_backend, mut to_backend) = tokio::io::split(TokioIo::new(upgraded));
     let failed = |e: std::io::Error| Outcome(ancm_result::UpgradeFailed, e.to_string());
     let down = async {

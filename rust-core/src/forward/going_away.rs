@@ -10,7 +10,35 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// How long a side may take to answer our close before its connection is shut.
-const CLOSE_WAIT: Duration = Duration::from_secs(1);
+pub const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// The status both sides' close frames carry (going away, RFC 6455 §7.4.1).
+pub const GOING_AWAY: u16 = 1001;
+
+/// The drain signal of a session: resolves once `closing` names a time and that time has
+/// passed; never while no drain begins. Every tunnel (byte stream or message fragments) ends
+/// its session by this.
+pub async fn due(mut closing: watch::Receiver<Option<std::time::Instant>>) {
+    loop {
+        let at = *closing.borrow_and_update();
+        match at {
+            Some(at) => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(Instant::from_std(at)) => return,
+                    r = closing.changed() => if r.is_err() {
+                        tokio::time::sleep_until(Instant::from_std(at)).await;
+                        return;
+                    },
+                }
+            }
+            None => {
+                if closing.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    }
+}
 
 /// Where the frames of one direction's byte stream begin and end.
 #[derive(Debug, Default)]
@@ -77,14 +105,15 @@ fn header(h: &[u8]) -> Option<(usize, u64)> {
     Some((total, len))
 }
 
-/// The close frame a server sends: status 1001, unmasked.
-const CLOSE_TO_CLIENT: [u8; 4] = [0x88, 0x02, 0x03, 0xE9];
+/// The close frame a server sends: status [`GOING_AWAY`], unmasked.
+const CLOSE_TO_CLIENT: [u8; 4] = [0x88, 0x02, (GOING_AWAY >> 8) as u8, GOING_AWAY as u8];
 
-/// The close frame a client sends: status 1001, masked (RFC 6455 §5.3).
+/// The close frame a client sends: status [`GOING_AWAY`], masked (RFC 6455 §5.3).
 fn close_to_backend() -> [u8; 8] {
     let mut m = [0u8; 4];
     let _ = getrandom::fill(&mut m);
-    [0x88, 0x82, m[0], m[1], m[2], m[3], 0x03 ^ m[0], 0xE9 ^ m[1]]
+    let [hi, lo] = GOING_AWAY.to_be_bytes();
+    [0x88, 0x82, m[0], m[1], m[2], m[3], hi ^ m[0], lo ^ m[1]]
 }
 
 /// Pumps `from` to `to` until EOF; once `closing` names a time and it has passed, stops at
@@ -94,7 +123,7 @@ pub async fn pump<R, W>(
     mut from: R,
     mut to: W,
     close: &[u8],
-    mut closing: watch::Receiver<Option<std::time::Instant>>,
+    closing: watch::Receiver<Option<std::time::Instant>>,
 ) -> std::io::Result<u64>
 where
     R: AsyncRead + Unpin,
@@ -103,8 +132,7 @@ where
     let mut frames = Boundary::default();
     let mut buf = vec![0u8; 16 * 1024];
     let mut moved = 0u64;
-    let mut at: Option<Instant> = (*closing.borrow_and_update()).map(Instant::from_std);
-    let mut watching = true;
+    let mut signal = std::pin::pin!(due(closing));
     let mut due = false;
     loop {
         if due && frames.at_boundary() {
@@ -137,14 +165,8 @@ where
                     debug_assert!(frames.at_boundary());
                 }
             }
-            () = async { tokio::time::sleep_until(at.unwrap_or_else(Instant::now)).await }, if at.is_some() && !due => {
+            () = signal.as_mut(), if !due => {
                 due = true;
-            }
-            r = closing.changed(), if watching => {
-                match r {
-                    Ok(()) => at = (*closing.borrow_and_update()).map(Instant::from_std),
-                    Err(_) => watching = false,
-                }
             }
         }
     }

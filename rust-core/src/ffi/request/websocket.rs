@@ -10,6 +10,7 @@
 use std::ffi::c_void;
 use std::future::{poll_fn, Future};
 use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 
@@ -21,7 +22,9 @@ use super::{both_ways, lock, store_waker, wake_all, write_with, Outcome, Read, S
 use crate::ffi::handle::{ancm_slice, arc_ref};
 use crate::ffi::panic::guard;
 use crate::ffi::result::ancm_result;
+use crate::forward::going_away;
 use crate::forward::websocket::{self as ws, Decoder, Encoder, Event};
+use crate::process::Session;
 
 /// One WebSocket message fragment crossing the C ABI, in either direction. Everything it
 /// points at is borrowed: from the engine until `ancm_request_ack_write`, from the host for the
@@ -143,12 +146,16 @@ async fn next_fragment(shared: &Arc<Shared>) -> Result<Option<Supplied>, Outcome
 /// Pumps fragments between the host and the backend's upgraded connection until the backend
 /// closes it. The backend's close frame reaches the host as a close fragment; the host's close
 /// goes to the backend as a close frame; a client gone without a close half-closes the backend
-/// connection. Ends with `Ok` when the backend closed after a close frame, with
-/// `UpgradeFailed` when its connection ended or failed without one.
+/// connection. When the backend drains (`session`'s signal, [`going_away::due`]), both sides
+/// get a close with [`going_away::GOING_AWAY`] at a frame boundary, what else comes is dropped
+/// for [`going_away::CLOSE_WAIT`], and the session ends. Ends with `Ok` when the backend closed
+/// after a close frame (or the drain closed it), with `UpgradeFailed` when its connection ended
+/// or failed without one.
 pub(super) async fn tunnel(
     shared: &Arc<Shared>,
     upgraded: hyper::upgrade::Upgraded,
     callback: Callback,
+    session: Option<Session>,
 ) -> Result<(), Outcome> {
     let (mut from_backend, to_backend) = tokio::io::split(TokioIo::new(upgraded));
     // Both directions write to the backend (the client's frames, and pongs for the backend's
@@ -162,9 +169,18 @@ pub(super) async fn tunnel(
             w.flush().await.map_err(failed)
         }
     };
+    // Set once a close went to the backend (the host's, or the drain's): nothing follows it.
+    let closed_up = AtomicBool::new(false);
     let down = async {
+        let mut signal = pin!(async {
+            match &session {
+                Some(s) => going_away::due(s.closing.clone()).await,
+                None => std::future::pending().await,
+            }
+        });
         let mut decoder = Decoder::new();
         let mut saw_close = false;
+        let mut draining = false;
         loop {
             while let Some(event) = decoder.next_event().map_err(failed)? {
                 match event {
@@ -183,22 +199,38 @@ pub(super) async fn tunnel(
                     }
                 }
             }
+            // A close under way (either side's) ends the session by itself.
+            if draining && !saw_close && decoder.buffer_mut().is_empty() {
+                return going_away_now(shared, callback, &send, &closed_up, &mut from_backend)
+                    .await;
+            }
             // Room for a real read: an empty BytesMut would take the bytes 64 at a time.
             decoder.buffer_mut().reserve(16 * 1024);
             let mut read = pin!(from_backend.read_buf(decoder.buffer_mut()));
             let n = shared
-                .unless_cancelled(|cx| read.as_mut().poll(cx).map(|r| r.map_err(failed)))
+                .unless_cancelled(|cx| {
+                    if !draining && !saw_close && signal.as_mut().poll(cx).is_ready() {
+                        draining = true;
+                        // Not at a frame's end yet: the read goes on until it is.
+                        return Poll::Ready(Ok(None));
+                    }
+                    read.as_mut().poll(cx).map(|r| r.map(Some).map_err(failed))
+                })
                 .await?;
-            if n == 0 {
-                // Without a close frame the session broke (the backend died): the host must
-                // abort the client's connection rather than end it as if closed cleanly.
-                return if saw_close {
-                    Ok(())
-                } else {
-                    Err(failed(
-                        "the backend ended the WebSocket connection without a close frame",
-                    ))
-                };
+            match n {
+                None => continue,
+                Some(0) => {
+                    // Without a close frame the session broke (the backend died): the host must
+                    // abort the client's connection rather than end it as if closed cleanly.
+                    return if saw_close {
+                        Ok(())
+                    } else {
+                        Err(failed(
+                            "the backend ended the WebSocket connection without a close frame",
+                        ))
+                    };
+                }
+                Some(_) => {}
             }
         }
     };
@@ -209,12 +241,20 @@ pub(super) async fn tunnel(
                 let mut w = to_backend.lock().await;
                 return w.shutdown().await.map_err(failed);
             };
+            if closed_up.load(Ordering::Acquire) {
+                // The drain's close went to the backend: the client's answer ends this side.
+                if f.close.is_some() {
+                    return Ok(());
+                }
+                continue;
+            }
             let mut frame = BytesMut::new();
             match f.close {
                 Some(status) => {
                     let reason = String::from_utf8_lossy(&f.data);
                     let payload = ws::close_payload(status, &reason);
                     ws::encode(&mut frame, ws::OP_CLOSE, true, &payload, mask_key()?);
+                    closed_up.store(true, Ordering::Release);
                     send(frame).await?;
                     // Nothing follows a close; the backend ends the connection.
                     return Ok(());
@@ -226,7 +266,52 @@ pub(super) async fn tunnel(
             }
         }
     };
-    both_ways(up, down).await
+    let r = both_ways(up, down).await;
+    drop(session);
+    r
+}
+
+/// The drain's end of a session, at a frame boundary both ways: a close with 1001 to the
+/// backend (unless the host's close went first) and to the host, then the backend's answer
+/// and whatever else it sends dropped for [`going_away::CLOSE_WAIT`].
+async fn going_away_now<R, S, F>(
+    shared: &Arc<Shared>,
+    callback: Callback,
+    send: &S,
+    closed_up: &AtomicBool,
+    from_backend: &mut R,
+) -> Result<(), Outcome>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    S: Fn(BytesMut) -> F,
+    F: Future<Output = Result<(), Outcome>>,
+{
+    log::info!("the backend drains: closing its WebSocket session with 1001 (going away)");
+    if !closed_up.swap(true, Ordering::AcqRel) {
+        let mut frame = BytesMut::new();
+        let payload = ws::close_payload(going_away::GOING_AWAY, "");
+        ws::encode(&mut frame, ws::OP_CLOSE, true, &payload, mask_key()?);
+        send(frame).await?;
+    }
+    deliver(
+        shared,
+        callback,
+        Bytes::new(),
+        false,
+        true,
+        Some(going_away::GOING_AWAY),
+    )
+    .await?;
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(going_away::CLOSE_WAIT, async {
+        while let Ok(n) = from_backend.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+    Ok(())
 }
 
 /// Asks for an upgraded WebSocket as message fragments instead of a byte stream. Call it from
