@@ -656,7 +656,7 @@ typedef void (*ancm_response_trailers_callback)(void *userdata, const struct anc
  * (NULL: the response's trailers are dropped). Each gets the `userdata` given to
  * `ancm_request_start`, which must stay valid until `complete` has returned. The table grows
  * only at its end, so a host that initialises it positionally with fewer entries (C's rule:
- * the rest are zero) gets the later ones as NULL.
+ * the rest are zero) gets the later ones as NULL (`-Wextra` warns; spell the NULL out).
  */
 typedef struct ancm_callbacks {
     /**

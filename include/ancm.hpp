@@ -221,7 +221,7 @@ private:
     std::unique_ptr<ancm_app, detail::AppFree> p_;
 };
 
-/// A request's callbacks as callables (all four required; `ws_fragment` only for
+/// A request's callbacks as callables (the first four required; `ws_fragment` only for
 /// Request::websocket_fragments()). They run on core threads, never two at once for one
 /// request, and must not block; the object holding them is freed right after `complete`
 /// returns, so what they capture must stay valid until then.

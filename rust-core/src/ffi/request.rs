@@ -179,7 +179,7 @@ pub type ancm_complete_callback = Option<
 /// (NULL: the response's trailers are dropped). Each gets the `userdata` given to
 /// `ancm_request_start`, which must stay valid until `complete` has returned. The table grows
 /// only at its end, so a host that initialises it positionally with fewer entries (C's rule:
-/// the rest are zero) gets the later ones as NULL.
+/// the rest are zero) gets the later ones as NULL (`-Wextra` warns; spell the NULL out).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ancm_callbacks {

@@ -191,7 +191,7 @@ pub unsafe extern "C" fn ancm_request_reset(
             shared.host_reset.store(u64::from(code), Ordering::Release);
             let open = st.read != Read::Ended
                 && !shared.driver_only
-                && !shared.length.is_some_and(|n| st.received == n);
+                && shared.length.is_none_or(|n| st.received != n);
             match st.body_waker.take() {
                 // The backend's body pipe waits in the body's poll: woken, it fails the body with
                 // the code (`host_reset_error`), which also stops the request.
