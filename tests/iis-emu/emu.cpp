@@ -1182,11 +1182,12 @@ public:
     // The stream ends with RST_STREAM(errorCode); nothing more goes to the client.
     VOID ResetStream(ULONG errorCode) override { resetStream = errorCode; }
     VOID SetNeedGoAway() override { UNEXPECTED(); }
-    // Trailers go out after the last body data; the harsher reading of the PCSTR value: it
-    // must be readable for cch bytes (it need not be NUL-terminated, as SetHeader's is).
+    // Trailers go out after the last body data. The harsher reading of the PCSTR value: a
+    // NUL-terminated string at its length, as SetHeader's (a null pointer is refused, also for
+    // an empty value).
     HRESULT SetTrailer(PCSTR name, PCSTR value, USHORT cch, BOOL replace) override
     {
-        if (name == nullptr || value == nullptr || resetStream >= 0) {
+        if (name == nullptr || value == nullptr || value[cch] != '\0' || resetStream >= 0) {
             return E_INVALIDARG;
         }
         trailerReplaces += replace ? 1 : 0;

@@ -601,7 +601,9 @@ private:
                 std::vector<std::string_view> seen;
                 for (size_t i = 0; i < count; ++i) {
                     std::string name(ancm::view(headers[i].name));
-                    std::string_view value = ancm::view(headers[i].value);
+                    // A NUL-terminated copy, as for SetHeader (PCSTR); an empty value (grpcio's
+                    // `grpc-message:`) is "" rather than a null pointer.
+                    std::string value(ancm::view(headers[i].value));
                     bool first = true;
                     for (std::string_view s : seen) {
                         first = first && !(s.size() == name.size() &&
@@ -612,7 +614,7 @@ private:
                     }
                     // IIS takes a USHORT length: a longer value cannot be sent whole.
                     if (value.size() > 0xFFFF ||
-                        FAILED(self->response4_->SetTrailer(name.c_str(), value.data(),
+                        FAILED(self->response4_->SetTrailer(name.c_str(), value.c_str(),
                                                             static_cast<USHORT>(value.size()),
                                                             first ? TRUE : FALSE))) {
                         self->CancelLocked();
