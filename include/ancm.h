@@ -103,6 +103,10 @@ enum ancm_result
      */
     ANCM_RESULT_BODY_LENGTH_MISMATCH = 3002,
     /**
+     * `ancm_request_reset_code` was asked of a request whose backend did not reset its stream.
+     */
+    ANCM_RESULT_NOT_RESET = 3003,
+    /**
      * The process-wide runtime could not be created (its message went to the log callback).
      */
     ANCM_RESULT_RUNTIME_UNAVAILABLE = 4000,
@@ -135,6 +139,12 @@ enum ancm_result
      * message says which. Abort the client connection.
      */
     ANCM_RESULT_BODY_REFUSED = 5003,
+    /**
+     * Request outcome: the backend reset the HTTP/2 stream of a response whose head was
+     * delivered; `ancm_request_reset_code` gives its error code. Reset the client's stream
+     * with that code (an HTTP/1.1 client: abort its connection).
+     */
+    ANCM_RESULT_STREAM_RESET = 5004,
     /**
      * A panic was caught at the ABI boundary: a bug in ancm-core.
      */
@@ -633,8 +643,20 @@ typedef void (*ancm_response_body_callback)(void *userdata, const uint8_t *data,
 typedef void (*ancm_complete_callback)(void *userdata, ancm_result result, const uint8_t *message, size_t len);
 
 /**
- * The callbacks of one request; all four are required. Each gets the `userdata` given to
- * `ancm_request_start`, which must stay valid until `complete` has returned.
+ * The response's trailers (`count` fields, names lowercase as HTTP/2 has them), after the last
+ * `response_body` chunk was acknowledged and before `complete` (`ANCM_RESULT_OK`); at most once,
+ * and only when the backend sent trailers. `headers` and what it points at are valid only during
+ * the call: copy what you keep. Runs on a core thread; must not block. NULL in the table: the
+ * trailers are dropped.
+ */
+typedef void (*ancm_response_trailers_callback)(void *userdata, const struct ancm_header *headers, size_t count);
+
+/**
+ * The callbacks of one request; the first four are required, `response_trailers` is optional
+ * (NULL: the response's trailers are dropped). Each gets the `userdata` given to
+ * `ancm_request_start`, which must stay valid until `complete` has returned. The table grows
+ * only at its end, so a host that initialises it positionally with fewer entries (C's rule:
+ * the rest are zero) gets the later ones as NULL (`-Wextra` warns; spell the NULL out).
  */
 typedef struct ancm_callbacks {
     /**
@@ -653,6 +675,10 @@ typedef struct ancm_callbacks {
      * See `ancm_complete_callback`.
      */
     ancm_complete_callback complete;
+    /**
+     * See `ancm_response_trailers_callback`; may be NULL.
+     */
+    ancm_response_trailers_callback response_trailers;
 } ancm_callbacks;
 
 /**
@@ -1004,6 +1030,42 @@ ancm_result ancm_request_cancel(const struct ancm_request *request);
  * runs during it.
  */
 void ancm_request_free(struct ancm_request *request);
+
+/**
+ * Ends the request body with trailers (the client's trailer section, e.g. of an HTTP/2
+ * request): like `ancm_request_end_body`, and the `count` fields of `headers` (copied before the
+ * call returns; the host keeps ownership) follow the body to the backend. An h2c backend gets
+ * them as the request's trailers; an HTTP/1.1 backend gets none (docs/forwarding.md). Fields a
+ * trailer section must not carry (`Content-Length`, `Host`, `Transfer-Encoding`, `TE`,
+ * `Connection` …) and `MS-ASPNETCORE-*` are left out.
+ *
+ * Returns `ANCM_RESULT_INVALID_HEADER` for a name or value HTTP does not allow (nothing
+ * changes), `ANCM_RESULT_BODY_NOT_WANTED` when the body has already ended or the request has no
+ * body (`content_length` 0), and `ANCM_RESULT_BODY_LENGTH_MISMATCH` like `end_body` before all of
+ * a known `content_length` (the request then fails). After the request was cancelled or has
+ * completed the fields are ignored and the result is OK. Callable from any thread, also from
+ * inside a callback; no callback runs during it.
+ */
+ancm_result ancm_request_supply_trailers(const struct ancm_request *request, const struct ancm_header *headers, size_t count);
+
+/**
+ * Resets the request's stream with HTTP/2 error `code` (the client reset its HTTP/2 stream):
+ * the backend request is abandoned and `complete` follows with `ANCM_RESULT_CANCELLED`, as after
+ * `ancm_request_cancel`. While the request body is still open and the engine is waiting for
+ * it, an h2c backend's stream is reset with `code`; otherwise (the body was sent in full, or the
+ * backend speaks HTTP/1.1) the backend sees what a cancel gives it: an HTTP/2 stream reset with
+ * `CANCEL`, or a closed connection. Idempotent (the first code counts). Callable from any
+ * thread, also from inside a callback; no callback runs during it.
+ */
+ancm_result ancm_request_reset(const struct ancm_request *request, uint32_t code);
+
+/**
+ * Writes the HTTP/2 error code the backend reset the response's stream with to `*code_out`,
+ * after a `complete` with `ANCM_RESULT_STREAM_RESET` (also from inside that `complete`).
+ * Returns `ANCM_RESULT_NOT_RESET` (nothing written) when the backend did not reset it. Callable
+ * from any thread; no callback runs during it.
+ */
+ancm_result ancm_request_reset_code(const struct ancm_request *request, uint32_t *code_out);
 
 /**
  * Asks for an upgraded WebSocket as message fragments instead of a byte stream. Call it from

@@ -232,7 +232,7 @@ private:
     std::unique_ptr<ancm_app, detail::AppFree> p_;
 };
 
-/// A request's callbacks as callables (all four required; `ws_fragment` only for
+/// A request's callbacks as callables (the first four required; `ws_fragment` only for
 /// Request::websocket_fragments()). They run on core threads, never two at once for one
 /// request, and must not block; the object holding them is freed right after `complete`
 /// returns, so what they capture must stay valid until then.
@@ -247,6 +247,9 @@ struct Callbacks {
     std::function<void(ancm_result result, std::string_view message)> complete;
     /// See ancm_ws_fragment_callback: a backend fragment in fragment mode; acknowledge it.
     std::function<void(const ancm_ws_fragment &fragment)> ws_fragment;
+    /// See ancm_response_trailers_callback: the response's trailers, valid during the call only
+    /// (optional: empty drops them).
+    std::function<void(const ancm_header *headers, size_t count)> response_trailers;
 };
 
 namespace detail {
@@ -267,8 +270,13 @@ inline void ws_fragment(void *ud, const ancm_ws_fragment *f) noexcept {
     auto *c = static_cast<Callbacks *>(ud);
     if (c->ws_fragment) c->ws_fragment(*f);
 }
+inline void response_trailers(void *ud, const ancm_header *headers, size_t count) noexcept {
+    auto *c = static_cast<Callbacks *>(ud);
+    if (c->response_trailers) c->response_trailers(headers, count);
+}
 inline const ancm_callbacks &trampolines() noexcept {
-    static const ancm_callbacks table = {&body_wanted, &response_head, &response_body, &complete};
+    static const ancm_callbacks table = {&body_wanted, &response_head, &response_body, &complete,
+                                         &response_trailers};
     return table;
 }
 } // namespace detail
@@ -323,6 +331,15 @@ public:
     [[nodiscard]] Status end_body() const { return Status(ancm_request_end_body(p_)); }
     [[nodiscard]] Status ack_write() const { return Status(ancm_request_ack_write(p_)); }
     [[nodiscard]] Status cancel() const { return Status(ancm_request_cancel(p_)); }
+    /// Ends the request body with trailers (copied; see ancm_request_supply_trailers).
+    [[nodiscard]] Status supply_trailers(const ancm_header *headers, size_t count) const {
+        return Status(ancm_request_supply_trailers(p_, headers, count));
+    }
+    /// Resets the request's stream with HTTP/2 error `code` (see ancm_request_reset).
+    [[nodiscard]] Status reset_stream(uint32_t code) const { return Status(ancm_request_reset(p_, code)); }
+    /// After `complete` with ANCM_RESULT_STREAM_RESET: the backend's HTTP/2 error code
+    /// (ANCM_RESULT_NOT_RESET when the backend did not reset the stream).
+    [[nodiscard]] Status reset_code(uint32_t &code) const { return Status(ancm_request_reset_code(p_, &code)); }
     /// Inside the `response_head` callback of a 101: exchange WebSocket message fragments
     /// instead of bytes (see ancm_request_websocket_fragments).
     [[nodiscard]] Status websocket_fragments(ancm_ws_fragment_callback callback) const {

@@ -91,6 +91,7 @@ NO_VIRTUAL_DTOR(IHttpConnection);
 NO_VIRTUAL_DTOR(IHttpUser);
 NO_VIRTUAL_DTOR(IHttpRequest2);
 NO_VIRTUAL_DTOR(IHttpResponse);
+NO_VIRTUAL_DTOR(IHttpResponse4);
 NO_VIRTUAL_DTOR(IHttpConnectionStoredContext);
 NO_VIRTUAL_DTOR(IHttpConnectionModuleContextContainer);
 NO_VIRTUAL_DTOR(INamedContextContainer);
@@ -453,6 +454,19 @@ int main()
     S(IHttpResponse, GetHeaderChanges, 26);
     S(IHttpResponse, CloseConnection, 27);
     L(IHttpResponse, 28);
+    // IHttpResponse2/3/4: TerraFX.Interop.Windows' [VtblIndex] numbers (Silk.NET's transcription
+    // of httpserv.h, Windows SDK 10.0.26100: IHttpResponse4 : IHttpResponse3 : IHttpResponse2).
+    S(IHttpResponse2, WriteEntityChunksWithCallback, 28); // Microsoft: WriteEntityChunks
+    S(IHttpResponse2, FlushWithCallback, 29);             // Microsoft: Flush
+    L(IHttpResponse2, 30);
+    S(IHttpResponse3, PushPromise, 30);
+    L(IHttpResponse3, 31);
+    S(IHttpResponse4, DeleteTrailer, 31);
+    S(IHttpResponse4, GetTrailer, 32);
+    S(IHttpResponse4, ResetStream, 33);
+    S(IHttpResponse4, SetNeedGoAway, 34);
+    S(IHttpResponse4, SetTrailer, 35);
+    L(IHttpResponse4, 36);
 
     // ---- websocket.h ----
     S(IWebSocketContext, CleanupStoredContext, 0);

@@ -36,6 +36,10 @@ peers = set()
 def check_token(context):
     md = dict(context.invocation_metadata())
     sent = md.get("ms-aspnetcore-token")
+    # ANCM_TEST_ANY_TOKEN=1: started by a test harness behind a relay the engine paired with (the
+    # emulated IIS), so the token is not known here.
+    if os.environ.get("ANCM_TEST_ANY_TOKEN") == "1":
+        return
     if sent is not None and sent != os.environ.get("ASPNETCORE_TOKEN"):
         context.abort(grpc.StatusCode.UNAUTHENTICATED, "pairing token mismatch")
 

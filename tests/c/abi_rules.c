@@ -98,7 +98,7 @@ static void on_complete(void *ud, ancm_result result, const uint8_t *msg, size_t
     pthread_mutex_unlock(&r->mu);
 }
 
-static const ancm_callbacks callbacks = {on_wanted, on_head, on_body, on_complete};
+static const ancm_callbacks callbacks = {on_wanted, on_head, on_body, on_complete, NULL};
 
 /* Waits (at most `seconds`) until the request asked for body beyond what was answered, or
  * completed. Returns true when it asked. */

@@ -93,14 +93,14 @@ ancm::Callbacks recording(Seen &seen, ancm::Request &req, std::function<std::str
     return cb;
 }
 
-std::string write_config(const std::string &dir, const std::string &attrs) {
+std::string write_config(const std::string &dir, const std::string &attrs, const std::string &inner = "") {
     std::string path = dir + "/web.config";
     FILE *f = std::fopen(path.c_str(), "w");
     if (!f) std::exit(100);
     std::fprintf(f,
                  "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<configuration><system.webServer>\n"
-                 "<aspNetCore %s />\n</system.webServer></configuration>\n",
-                 attrs.c_str());
+                 "<aspNetCore %s>%s</aspNetCore>\n</system.webServer></configuration>\n",
+                 attrs.c_str(), inner.c_str());
     std::fclose(f);
     return path;
 }
@@ -286,6 +286,59 @@ int main(int argc, char **argv) {
     }
     check(ws_app.stop().ok(), "WebSocket app stop");
 
+    // HTTP/2 trailers and resets through callables, to an h2c app (tests/backends/h2_raw.py).
+    std::string h2_dir = dir + "/h2";
+    mkdir(h2_dir.c_str(), 0700);
+    std::string h2_path = write_config(
+        h2_dir, "processPath=\"python3\" arguments=\"" + root + "/tests/backends/h2_raw.py\"",
+        "<handlerSettings><handlerSetting name=\"backendProtocol\" value=\"h2c\" /></handlerSettings>");
+    ancm::Config h2_config;
+    ancm_host_info h2_host{};
+    h2_host.site_root = ancm::slice(h2_dir);
+    ancm::App h2_app;
+    check(ancm::Config::from_file(h2_path, h2_config).ok() && ancm::App::create(h2_config, h2_host, h2_app).ok(),
+          "h2c app");
+    std::vector<ancm_header> h2_headers = {{ancm::slice("Host"), ancm::slice("localhost")},
+                                           {ancm::slice("TE"), ancm::slice("trailers")}};
+    {
+        Seen seen;
+        ancm::Request req;
+        ancm::Callbacks cb = recording(seen, req, [] { return std::string(); });
+        auto sent = std::make_shared<bool>(false);
+        std::vector<ancm_header> trailers = {{ancm::slice("x-req-trailer"), ancm::slice("from C++")}};
+        cb.body_wanted = [&req, sent, trailers]() {
+            if (!*sent) {
+                *sent = true;
+                (void)req.supply_body("abc", 3);
+            } else {
+                (void)req.supply_trailers(trailers.data(), trailers.size());
+            }
+        };
+        std::string got_trailers;
+        cb.response_trailers = [&seen, &got_trailers](const ancm_header *h, size_t n) {
+            std::lock_guard<std::mutex> lock(seen.mu);
+            for (size_t i = 0; i < n; i++)
+                got_trailers += std::string(ancm::view(h[i].name)) + "=" + std::string(ancm::view(h[i].value)) + ";";
+        };
+        s = ancm::Request::start(h2_app, head_for("POST", "/echo", h2_headers, -1), std::move(cb), req);
+        bool done = s.ok() && seen.wait();
+        check(done && seen.result == ANCM_RESULT_OK &&
+                  seen.body.find("[\"x-req-trailer\", \"from C++\"]") != std::string::npos &&
+                  got_trailers.find("x-echo-trailer=done;") != std::string::npos,
+              "supply_trailers and response_trailers through callables: " + seen.body + " / " + got_trailers);
+    }
+    {
+        Seen seen;
+        ancm::Request req;
+        s = ancm::Request::start(h2_app, head_for("GET", "/reset?code=2", h2_headers, 0),
+                                 recording(seen, req, [] { return std::string(); }), req);
+        uint32_t code = 0;
+        bool done = s.ok() && seen.wait() && req.reset_code(code).ok();
+        check(done && seen.result == ANCM_RESULT_STREAM_RESET && code == 2,
+              "a backend reset: STREAM_RESET and reset_code() " + std::to_string(code));
+    }
+    check(h2_app.stop().ok(), "h2c app stop");
+
     check(ancm::set_log_callback(nullptr).ok(), "set_log_callback(nullptr) stops delivery");
     int before = messages.load();
     ancm::Config again;
@@ -296,6 +349,10 @@ int main(int argc, char **argv) {
     unlink(bad_path.c_str());
     unlink(path.c_str());
     unlink(ws_path.c_str());
+    unlink(h2_path.c_str());
+    std::string h2_log = h2_dir + "/resets.log";
+    unlink(h2_log.c_str());
+    rmdir(h2_dir.c_str());
     rmdir(ws_dir.c_str());
     rmdir(dir.c_str());
     std::printf("cpp_api_test: %d failure(s)\n", failures);

@@ -47,6 +47,7 @@ const ancm_callbacks kCallbacks = {
         x->done = true;
         x->cv.notify_all();
     },
+    nullptr, // no response trailers
 };
 
 bool run(const ancm::App &app, const char *method, const char *target, size_t upload, Exchange &x) {

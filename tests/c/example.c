@@ -88,7 +88,7 @@ int main(int argc, char **argv) {
     head.header_count = 1;
     head.client_address = text("127.0.0.1");
     head.client_port = 40000;
-    const ancm_callbacks callbacks = {body_wanted, response_head, response_body, complete};
+    const ancm_callbacks callbacks = {body_wanted, response_head, response_body, complete, NULL};
     r = ancm_request_start(app, &head, &callbacks, &x, &x.req); /* x.req is set before any callback */
     if (r == ANCM_RESULT_OK) {
         pthread_mutex_lock(&x.mu);

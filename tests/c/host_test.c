@@ -279,7 +279,7 @@ static void *worker_main(void *p) {
     return NULL;
 }
 
-static const ancm_callbacks CALLBACKS = {on_body_wanted, on_head, on_body, on_complete};
+static const ancm_callbacks CALLBACKS = {on_body_wanted, on_head, on_body, on_complete, NULL};
 
 typedef struct header_kv {
     const char *name, *value;
@@ -580,7 +580,7 @@ static void many_complete(void *ud, ancm_result result, const uint8_t *msg, size
     pthread_cond_signal(&many_cv);
     pthread_mutex_unlock(&many_mu);
 }
-static const ancm_callbacks MANY_CALLBACKS = {many_body_wanted, many_head, many_body, many_complete};
+static const ancm_callbacks MANY_CALLBACKS = {many_body_wanted, many_head, many_body, many_complete, NULL};
 
 /* The head of a GET /json with one header, `Host: example.test`, from 203.0.113.7:`port`. */
 static const ancm_header JSON_HEADERS[] = {{{(const uint8_t *)"Host", 4}, {(const uint8_t *)"example.test", 12}}};
@@ -653,7 +653,7 @@ static pthread_mutex_t chain_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t chain_cv = PTHREAD_COND_INITIALIZER;
 
 static void chain_complete(void *ud, ancm_result result, const uint8_t *msg, size_t len);
-static const ancm_callbacks CHAIN_CALLBACKS = {many_body_wanted, many_head, many_body, chain_complete};
+static const ancm_callbacks CHAIN_CALLBACKS = {many_body_wanted, many_head, many_body, chain_complete, NULL};
 
 /* Starts one request of a chain; the caller holds chain_mu (so req is written before any
  * callback of the request reads it). */

@@ -77,7 +77,7 @@ static long get_pid(ancm_app *app) {
     head.headers = h;
     head.header_count = 1;
     head.client_address = str("127.0.0.1");
-    const ancm_callbacks cb = {on_wanted, on_head, on_body, on_complete};
+    const ancm_callbacks cb = {on_wanted, on_head, on_body, on_complete, NULL};
     long pid = 0;
     if (ancm_request_start(app, &head, &cb, &r, &r.req) == ANCM_RESULT_OK) {
         pthread_mutex_lock(&r.mu);

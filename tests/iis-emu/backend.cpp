@@ -505,11 +505,85 @@ DWORD WINAPI ConnectionThread(LPVOID param)
     return 0;
 }
 
+// ---- --relay PORT: a transparent TCP relay to an app on the Linux side ----
+// The emulator's h2c cases need an HTTP/2 app, and the real one (tests/backends/h2_raw.py, on
+// the h2 library) runs outside Wine; Wine shares the host's loopback, so this process, which
+// the engine starts and pairs with, passes each connection's bytes both ways unchanged.
+
+struct Pipe {
+    SOCKET from, to;
+};
+
+DWORD WINAPI PipeThread(LPVOID param)
+{
+    Pipe p = *static_cast<Pipe *>(param);
+    delete static_cast<Pipe *>(param);
+    char buf[16384];
+    for (;;) {
+        int n = recv(p.from, buf, sizeof buf, 0);
+        if (n <= 0) {
+            break;
+        }
+        for (int off = 0; off < n;) {
+            int k = send(p.to, buf + off, n - off, 0);
+            if (k <= 0) {
+                n = -1;
+                break;
+            }
+            off += k;
+        }
+        if (n < 0) {
+            break;
+        }
+    }
+    shutdown(p.to, SD_SEND);
+    return 0;
+}
+
+struct RelayConn {
+    SOCKET client;
+    int port;
+};
+
+DWORD WINAPI RelayThread(LPVOID param)
+{
+    RelayConn c = *static_cast<RelayConn *>(param);
+    delete static_cast<RelayConn *>(param);
+    SOCKET up = socket(AF_INET, SOCK_STREAM, IPPROTO_TCP);
+    sockaddr_in addr;
+    std::memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<u_short>(c.port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (up == INVALID_SOCKET || connect(up, reinterpret_cast<sockaddr *>(&addr), sizeof addr) != 0) {
+        closesocket(c.client);
+        if (up != INVALID_SOCKET) {
+            closesocket(up);
+        }
+        return 0;
+    }
+    HANDLE t = CreateThread(nullptr, 0, &PipeThread, new Pipe{up, c.client}, 0, nullptr);
+    Pipe *down = new Pipe{c.client, up};
+    PipeThread(down);
+    if (t != nullptr) {
+        WaitForSingleObject(t, INFINITE);
+        CloseHandle(t);
+    }
+    closesocket(up);
+    closesocket(c.client);
+    return 0;
+}
+
+int g_relayPort = 0;
+
 } // namespace
 
 int main(int argc, char **argv)
 {
     for (int i = 1; i < argc; ++i) {
+        if (std::strcmp(argv[i], "--relay") == 0 && i + 1 < argc) {
+            g_relayPort = std::atoi(argv[++i]);
+        }
         if (std::strcmp(argv[i], "--fail-at-start") == 0) {
             std::fprintf(stderr, "backend: failing at start as asked\n");
             return 3;
@@ -546,6 +620,16 @@ int main(int argc, char **argv)
     for (;;) {
         SOCKET s = accept(ls, nullptr, nullptr);
         if (s == INVALID_SOCKET) {
+            continue;
+        }
+        if (g_relayPort != 0) {
+            HANDLE r = CreateThread(nullptr, 0, &RelayThread, new RelayConn{s, g_relayPort}, 0,
+                                    nullptr);
+            if (r == nullptr) {
+                closesocket(s);
+            } else {
+                CloseHandle(r);
+            }
             continue;
         }
         HANDLE t = CreateThread(nullptr, 0, &ConnectionThread, reinterpret_cast<LPVOID>(s), 0,

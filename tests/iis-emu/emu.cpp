@@ -568,6 +568,10 @@ public:
 
 int g_moduleIdTag = 0; // its address is the module id
 
+// Whether IHttpServer2::GetExtendedInterface yields IHttpResponse4 (IIS before Windows Server
+// 2022 has none: the call fails with E_NOINTERFACE).
+bool g_offerResponse4 = true;
+
 class Registration final : public IHttpModuleRegistrationInfo {
 public:
     IHttpModuleFactory *factory = nullptr;
@@ -772,6 +776,11 @@ struct Spec {
     // The user has no primary token, only an impersonation token (IHttpUser documents both;
     // ANCM falls back to the latter: forwardinghandler.cpp, GetHeaders).
     bool noPrimaryToken = false;
+    // An HTTP/2 request (issue 19): HTTP.sys hands it to modules as it hands HTTP/1.1 ones, with
+    // HTTP_REQUEST.Version 2.0; a body without Content-Length is announced by
+    // HTTP_REQUEST_FLAG_MORE_ENTITY_BODY_EXISTS (HTTP_REQUEST's documented Flags), as HTTP/2 has
+    // no chunked coding.
+    bool http2 = false;
 };
 
 // ---- The request's user (Windows authentication) ----
@@ -896,8 +905,11 @@ public:
     explicit Request(const Spec &spec) : spec_(spec)
     {
         ZeroMemory(&raw_, sizeof raw_);
-        raw_.Version.MajorVersion = 1;
-        raw_.Version.MinorVersion = 1;
+        raw_.Version.MajorVersion = spec_.http2 ? 2 : 1;
+        raw_.Version.MinorVersion = spec_.http2 ? 0 : 1;
+        if (!spec_.body.empty()) {
+            raw_.Flags |= HTTP_REQUEST_FLAG_MORE_ENTITY_BODY_EXISTS;
+        }
         sentUrl_ = spec_.url;
         if (spec_.rawUrlNul) {
             sentUrl_.push_back('\0');
@@ -979,8 +991,8 @@ public:
     }
     VOID GetHttpVersion(USHORT *major, USHORT *minor) const override
     {
-        *major = 1;
-        *minor = 1;
+        *major = raw_.Version.MajorVersion;
+        *minor = raw_.Version.MinorVersion;
     }
     HRESULT GetClientCertificate(HTTP_SSL_CLIENT_CERT_INFO **, BOOL *) override { UNEXPECTED(); }
     HRESULT NegotiateClientCertificate(BOOL, BOOL *) override { UNEXPECTED(); }
@@ -1025,8 +1037,15 @@ bool KnownResponseHeader(const char *name)
     return false;
 }
 
-class Response final : public IHttpResponse {
+// IHttpResponse4 as IIS 10 on Windows Server 2022 has it (trailers and stream resets for
+// HTTP/2; Microsoft Learn, IHttpResponse4). Whether a module can get it at all is the server's
+// choice (g_offerResponse4).
+class Response final : public IHttpResponse4 {
 public:
+    // SetTrailer calls in order (name, value, fReplace), and the ResetStream code (-1: none).
+    std::vector<std::pair<std::string, std::string>> trailers;
+    int trailerReplaces = 0;
+    long long resetStream = -1;
     USHORT status = 0;
     USHORT subStatus = 0;
     std::string reason;
@@ -1148,6 +1167,33 @@ public:
         UNEXPECTED();
     }
     VOID CloseConnection() override { UNEXPECTED(); }
+    HRESULT WriteEntityChunksWithCallback(HTTP_DATA_CHUNK *, DWORD, BOOL, BOOL,
+                                          PFN_ASYNC_COMPLETION, void *, DWORD *, BOOL *) override
+    {
+        UNEXPECTED();
+    }
+    HRESULT FlushWithCallback(BOOL, BOOL, PFN_ASYNC_COMPLETION, void *, DWORD *, BOOL *) override
+    {
+        UNEXPECTED();
+    }
+    HRESULT PushPromise(PCSTR, PCWSTR, PCWSTR, DWORD, PCSTR *, PCSTR *) override { UNEXPECTED(); }
+    HRESULT DeleteTrailer(PCSTR) override { UNEXPECTED(); }
+    PCSTR GetTrailer(PCSTR, USHORT *) override { UNEXPECTED(); }
+    // The stream ends with RST_STREAM(errorCode); nothing more goes to the client.
+    VOID ResetStream(ULONG errorCode) override { resetStream = errorCode; }
+    VOID SetNeedGoAway() override { UNEXPECTED(); }
+    // Trailers go out after the last body data. The harsher reading of the PCSTR value: a
+    // NUL-terminated string at its length, as SetHeader's (a null pointer is refused, also for
+    // an empty value).
+    HRESULT SetTrailer(PCSTR name, PCSTR value, USHORT cch, BOOL replace) override
+    {
+        if (name == nullptr || value == nullptr || value[cch] != '\0' || resetStream >= 0) {
+            return E_INVALIDARG;
+        }
+        trailerReplaces += replace ? 1 : 0;
+        trailers.emplace_back(name, std::string(value, cch));
+        return S_OK;
+    }
 
 private:
     static DWORD WINAPI DisconnectThread(LPVOID param)
@@ -1511,6 +1557,14 @@ HRESULT Server::GetExtendedInterfaceByGuid(const GUID &from, PVOID input, const 
                                            PVOID *out)
 {
     *out = nullptr;
+    if (IsEqualGUID(from, IID_IHttpResponse) && IsEqualGUID(to, IID_IHttpResponse4) &&
+        input != nullptr) {
+        if (!g_offerResponse4) {
+            return E_NOINTERFACE;
+        }
+        *out = static_cast<IHttpResponse4 *>(static_cast<Response *>(static_cast<IHttpResponse *>(input)));
+        return S_OK;
+    }
     if (!IsEqualGUID(from, IID_IHttpContext) || !IsEqualGUID(to, IID_IHttpContext3) ||
         input == nullptr) {
         return E_NOINTERFACE;
@@ -2344,6 +2398,7 @@ void RunRequestPathTests(Registration &reg, Application &app)
 
 #include "lifecycle_emu.h"
 #include "deploy_emu.h"
+#include "http2_emu.h"
 
 namespace {
 
@@ -2693,6 +2748,7 @@ int Main(int argc, char **argv)
     RunWebSocketModuleAbsentTests(reg, server, backend);
     RunWebSocketDrainTests(reg, server, backend);
     RunRecycleOnFileChangeTests(reg, server, backend);
+    RunHttp2Tests(reg, server, backend);
 
     // 12. Stop listening (recycle) while requests keep arriving, then Terminate: every app
     // stops (lifecycle_emu.h).

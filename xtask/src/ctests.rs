@@ -92,7 +92,11 @@ pub fn run(args: &[String]) -> Result {
         ("pkg-config", "pkg-config"),
         ("readelf", "binutils"),
     ])?;
-    ensure_python_modules(&[("websockets", "websockets")])?;
+    ensure_python_modules(&[
+        ("websockets", "websockets"),
+        ("grpc", "grpcio"),
+        ("h2", "h2"),
+    ])?;
     let root = root();
     sh_run(
         Command::new("cargo")
@@ -213,6 +217,28 @@ pub fn run(args: &[String]) -> Result {
             cmd.arg("--quick");
         }
         t.record("host_test under AddressSanitizer", run_program(&mut cmd));
+    }
+
+    let grpc = bin("grpc_test_asan");
+    let built = compile(
+        "cc",
+        C_FLAGS,
+        &[&src("grpc_test.c")],
+        &grpc,
+        &["-fsanitize=address", "-fno-omit-frame-pointer"],
+        Some(&lib),
+    );
+    let ok = built.is_ok();
+    t.record("grpc_test.c compiles with AddressSanitizer", built);
+    if ok {
+        t.record(
+            "grpc_test under AddressSanitizer: gRPC calls, trailers and resets through the C ABI",
+            run_program(
+                Command::new(&grpc)
+                    .arg(&root_arg)
+                    .env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0"),
+            ),
+        );
     }
 
     let rules = bin("abi_rules_asan");

@@ -90,10 +90,16 @@ pub fn run() -> Result {
     // A fresh prefix per run: no state carried between runs.
     let prefix = out.join("wineprefix");
     let _ = std::fs::remove_dir_all(&prefix);
+    // The HTTP/2 cases' app (tests/iis-emu/http2_emu.h), outside Wine: the engine's backend.exe
+    // relays to it. Killed when this function returns.
+    let h2 = H2App::start(&root, &out, "h2_raw.py")?;
+    let grpc = H2App::start(&root, &out, "grpc_server.py")?;
     let started = Instant::now();
     let mut child = wine(&exe, &prefix)
         .arg("aspnetcore_rs.dll")
         .arg("backend.exe")
+        .env("EMU_H2_PORT", h2.port.to_string())
+        .env("EMU_GRPC_PORT", grpc.port.to_string())
         .current_dir(&out)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -150,7 +156,11 @@ pub fn run() -> Result {
             failures.push(format!("missing {needle:?} in the output"));
         }
     }
-    for needle in REQUEST_PATH_CHECKS.iter().chain(LIFECYCLE_CHECKS.iter()) {
+    for needle in REQUEST_PATH_CHECKS
+        .iter()
+        .chain(LIFECYCLE_CHECKS.iter())
+        .chain(HTTP2_CHECKS.iter())
+    {
         if !stdout.contains(needle) {
             failures.push(format!("missing {needle:?} in the output"));
         }
@@ -173,6 +183,62 @@ pub fn run() -> Result {
         return Err(format!("emulated IIS: {}", failures.join("; ")));
     }
     engine_windows_tests(&out.join("bcryptprimitives.dll"), &out)
+}
+
+/// The HTTP/2 cases' checks (tests/iis-emu/http2_emu.h, issue 19).
+const HTTP2_CHECKS: [&str; 8] = [
+    "ok: grpcio app in the emulated IIS: unary call answered, grpc-status 0 through SetTrailer",
+    "ok: grpcio app in the emulated IIS: server stream of 3 messages, then grpc-status 0",
+    "ok: HTTP/2: the h2c app's trailers went out through IHttpResponse4::SetTrailer",
+    "ok: HTTP/2: the body without Content-Length, the pairing token and TE: trailers reached the app",
+    "ok: HTTP/2: the app's RST_STREAM (ENHANCE_YOUR_CALM) went out through IHttpResponse4::ResetStream(11)",
+    "ok: HTTP/1.1 client of an h2c app: answered, no SetTrailer",
+    "ok: no IHttpResponse4: a gRPC call gets 502 naming IHttpResponse4",
+    "ok: no IHttpResponse4: a plain HTTP/2 request is still forwarded",
+];
+
+/// An h2c app of tests/backends (h2_raw.py, grpc_server.py) on a free loopback port, for the
+/// emulator's HTTP/2 cases.
+struct H2App {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl H2App {
+    fn start(root: &Path, out: &Path, script: &str) -> std::result::Result<H2App, String> {
+        crate::sh::ensure_python_modules(&[("h2", "h2"), ("grpc", "grpcio")])?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free port for {script}: {e}"))?
+            .port();
+        let dir = out.join(format!("h2-app-{}", script.trim_end_matches(".py")));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let child = Command::new("python3")
+            .arg(root.join("tests/backends").join(script))
+            .env("ASPNETCORE_PORT", port.to_string())
+            .env("ANCM_TEST_ANY_TOKEN", "1")
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {script}: {e}"))?;
+        let app = H2App { child, port };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                return Err(format!("{script} did not listen on {port}"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(app)
+    }
+}
+
+impl Drop for H2App {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// The emulator's checks of the request path as a real IIS shapes it (issue 16: the URL after

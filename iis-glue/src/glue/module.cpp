@@ -292,6 +292,11 @@ private:
                 }
             }
             head.content_length = n;
+        } else if (raw->Version.MajorVersion >= 2 &&
+                   (raw->Flags & HTTP_REQUEST_FLAG_MORE_ENTITY_BODY_EXISTS) != 0) {
+            // HTTP/2 has no chunked coding: a body without Content-Length (every gRPC call's)
+            // is announced by HTTP.sys's flag and read to its end.
+            head.content_length = -1;
         }
 
         PCSTR remoteAddr = nullptr, remotePort = nullptr, https = nullptr;
@@ -341,6 +346,21 @@ private:
         head.auth_type = ancm::slice(authType);
         head.serialize_io = true;
 
+        // HTTP/2 clients: trailers and stream resets go out through IHttpResponse4 (IIS on
+        // Windows Server 2022 and later). Without it a gRPC call, whose status is a trailer,
+        // could only end as a broken stream, so it gets a clear error and is not forwarded.
+        http2_ = raw->Version.MajorVersion >= 2;
+        if (http2_) {
+            response4_ = QueryResponse4(ctx->GetResponse());
+            if (response4_ == nullptr && IsGrpc(head)) {
+                static const char why[] =
+                    "this IIS cannot send HTTP/2 response trailers (IHttpResponse4, Windows Server "
+                    "2022 or later), which gRPC needs for its status: the call was not forwarded";
+                TraceUtf8(why, sizeof why - 1);
+                return WriteErrorPage(502, 0, "Bad Gateway", why);
+            }
+        }
+
         // Listen for a client disconnect before the engine can start calling back. One that
         // IIS reported before this request attached means the client is gone already.
         if (Attach(ctx)) {
@@ -349,7 +369,7 @@ private:
         }
 
         static const ancm_callbacks callbacks = {&BodyWanted, &ResponseHead, &ResponseBody,
-                                                 &Complete};
+                                                 &Complete, &ResponseTrailers};
         // Under the request's lock, so that a disconnect on another thread sees req_ either
         // unset or set. ancm_request_start writes req_ before any callback can run; callbacks
         // that run meanwhile wait for the lock.
@@ -417,6 +437,41 @@ private:
         }
         out.resize(len);
         return true;
+    }
+
+    // IIS's IHttpResponse4 for this response, as httpserv.h's HttpGetExtendedInterface gets it
+    // (IHttpServer2::GetExtendedInterface from IID_IHttpResponse to IID_IHttpResponse4); NULL
+    // where IIS predates it.
+    static IHttpResponse4 *QueryResponse4(IHttpResponse *response)
+    {
+        void *p = nullptr;
+        if (g_server == nullptr || FAILED(g_server->GetExtendedInterface(HTTP_SERVER_INTERFACE_V2, &p)) ||
+            p == nullptr) {
+            return nullptr;
+        }
+        void *r4 = nullptr;
+        if (FAILED(static_cast<IHttpServer2 *>(p)->GetExtendedInterfaceByGuid(
+                IID_IHttpResponse, response, IID_IHttpResponse4, &r4))) {
+            return nullptr;
+        }
+        return static_cast<IHttpResponse4 *>(r4);
+    }
+
+    // A gRPC call: Content-Type application/grpc, with or without a +suffix or parameters
+    // (gRPC's HTTP/2 protocol document).
+    static bool IsGrpc(const ancm_request_head &head)
+    {
+        static const char grpc[] = "application/grpc";
+        const size_t n = sizeof grpc - 1;
+        for (size_t i = 0; i < head.header_count; ++i) {
+            const ancm_header &h = head.headers[i];
+            if (h.name.len == 12 && _strnicmp(reinterpret_cast<const char *>(h.name.ptr), "Content-Type", 12) == 0) {
+                const char *v = reinterpret_cast<const char *>(h.value.ptr);
+                return h.value.len >= n && _strnicmp(v, grpc, n) == 0 &&
+                       (h.value.len == n || v[n] == '+' || v[n] == ';');
+            }
+        }
+        return false;
     }
 
     // The client went away before the request was forwarded: nothing is sent to the backend,
@@ -534,13 +589,58 @@ private:
         LeaveCriticalSection(&self->lock_);
     }
 
+    // The backend's trailers, after its last chunk was written: to an HTTP/2 client through
+    // IHttpResponse4::SetTrailer (IIS sends them after the body); an HTTP/1.1 client gets none
+    // (HTTP.sys sends trailers on HTTP/2 only).
+    static void ResponseTrailers(void *userdata, const ancm_header *headers, size_t count)
+    {
+        RequestModule *self = static_cast<RequestModule *>(userdata);
+        EnterCriticalSection(&self->lock_);
+        if (self->response4_ != nullptr && self->http2_ && !self->done_) {
+            try {
+                std::vector<std::string_view> seen;
+                for (size_t i = 0; i < count; ++i) {
+                    std::string name(ancm::view(headers[i].name));
+                    // A NUL-terminated copy, as for SetHeader (PCSTR); an empty value (grpcio's
+                    // `grpc-message:`) is "" rather than a null pointer.
+                    std::string value(ancm::view(headers[i].value));
+                    bool first = true;
+                    for (std::string_view s : seen) {
+                        first = first && !(s.size() == name.size() &&
+                                           _strnicmp(s.data(), name.data(), name.size()) == 0);
+                    }
+                    if (first) {
+                        seen.push_back(ancm::view(headers[i].name));
+                    }
+                    // IIS takes a USHORT length: a longer value cannot be sent whole.
+                    if (value.size() > 0xFFFF ||
+                        FAILED(self->response4_->SetTrailer(name.c_str(), value.c_str(),
+                                                            static_cast<USHORT>(value.size()),
+                                                            first ? TRUE : FALSE))) {
+                        self->CancelLocked();
+                        break;
+                    }
+                }
+            } catch (...) {
+                self->CancelLocked();
+            }
+        }
+        LeaveCriticalSection(&self->lock_);
+    }
+
     static void Complete(void *userdata, ancm_result result, const uint8_t *message, size_t len)
     {
         RequestModule *self = static_cast<RequestModule *>(userdata);
         if (result != ANCM_RESULT_OK && message != nullptr) {
             TraceUtf8(reinterpret_cast<const char *>(message), len);
         }
+        uint32_t code = 0;
+        if (result != ANCM_RESULT_STREAM_RESET ||
+            ancm_request_reset_code(self->req_, &code) != ANCM_RESULT_OK) {
+            code = 2; // INTERNAL_ERROR
+        }
         EnterCriticalSection(&self->lock_);
+        self->resetCode_ = code;
         self->done_ = true;
         self->result_ = result;
         // With an IIS operation outstanding, its completion ends the request; otherwise post.
@@ -808,8 +908,14 @@ private:
             return RQ_NOTIFICATION_FINISH_REQUEST;
         default:
             // The response broke after its head (backend lost, malformed body, a timeout
-            // between chunks) or the engine failed: the client must not take a truncated
-            // response for a complete one, so the connection is reset.
+            // between chunks, the backend reset its stream) or the engine failed: the client
+            // must not take a truncated response for a complete one. An HTTP/2 client's stream
+            // is reset (with the backend's code, else INTERNAL_ERROR), as ASP.NET Core's
+            // in-process server aborts HTTP/2 responses; otherwise the connection is reset.
+            if (http2_ && response4_ != nullptr) {
+                response4_->ResetStream(resetCode_);
+                return RQ_NOTIFICATION_FINISH_REQUEST;
+            }
             response->SetNeedDisconnect();
             response->ResetConnection();
             return RQ_NOTIFICATION_FINISH_REQUEST;
@@ -873,6 +979,9 @@ private:
     WebSocketPump *ws_ = nullptr; // after a 101
     bool upgraded_ = false;       // a 101 was handed to IIS
     bool noWebSocket_ = false;    // ... but IIS had no WebSocket context for it
+    bool http2_ = false;          // the client's request is HTTP/2 (HTTP_REQUEST.Version)
+    IHttpResponse4 *response4_ = nullptr; // IIS's trailers and stream resets, when it has them
+    uint32_t resetCode_ = 0;      // the backend's RST_STREAM code (ANCM_RESULT_STREAM_RESET)
 };
 
 VOID ConnectionContext::NotifyDisconnect()

@@ -71,3 +71,47 @@ public:
                                      DWORD **ppDiffedUnknownHeaderIndices) = 0; // 26
     virtual VOID CloseConnection() = 0; // 27
 };
+
+// Completion callback of IHttpResponse2's callback-taking writes (httpserv.h's
+// PFN_ASYNC_COMPLETION); the glue never passes one.
+typedef REQUEST_NOTIFICATION_STATUS (*PFN_ASYNC_COMPLETION)(IHttpContext3 *pHttpContext,
+                                                            IHttpCompletionInfo *pCompletionInfo,
+                                                            void *pvCompletionContext);
+
+// IIS 10 (Windows 10 / Server 2016). Declared for the slots of IHttpResponse4 only.
+class IHttpResponse2 : public IHttpResponse {
+public:
+    // 28. Microsoft name: WriteEntityChunks (with a completion callback).
+    virtual HRESULT WriteEntityChunksWithCallback(HTTP_DATA_CHUNK *pDataChunks, DWORD nChunks,
+                                                  BOOL fAsync, BOOL fMoreData,
+                                                  PFN_ASYNC_COMPLETION pfnCompletionCallback,
+                                                  void *pvCompletionContext, DWORD *pcbSent,
+                                                  BOOL *pfCompletionExpected) = 0;
+    // 29. Microsoft name: Flush (with a completion callback).
+    virtual HRESULT FlushWithCallback(BOOL fAsync, BOOL fMoreData,
+                                      PFN_ASYNC_COMPLETION pfnCompletionCallback,
+                                      void *pvCompletionContext, DWORD *pcbSent,
+                                      BOOL *pfCompletionExpected) = 0;
+};
+
+class IHttpResponse3 : public IHttpResponse2 {
+public:
+    virtual HRESULT PushPromise(PCSTR pszVerb, PCWSTR pwszPath, PCWSTR pwszQuery, DWORD cHeaders,
+                                PCSTR *rgHeaderNames, PCSTR *rgHeaderValues) = 0; // 30
+};
+
+// HTTP/2 trailers and stream resets: IIS on Windows Server 2022 / Windows 10 20H2 and later.
+// Obtained with IHttpServer2::GetExtendedInterfaceByGuid(IID_IHttpResponse, response,
+// IID_IHttpResponse4, &r4), which fails where IIS lacks it (ASP.NET Core's in-process server
+// detects trailer support the same way, with httpserv.h's HttpGetExtendedInterface).
+class IHttpResponse4 : public IHttpResponse3 {
+public:
+    virtual HRESULT DeleteTrailer(PCSTR pszHeaderName) = 0;                        // 31
+    virtual PCSTR GetTrailer(PCSTR pszHeaderName, USHORT *pcchHeaderValue) = 0;    // 32
+    // 33. Resets the request's HTTP/2 stream with an HTTP/2 error code.
+    virtual VOID ResetStream(ULONG errorCode) = 0;
+    virtual VOID SetNeedGoAway() = 0; // 34
+    // 35. Adds (fReplace FALSE) or replaces a response trailer; sent after the last body data.
+    virtual HRESULT SetTrailer(PCSTR pszHeaderName, PCSTR pszHeaderValue, USHORT cchHeaderValue,
+                               BOOL fReplace) = 0;
+};

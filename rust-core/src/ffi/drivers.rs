@@ -181,6 +181,7 @@ mod tests {
         response_head: Some(response_head),
         response_body: Some(response_body),
         complete: Some(complete),
+        response_trailers: None,
     };
 
     unsafe fn chain<'a>(ud: *mut c_void) -> &'a Chain {

@@ -11,7 +11,7 @@ use std::future::{poll_fn, Future};
 use std::mem::MaybeUninit;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::{pin, Pin};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -32,7 +32,12 @@ use super::runtime::runtime;
 use crate::forward::{BackendUpgrade, BoxError};
 use crate::{App, ClientInfo, EngineStatus, RequestBody, ResponseBody};
 
+mod trailers;
 mod websocket;
+pub use trailers::{
+    ancm_request_reset, ancm_request_reset_code, ancm_request_supply_trailers,
+    ancm_response_trailers_callback,
+};
 pub use websocket::{
     ancm_request_supply_ws_fragment, ancm_request_websocket_fragments, ancm_ws_fragment,
     ancm_ws_fragment_callback,
@@ -170,8 +175,11 @@ pub type ancm_complete_callback = Option<
     ),
 >;
 
-/// The callbacks of one request; all four are required. Each gets the `userdata` given to
-/// `ancm_request_start`, which must stay valid until `complete` has returned.
+/// The callbacks of one request; the first four are required, `response_trailers` is optional
+/// (NULL: the response's trailers are dropped). Each gets the `userdata` given to
+/// `ancm_request_start`, which must stay valid until `complete` has returned. The table grows
+/// only at its end, so a host that initialises it positionally with fewer entries (C's rule:
+/// the rest are zero) gets the later ones as NULL (`-Wextra` warns; spell the NULL out).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ancm_callbacks {
@@ -183,6 +191,8 @@ pub struct ancm_callbacks {
     pub response_body: ancm_response_body_callback,
     /// See `ancm_complete_callback`.
     pub complete: ancm_complete_callback,
+    /// See `ancm_response_trailers_callback`; may be NULL.
+    pub response_trailers: ancm_response_trailers_callback,
 }
 
 /// The callback table with every entry checked present.
@@ -191,6 +201,7 @@ struct Table {
     response_head: unsafe extern "C" fn(*mut c_void, *const ancm_response_head),
     response_body: unsafe extern "C" fn(*mut c_void, *const u8, usize, bool),
     complete: unsafe extern "C" fn(*mut c_void, ancm_result, *const u8, usize),
+    response_trailers: ancm_response_trailers_callback,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,6 +242,8 @@ struct State {
     duplex: bool,
     /// The host's choice of message fragments for an upgraded WebSocket (see `websocket`).
     ws: websocket::HostMode,
+    /// The request trailers the host supplied with the end of the body, not yet taken.
+    trailers: Option<HeaderMap>,
 }
 
 /// What an `ancm_request` handle points at, shared by the host and the core task.
@@ -254,6 +267,10 @@ pub struct Shared {
     /// Held while a callback runs, so callbacks never overlap; `true` once `complete` ran.
     /// Unused when `driver_only`.
     calling: Mutex<bool>,
+    /// The HTTP/2 error code the host reset the request with (`trailers::NO_RESET`: none).
+    host_reset: AtomicU64,
+    /// The HTTP/2 error code the backend reset the response's stream with (`NO_RESET`: none).
+    backend_reset: AtomicU64,
     /// Every callback comes from the request's driver task, one after another, `complete` last:
     /// the request has no body, so no body stream polled by the forwarding client's connection
     /// task can ask for one (after an upgrade the driver polls the client's stream itself).
@@ -422,10 +439,16 @@ impl Shared {
     fn stopped(&self) -> Outcome {
         match Refusal::from_u8(self.refusal.load(Ordering::Relaxed)) {
             Some(r) => Outcome(ancm_result::BodyRefused, r.message().to_owned()),
-            None => Outcome(
-                ancm_result::Cancelled,
-                "the request was cancelled by the host".to_owned(),
-            ),
+            None => match self.host_reset.load(Ordering::Relaxed) {
+                trailers::NO_RESET => Outcome(
+                    ancm_result::Cancelled,
+                    "the request was cancelled by the host".to_owned(),
+                ),
+                code => Outcome(
+                    ancm_result::Cancelled,
+                    format!("the host reset the request's stream (HTTP/2 error code {code})"),
+                ),
+            },
         }
     }
 }
@@ -446,18 +469,22 @@ impl Body for HostBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let shared = &self.shared;
         let mut st = shared.state();
+        if let Some(e) = trailers::host_reset_error(shared, &mut st) {
+            return Poll::Ready(Some(Err(e)));
+        }
         if shared.is_over() {
             return Poll::Ready(Some(Err("the request was cancelled".into())));
         }
         if let Some(b) = st.supplied.take() {
             return Poll::Ready(Some(Ok(Frame::data(b))));
         }
-        // All of a known length supplied: the body is complete without an `end_body`.
+        // All of a known length supplied: the body is complete without an `end_body` (the host
+        // may still have ended it with trailers).
         if self.length.is_some_and(|n| st.received == n) {
-            return Poll::Ready(None);
+            return Poll::Ready(st.trailers.take().map(|t| Ok(Frame::trailers(t))));
         }
         match st.read {
-            Read::Ended => Poll::Ready(None),
+            Read::Ended => Poll::Ready(st.trailers.take().map(|t| Ok(Frame::trailers(t)))),
             Read::Asked => {
                 store_waker(&mut st.body_waker, cx.waker());
                 Poll::Pending
@@ -479,6 +506,7 @@ impl Body for HostBody {
     fn is_end_stream(&self) -> bool {
         let st = self.shared.state();
         st.supplied.is_none()
+            && st.trailers.is_none()
             && (st.read == Read::Ended || self.length.is_some_and(|n| st.received == n))
     }
 
@@ -640,19 +668,26 @@ async fn pump(shared: &Arc<Shared>, body: ResponseBody) -> Result<(), Outcome> {
             }
         };
         let Some(frame) = frame else { return Ok(()) };
-        let frame = frame
-            .map_err(|e| Outcome(ancm_result::ResponseAborted, crate::forward::describe(&e)))?;
-        let Ok(data) = frame.into_data() else {
-            continue;
+        let frame = frame.map_err(|e| trailers::body_failed(shared, &e))?;
+        let data = match frame.into_data() {
+            Ok(data) => data,
+            Err(frame) => {
+                if let Ok(t) = frame.into_trailers() {
+                    trailers::deliver(shared, &t);
+                }
+                continue;
+            }
         };
         if data.is_empty() {
             continue;
         }
-        // Look one frame ahead: flush when nothing more is ready now.
+        // Look one frame ahead: flush when nothing more is ready now (trailers are the end).
         let flush = match poll_fn(|cx| Poll::Ready(body.as_mut().poll_frame(cx))).await {
             Poll::Pending => true,
             Poll::Ready(f) => {
-                let last = f.is_none();
+                let last = f
+                    .as_ref()
+                    .is_none_or(|f| f.as_ref().is_ok_and(|f| f.is_trailers()));
                 next = Some(f);
                 last
             }
@@ -1067,6 +1102,7 @@ pub unsafe extern "C" fn ancm_request_start(
         ) else {
             return ancm_result::MissingCallback;
         };
+        let response_trailers = cbs.response_trailers;
         let head = unsafe { &*head };
         let shared = Arc::new(Shared {
             table: Table {
@@ -1074,6 +1110,7 @@ pub unsafe extern "C" fn ancm_request_start(
                 response_head,
                 response_body,
                 complete,
+                response_trailers,
             },
             userdata,
             serialize: head.serialize_io,
@@ -1088,12 +1125,15 @@ pub unsafe extern "C" fn ancm_request_start(
                 awaiting_ack: false,
                 duplex: false,
                 ws: websocket::HostMode::default(),
+                trailers: None,
             }),
             cancelled: AtomicBool::new(false),
             refusal: AtomicU8::new(0),
             length: u64::try_from(head.content_length).ok().filter(|&n| n > 0),
             finished: AtomicBool::new(false),
             calling: Mutex::new(false),
+            host_reset: AtomicU64::new(trailers::NO_RESET),
+            backend_reset: AtomicU64::new(trailers::NO_RESET),
             driver_only: head.content_length == 0,
         });
         let (req, client) = try_ffi!(unsafe { build_request(head, &shared, app) });
@@ -1567,6 +1607,7 @@ mod tests {
                 response_head: no_head,
                 response_body: no_chunk,
                 complete: no_complete,
+                response_trailers: None,
             },
             userdata: std::ptr::null_mut(),
             serialize: true,
@@ -1581,12 +1622,15 @@ mod tests {
                 awaiting_ack: true,
                 duplex: false,
                 ws: websocket::HostMode::default(),
+                trailers: None,
             }),
             cancelled: AtomicBool::new(false),
             refusal: AtomicU8::new(0),
             length: None,
             finished: AtomicBool::new(false),
             calling: Mutex::new(false),
+            host_reset: AtomicU64::new(trailers::NO_RESET),
+            backend_reset: AtomicU64::new(trailers::NO_RESET),
             driver_only: false,
         });
         let handle = to_arc::<ancm_request>(shared.clone());

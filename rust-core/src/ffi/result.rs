@@ -49,6 +49,8 @@ pub enum ancm_result {
     /// The supplied body does not fit `content_length`: more bytes than it announced, or the
     /// end before all of them. The request fails (`ANCM_RESULT_BODY_REFUSED`).
     BodyLengthMismatch = 3002,
+    /// `ancm_request_reset_code` was asked of a request whose backend did not reset its stream.
+    NotReset = 3003,
     /// The process-wide runtime could not be created (its message went to the log callback).
     RuntimeUnavailable = 4000,
     /// Another `log` logger is already installed in this process.
@@ -68,6 +70,10 @@ pub enum ancm_result {
     /// `content_length`, or zero bytes), so the request was not forwarded as a success; the
     /// message says which. Abort the client connection.
     BodyRefused = 5003,
+    /// Request outcome: the backend reset the HTTP/2 stream of a response whose head was
+    /// delivered; `ancm_request_reset_code` gives its error code. Reset the client's stream
+    /// with that code (an HTTP/1.1 client: abort its connection).
+    StreamReset = 5004,
     /// A panic was caught at the ABI boundary: a bug in ancm-core.
     Panic = 9000,
 }
@@ -145,6 +151,14 @@ impl ancm_result {
             (
                 R::BodyRefused,
                 "the request failed: the engine refused the body the host supplied\0",
+            ),
+            (
+                R::NotReset,
+                "the backend did not reset the request's stream\0",
+            ),
+            (
+                R::StreamReset,
+                "the backend reset the response's stream; reset the client's with its code\0",
             ),
             (
                 R::Panic,
