@@ -226,6 +226,7 @@ const CALLBACKS: ancm_callbacks = ancm_callbacks {
     response_head: Some(response_head),
     response_body: Some(response_body),
     complete: Some(complete),
+    response_trailers: None,
 };
 
 fn code(r: &Result<ancm_core::ffi::request::ParsedHead, ancm_result>) -> ancm_result {
