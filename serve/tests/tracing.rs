@@ -116,7 +116,9 @@ fn an_invalid_traceparent_is_replaced_and_its_tracestate_dropped() {
 
 #[test]
 fn with_generation_off_requests_pass_untouched() {
-    let s = Serve::start(&site("trace-off", &[("traceparentGeneration", "false")]));
+    let site = site("trace-off", &[("traceparentGeneration", "false")]);
+    let log = site.join("access.log");
+    let s = Serve::start_args(&site, &["--access-log", log.to_str().unwrap()]);
     for (method, extra) in [("GET", &[][..]), ("POST", &chunked()[..])] {
         let (tp, ts) = sent(&s, method, extra, b"x");
         assert!(tp.is_empty() && ts.is_empty(), "{method}: {tp:?} {ts:?}");
@@ -132,18 +134,39 @@ fn with_generation_off_requests_pass_untouched() {
         h.extend_from_slice(extra);
         assert_eq!(sent(&s, method, &h, b"x").0, vec![GOOD.to_owned()]);
     }
+    // A kept trace is still logged; the untouched requests have none.
+    let lines = lines_of(|| std::fs::read_to_string(&log).unwrap_or_default(), 6);
+    let mut traces: Vec<String> = lines.iter().map(|l| text_fields(l).0).collect();
+    traces.sort();
+    let kept = GOOD.split('-').nth(1).unwrap();
+    assert_eq!(traces, ["-", "-", "-", "-", kept, kept], "{lines:?}");
 }
 
 #[test]
 fn a_bad_traceparent_generation_value_is_a_one_line_error() {
     let site = site("trace-badcfg", &[("traceparentGeneration", "maybe")]);
-    let out = Command::new(env!("CARGO_BIN_EXE_ancm-serve"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ancm-serve"))
         .args(["--listen", "127.0.0.1:0"])
         .arg(site.join("web.config"))
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ancm-serve started with traceparentGeneration=maybe");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains("handlerSetting[@name='traceparentGeneration']/@value = \"maybe\": must be true or false"),
         "{err}"
@@ -183,6 +206,7 @@ fn traffic(s: &Serve) -> Vec<String> {
 
 /// `trace_id=… duration=… pid=…` of a text line, and its status.
 fn text_fields(line: &str) -> (String, u16, f64, u32) {
+    // `pid=-` reads as 0.
     let field = |k: &str| {
         line.split(' ')
             .find_map(|w| w.strip_prefix(k))
@@ -200,7 +224,7 @@ fn text_fields(line: &str) -> (String, u16, f64, u32) {
         field("trace_id="),
         status,
         field("duration=").parse().unwrap(),
-        field("pid=").parse().unwrap(),
+        field("pid=").parse().unwrap_or(0),
     )
 }
 
