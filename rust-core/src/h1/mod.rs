@@ -174,9 +174,7 @@ where
             done.aborted |= keep.is_none();
             done.report(report, &b.client, head.trace_id, started);
         }
-        let Some(keep) = keep else {
-            return None;
-        };
+        let keep = keep?;
         if !keep || head.close {
             let _ = client.shutdown().await;
             return None;
