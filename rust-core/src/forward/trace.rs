@@ -63,8 +63,19 @@ impl TraceParent {
             (trace, span)
         });
         let mut v = *b"00-00000000000000000000000000000000-0000000000000000-01";
-        hex_into(&mut v[3..35], &trace.to_be_bytes());
-        hex_into(&mut v[36..52], &span.to_be_bytes());
+        for (i, word) in [
+            (trace >> 96) as u32,
+            (trace >> 64) as u32,
+            (trace >> 32) as u32,
+            trace as u32,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            v[3 + 8 * i..11 + 8 * i].copy_from_slice(&hex8(word));
+        }
+        v[36..44].copy_from_slice(&hex8((span >> 32) as u32));
+        v[44..52].copy_from_slice(&hex8(span as u32));
         TraceParent(v)
     }
 
@@ -106,12 +117,17 @@ thread_local! {
     });
 }
 
-fn hex_into(out: &mut [u8], bytes: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for (i, b) in bytes.iter().enumerate() {
-        out[2 * i] = HEX[(b >> 4) as usize];
-        out[2 * i + 1] = HEX[(b & 15) as usize];
-    }
+/// `x` as 8 lowercase hex digits, all at once in a u64 (a digit per byte), since a table walk per
+/// digit cost ≈ 280 instructions per generated value (callgrind, docs/operations.md).
+fn hex8(x: u32) -> [u8; 8] {
+    let mut v = u64::from(x);
+    // Spread the nibbles one per byte, the lowest nibble in the lowest byte.
+    v = (v | (v << 16)) & 0x0000_ffff_0000_ffff;
+    v = (v | (v << 8)) & 0x00ff_00ff_00ff_00ff;
+    v = (v | (v << 4)) & 0x0f0f_0f0f_0f0f_0f0f;
+    // 1 in each byte whose nibble is 10 or more, which then goes to 'a'.. instead of ':'..
+    let letters = ((v + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
+    (v + 0x3030_3030_3030_3030 + letters * (b'a' - b'0' - 10) as u64).to_be_bytes()
 }
 
 /// What becomes of a request's trace fields.
@@ -241,6 +257,30 @@ mod tests {
         assert!(a.as_bytes().starts_with(b"00-") && a.as_bytes().ends_with(b"-01"));
         assert_ne!(a.trace_id(), b.trace_id());
         assert_ne!(a.as_bytes()[36..52], b.as_bytes()[36..52]);
+    }
+
+    #[test]
+    fn hex8_is_lowercase_hex_most_significant_first() {
+        for x in [
+            0u32,
+            9,
+            10,
+            15,
+            0x0123_4567,
+            0x89ab_cdef,
+            u32::MAX,
+            0xa0b0_c0d0,
+        ] {
+            assert_eq!(hex8(x), format!("{x:08x}").as_bytes(), "{x:#x}");
+        }
+        let p = TraceParent::generate();
+        let text = std::str::from_utf8(p.as_bytes()).unwrap();
+        assert_eq!(
+            u128::from_str_radix(&text[3..35], 16)
+                .map(|t| format!("{t:032x}"))
+                .unwrap(),
+            &text[3..35]
+        );
     }
 
     #[test]
