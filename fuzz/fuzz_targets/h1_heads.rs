@@ -50,7 +50,14 @@ fuzz_target!(|data: &[u8]| {
 /// `data` as a client's request head, with underscored names treated as `underscores` says.
 fn plain_request(data: &[u8], underscores: Underscores) {
     let mut out = Vec::new();
-    let head = match request::parse(data, b"192.0.2.7:80", false, underscores, &mut out) {
+    let head = match request::parse(
+        data,
+        b"192.0.2.7:80",
+        false,
+        underscores,
+        data.first().is_some_and(|b| b & 1 == 1),
+        &mut out,
+    ) {
         request::Parsed::Plain(head) => head,
         request::Parsed::Refused(r) => {
             assert!(

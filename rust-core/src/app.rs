@@ -162,7 +162,7 @@ impl App {
     /// 502.3, …).
     pub async fn handle(
         &self,
-        req: Request<RequestBody>,
+        mut req: Request<RequestBody>,
         client: &ClientInfo,
     ) -> Response<ResponseBody> {
         let inner = &self.inner;
@@ -176,6 +176,31 @@ impl App {
         if let Some(page) = inner.unavailable_page() {
             return page;
         }
+        // Once, before any attempt: a retry carries the same trace.
+        let trace_id = forward::trace::apply(
+            req.headers_mut(),
+            inner.config.extensions.traceparent_generation.on(),
+        );
+        let mut resp = self.forward_with_retry(req, client).await;
+        match resp.extensions_mut().get_mut::<crate::report::Served>() {
+            Some(s) => s.trace_id = trace_id,
+            None => {
+                resp.extensions_mut().insert(crate::report::Served {
+                    trace_id,
+                    pid: None,
+                });
+            }
+        }
+        resp
+    }
+
+    /// Forwards `req`, sending it once more where the retry rule allows.
+    async fn forward_with_retry(
+        &self,
+        req: Request<RequestBody>,
+        client: &ClientInfo,
+    ) -> Response<ResponseBody> {
+        let inner = &self.inner;
         // A bodiless request that finds its process just gone can go to a restarted (or another)
         // process: always when it was never sent, and when it is idempotent if the connection
         // was lost before any answer. Only bodiless requests keep a copy of their head for it.
@@ -383,6 +408,13 @@ impl Inner {
             ),
         )
         .await
+        .map(|mut r| {
+            r.extensions_mut().insert(crate::report::Served {
+                trace_id: None,
+                pid: Some(backend.child.pid()),
+            });
+            r
+        })
         .map_err(|e| Failure::Forward(backend, e))
     }
 

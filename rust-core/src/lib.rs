@@ -14,6 +14,7 @@ pub mod forward;
 pub mod h1;
 pub mod host;
 pub mod process;
+pub mod report;
 pub mod shutdown;
 pub mod timer;
 pub mod utc;

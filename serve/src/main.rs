@@ -2,6 +2,7 @@
 //! `aspNetCore` (or `httpPlatform`) section, listens on the given addresses and hands every
 //! request to the ancm-rs engine, which starts the app's process on the first request.
 
+mod access;
 mod balance;
 mod h2c;
 mod listen;
@@ -49,6 +50,11 @@ struct Args {
     /// record's keys such as the Event Log id `event`).
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t = logfmt::LogFormat::Text)]
     log_format: logfmt::LogFormat,
+    /// Write an access log line per request (client, time, request line, status, body bytes,
+    /// trace id, duration, process id) to PATH (appended to), or to standard output with `-`;
+    /// in --log-format's format. Off by default.
+    #[arg(long, value_name = "PATH|-")]
+    access_log: Option<PathBuf>,
     /// The web.config to serve.
     #[arg(value_name = "CONFIG", default_value = "web.config")]
     config: PathBuf,
@@ -94,6 +100,13 @@ fn run(args: Args) -> Result<(), (u8, String)> {
     let mut host = HostInfo::new(site_root);
     host.app_path = args.app_path;
     let config_path = args.config;
+    let access = match &args.access_log {
+        Some(to) => Some(Arc::new(
+            access::AccessLog::open(to, args.log_format, config_path.display().to_string())
+                .map_err(|e| (1, e))?,
+        )),
+        None => None,
+    };
     let header_timeout =
         (args.header_timeout > 0).then(|| Duration::from_secs(args.header_timeout));
 
@@ -132,8 +145,12 @@ fn run(args: Args) -> Result<(), (u8, String)> {
                     .map_err(runtime_error)?;
                 {
                     let _in_rt = rt.enter();
-                    let ctx =
-                        server::ConnContext::new(current.clone(), header_timeout, !args.hyper_only);
+                    let ctx = server::ConnContext::new(
+                        current.clone(),
+                        header_timeout,
+                        !args.hyper_only,
+                        access.clone(),
+                    );
                     let placement = server::Placement::Balanced(index, balancer.clone());
                     for l in listeners {
                         let l = tokio::net::TcpListener::from_std(l).map_err(runtime_error)?;
@@ -163,7 +180,12 @@ fn run(args: Args) -> Result<(), (u8, String)> {
                     let l = tokio::net::TcpListener::from_std(l).map_err(runtime_error)?;
                     tokio::spawn(server::accept_loop(
                         l,
-                        server::ConnContext::new(current.clone(), header_timeout, !args.hyper_only),
+                        server::ConnContext::new(
+                            current.clone(),
+                            header_timeout,
+                            !args.hyper_only,
+                            access.clone(),
+                        ),
                         server::Placement::Local,
                     ));
                 }

@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
+use crate::access::{AccessLog, Logged, Pending};
 use crate::balance::{Balancer, Handoff, OpenConnection};
 use crate::h2c::{Activity, Counted, Rewound};
 use crate::reload::CurrentApp;
@@ -39,16 +40,24 @@ pub struct ConnContext {
     /// One timer per worker, so that its lock stays on one thread. Coarse: the header timeout
     /// may fire up to a second late.
     pub timer: CoarseTimer,
+    /// The access log, when `--access-log` asks for one.
+    pub access: Option<Arc<AccessLog>>,
 }
 
 impl ConnContext {
     /// The context for one worker's connections.
-    pub fn new(app: CurrentApp, header_timeout: Option<Duration>, engine_http1: bool) -> Self {
+    pub fn new(
+        app: CurrentApp,
+        header_timeout: Option<Duration>,
+        engine_http1: bool,
+        access: Option<Arc<AccessLog>>,
+    ) -> Self {
         ConnContext {
             engine_http1,
             app,
             header_timeout,
             timer: CoarseTimer::new(Duration::from_secs(1)),
+            access,
         }
     }
 }
@@ -141,13 +150,37 @@ fn serve_connection(
     let timer = ctx.timer.clone();
     let header_timeout = ctx.header_timeout;
     let engine_http1 = ctx.engine_http1;
+    let access = ctx.access.clone();
     let client = Arc::new(ClientInfo::http(peer));
     tokio::spawn(async move {
         let _open = open;
         // Plain requests first take the engine's own path; it hands the connection back, at a
         // request boundary, for the first request it does not take.
         let (mut stream, mut buffered) = if engine_http1 {
-            match ancm_core::h1::serve(stream, &client, || app.load_full(), header_timeout).await {
+            let log = access.clone();
+            let report = move |x: &ancm_core::report::Exchange<'_>| {
+                if let Some(log) = &log {
+                    log.write(&crate::access::Entry {
+                        client: peer,
+                        method: x.method,
+                        target: x.target,
+                        version: "HTTP/1.1",
+                        status: x.status,
+                        body_bytes: x.body_bytes,
+                        duration: x.duration,
+                        trace_id: x.trace_id,
+                        pid: x.pid,
+                        aborted: x.aborted,
+                    });
+                }
+            };
+            let report = access
+                .is_some()
+                .then_some(&report as ancm_core::report::Reporter<'_>);
+            let served =
+                ancm_core::h1::serve(stream, &client, || app.load_full(), header_timeout, report)
+                    .await;
+            match served {
                 Some(h) => (h.stream, h.buffered),
                 None => return,
             }
@@ -162,10 +195,13 @@ fn serve_connection(
             // The app of the moment: a configuration change swaps it between requests.
             let app = app.load_full();
             let client = client.clone();
+            let access = access.clone();
             // Boxed: hyper keeps a slot of the service future's size for the whole life
             // of the connection, idle or not (4.4 KiB here); a box costs one allocation per
             // request and leaves an idle connection an empty pointer-sized slot.
-            Box::pin(async move { Ok::<_, Infallible>(serve(&app, &client, req).await) })
+            Box::pin(async move {
+                Ok::<_, Infallible>(serve(&app, &client, req, access.as_ref()).await)
+            })
         });
         if http2 {
             serve_http2(
@@ -204,7 +240,7 @@ async fn serve_http2<S>(
 ) where
     S: hyper::service::Service<
             Request<Incoming>,
-            Response = Response<ResponseBody>,
+            Response = Response<Logged<ResponseBody>>,
             Error = Infallible,
         > + Send
         + 'static,
@@ -240,11 +276,31 @@ async fn serve_http2<S>(
     }
 }
 
+/// One request on the general path; with an access log, its line is written when the response
+/// body ends.
 async fn serve(
     app: &App,
     client: &ClientInfo,
     mut req: Request<Incoming>,
-) -> Response<ResponseBody> {
+    access: Option<&Arc<AccessLog>>,
+) -> Response<Logged<ResponseBody>> {
+    // The one branch an unlogged request pays.
+    let pending = access.map(|log| {
+        Box::new(Pending {
+            log: log.clone(),
+            client: client.addr,
+            method: req.method().clone(),
+            target: req
+                .uri()
+                .path_and_query()
+                .map_or_else(|| req.uri().to_string(), |pq| pq.as_str().to_owned()),
+            version: req.version(),
+            started: std::time::Instant::now(),
+            status: 0,
+            served: Default::default(),
+            sent: 0,
+        })
+    });
     let client_upgrade = is_upgrade_request(&req).then(|| hyper::upgrade::on(&mut req));
     let mut resp = app.handle(req.map(RequestBody::from), client).await;
     if let (Some(client_side), Some(backend_side)) = (
@@ -266,5 +322,12 @@ async fn serve(
             resp.headers_mut().insert(STATUS_HEADER, v);
         }
     }
-    resp
+    let pending = pending.map(|mut p| {
+        p.status = resp.status().as_u16();
+        if let Some(s) = resp.extensions().get::<ancm_core::report::Served>() {
+            p.served = *s;
+        }
+        p
+    });
+    resp.map(|b| Logged::new(b, pending))
 }

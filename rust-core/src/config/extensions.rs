@@ -4,7 +4,8 @@
 //! touched (each recycle is overlapping: the new process starts first and takes new requests
 //! once it listens; the old one drains and stops); bounding the stdout log files; the protocol
 //! of the hop to the app; whether request fields with an underscore in their name reach the app
-//! (`forwardHeadersWithUnderscores`).
+//! (`forwardHeadersWithUnderscores`); whether a request without a W3C `traceparent` gets one
+//! (`traceparentGeneration`).
 
 use std::time::Duration;
 
@@ -34,6 +35,26 @@ pub struct Extensions {
     /// `forwardHeadersWithUnderscores`: forward request fields whose name holds `_` (dropped by
     /// default; the twins of the proxy's own fields are dropped either way).
     pub forward_headers_with_underscores: bool,
+    /// `traceparentGeneration`: whether a request without a valid `traceparent` gets a new one
+    /// (`forward::trace`).
+    pub traceparent_generation: TraceparentGeneration,
+}
+
+/// Whether the engine starts a trace for a request that carries none (`traceparentGeneration`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TraceparentGeneration {
+    /// `true` (the default): a new `traceparent` replaces a missing or invalid one.
+    #[default]
+    On,
+    /// `false`: the request's trace fields go as they came.
+    Off,
+}
+
+impl TraceparentGeneration {
+    /// Whether generation is on.
+    pub fn on(self) -> bool {
+        self == TraceparentGeneration::On
+    }
 }
 
 /// The protocol of the hop from the engine to the app's process (`backendProtocol`).
@@ -129,6 +150,20 @@ pub fn parse(
             };
         } else if name.eq_ignore_ascii_case("recycleTriggerFile") {
             ext.recycle_trigger_file = (!value.is_empty()).then(|| value.clone());
+        } else if name.eq_ignore_ascii_case("traceparentGeneration") {
+            ext.traceparent_generation = if value.eq_ignore_ascii_case("true") {
+                TraceparentGeneration::On
+            } else if value.eq_ignore_ascii_case("false") {
+                TraceparentGeneration::Off
+            } else {
+                return Err(ConfigError::new(
+                    ConfigErrorKind::InvalidValue,
+                    source,
+                    path(),
+                    Some(value),
+                    "must be true or false",
+                ));
+            };
         } else if name.eq_ignore_ascii_case("forwardHeadersWithUnderscores") {
             ext.forward_headers_with_underscores = if value.eq_ignore_ascii_case("true") {
                 true
@@ -238,6 +273,25 @@ mod tests {
         assert_eq!(
             p("yes").unwrap_err().to_string(),
             "web.config: aspNetCore/handlerSettings/handlerSetting[@name='ForwardHeadersWithUnderscores']/@value = \"yes\": must be true or false"
+        );
+    }
+
+    #[test]
+    fn traceparent_generation_is_a_bool_on_by_default() {
+        let p = |v: &str| {
+            parse(
+                &s(&[("traceparentGeneration", v)]),
+                "web.config",
+                Dialect::AspNetCore,
+            )
+        };
+        let on = |e: Extensions| e.traceparent_generation.on();
+        assert!(on(parse(&[], "web.config", Dialect::AspNetCore).unwrap()));
+        assert!(on(p("True").unwrap()));
+        assert!(!on(p("FALSE").unwrap()));
+        assert_eq!(
+            p("off").unwrap_err().to_string(),
+            "web.config: aspNetCore/handlerSettings/handlerSetting[@name='traceparentGeneration']/@value = \"off\": must be true or false"
         );
     }
 

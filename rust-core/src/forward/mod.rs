@@ -11,6 +11,7 @@ pub mod pages;
 pub mod pool;
 mod progress;
 pub mod target;
+pub mod trace;
 pub mod upgrade;
 pub mod websocket;
 

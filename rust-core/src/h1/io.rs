@@ -104,11 +104,15 @@ pub struct Sink<'a> {
     /// Bytes the client sent ahead while its response was on its way (read while the backend
     /// is awaited, to see a client leave).
     pub ahead: &'a mut Vec<u8>,
+    /// Body bytes queued so far (payload only: chunk framing goes straight to `pending`), for
+    /// the host's access log.
+    pub sent: u64,
 }
 
 impl Sink<'_> {
     /// Queues `data` (writing what is pending first when `data` is large).
     pub async fn data(&mut self, data: &[u8]) -> io::Result<()> {
+        self.sent += data.len() as u64;
         if self.pending.len() + data.len() <= COPY_BELOW {
             self.pending.extend_from_slice(data);
             return Ok(());

@@ -36,6 +36,7 @@ pub use backend::Idle;
 
 use crate::app::Admission;
 use crate::forward::headers::{self, Underscores};
+use crate::report::{Exchange, Reporter};
 use crate::{App, ClientInfo};
 use backend::Failed;
 use bufs::{Bufs, Lent};
@@ -57,11 +58,14 @@ pub struct Handover {
 /// time (a configuration change swaps it between requests), until the client closes (`None`) or
 /// sends a request this path does not take (`Some`: serve the rest of the connection with
 /// `App::handle`). `header_timeout` bounds the wait for each request head, idle time included.
+/// `report`, if any, is called once per request answered here, after its response (for the
+/// host's access log); without one nothing is measured.
 pub async fn serve<F, A>(
     mut client: TcpStream,
     info: &ClientInfo,
     current: F,
     header_timeout: Option<Duration>,
+    report: Option<Reporter<'_>>,
 ) -> Option<Handover>
 where
     F: Fn() -> A,
@@ -91,14 +95,16 @@ where
         };
         // The app of the moment, for this request's rules and its forwarding.
         let app = current();
-        let underscores =
-            Underscores::forward_if(app.config().extensions.forward_headers_with_underscores);
+        let ext = &app.config().extensions;
+        let underscores = Underscores::forward_if(ext.forward_headers_with_underscores);
+        let generate_trace = ext.traceparent_generation.on();
         let head = loop {
             match request::parse(
                 &b.client,
                 client_addr.as_bytes(),
                 info.https,
                 underscores,
+                generate_trace,
                 &mut b.request,
             ) {
                 Parsed::Plain(h) => break h,
@@ -108,9 +114,14 @@ where
                         r.refusal.status,
                         r.refusal.cause
                     );
+                    let started = report.map(|_| Instant::now());
                     let page = crate::forward::pages::refused(r.refusal);
+                    let done = Outcome::page(&page, r.head_method);
                     // The page says `Connection: close`: the connection ends after it.
                     let _ = page::write(&mut client, page, r.head_method, true, &mut b.out).await;
+                    if let (Some(report), Some(started)) = (report, started) {
+                        done.report(report, &b.client, None, started);
+                    }
                     let _ = client.shutdown().await;
                     return None;
                 }
@@ -156,10 +167,14 @@ where
                 buffered: std::mem::take(&mut b.client),
             });
         }
-        let keep = match forward(&mut client, b, head, &app).await {
-            Some(keep) => keep,
-            None => return None,
-        };
+        let started = report.map(|_| Instant::now());
+        let mut done = Outcome::default();
+        let keep = forward(&mut client, b, head, &app, &mut done).await;
+        if let (Some(report), Some(started)) = (report, started) {
+            done.aborted |= keep.is_none();
+            done.report(report, &b.client, head.trace_id, started);
+        }
+        let keep = keep?;
         if !keep || head.close {
             let _ = client.shutdown().await;
             return None;
@@ -188,14 +203,64 @@ async fn readable_by(client: &TcpStream, deadline: Option<Instant>) -> bool {
     }
 }
 
+/// How one request ended, for the host's report.
+#[derive(Debug, Default)]
+struct Outcome {
+    status: u16,
+    body_bytes: u64,
+    pid: Option<u32>,
+    aborted: bool,
+}
+
+impl Outcome {
+    /// An engine page about to be written.
+    fn page(page: &http::Response<crate::ResponseBody>, head_method: bool) -> Outcome {
+        let body = match page.body() {
+            crate::ResponseBody::Full(Some(b)) if !head_method => b.len() as u64,
+            _ => 0,
+        };
+        Outcome {
+            status: page.status().as_u16(),
+            body_bytes: body,
+            ..Outcome::default()
+        }
+    }
+
+    /// Calls `report` for the request whose head starts `client` (its request line is read
+    /// again here, so that a host without a report pays nothing for it).
+    fn report(
+        &self,
+        report: Reporter<'_>,
+        client: &[u8],
+        trace_id: Option<crate::forward::trace::TraceId>,
+        started: Instant,
+    ) {
+        let line = client.split(|&b| b == b'\r').next().unwrap_or_default();
+        let mut parts = line.splitn(3, |&b| b == b' ');
+        let method = std::str::from_utf8(parts.next().unwrap_or_default()).unwrap_or("");
+        let target = std::str::from_utf8(parts.next().unwrap_or_default()).unwrap_or("");
+        report(&Exchange {
+            method,
+            target,
+            status: self.status,
+            body_bytes: self.body_bytes,
+            duration: started.elapsed(),
+            trace_id,
+            pid: self.pid,
+            aborted: self.aborted,
+        });
+    }
+}
+
 /// Answers the plain request `head` at the start of `b.client`, whose backend head (less the
 /// token) is in `b.request`. Returns whether the connection may carry another request, or `None`
-/// when the client went away.
+/// when the client went away. `done` gets what the report needs.
 async fn forward(
     client: &mut TcpStream,
     b: &mut Bufs,
     head: request::Head,
     app: &App,
+    done: &mut Outcome,
 ) -> Option<bool> {
     let timeout = app.request_timeout();
     let base = b.request.len();
@@ -203,8 +268,9 @@ async fn forward(
     let (in_flight, mut conn, resp) = loop {
         let backend = match admit(app, client, &mut b.client).await? {
             Admission::Backend(backend) => backend,
-            Admission::Page(p) => return answer_page(client, b, *p, head).await,
+            Admission::Page(p) => return answer_page(client, b, *p, head, done).await,
         };
+        done.pid = Some(backend.child.pid());
         b.request.truncate(base);
         b.request.extend_from_slice(b"MS-ASPNETCORE-TOKEN: ");
         b.request.extend_from_slice(backend.token_header.as_bytes());
@@ -222,10 +288,17 @@ async fn forward(
                     continue;
                 }
                 let page = app.failure_page(backend, e);
-                return answer_page(client, b, page, head).await;
+                return answer_page(client, b, page, head, done).await;
             }
         }
     };
+    // "HTTP/1.1 200 …": the client's head was written from the backend's.
+    done.status = b
+        .out
+        .get(9..12)
+        .and_then(|s| std::str::from_utf8(s).ok())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     if head.close {
         // Say so, as the general path's server does: before the head's empty line.
         let end = b.out.len() - 2;
@@ -236,8 +309,9 @@ async fn forward(
         stream: client,
         pending: &mut b.out,
         ahead: &mut b.client,
+        sent: 0,
     };
-    match relay::relay(
+    let relayed = relay::relay(
         &mut conn,
         &mut b.backend,
         resp.len,
@@ -245,8 +319,9 @@ async fn forward(
         resp.body,
         timeout,
     )
-    .await
-    {
+    .await;
+    done.body_bytes = sink.sent;
+    match relayed {
         Ok(()) => {
             if resp.reusable {
                 in_flight.backend().idle.put(conn);
@@ -255,6 +330,7 @@ async fn forward(
         }
         Err(stop) => {
             log::debug!("response aborted: {stop}");
+            done.aborted = true;
             None
         }
     }
@@ -288,7 +364,13 @@ async fn answer_page(
     b: &mut Bufs,
     page: http::Response<crate::ResponseBody>,
     head: request::Head,
+    done: &mut Outcome,
 ) -> Option<bool> {
+    let pid = done.pid;
+    *done = Outcome {
+        pid,
+        ..Outcome::page(&page, head.head_method)
+    };
     match page::write(client, page, head.head_method, head.close, &mut b.out).await {
         Ok(close) => Some(!close),
         Err(_) => None,

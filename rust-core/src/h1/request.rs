@@ -12,6 +12,7 @@ use std::mem::MaybeUninit;
 use crate::forward::admission::{self, ParsedBy, Refusal, TargetForm};
 use crate::forward::framing::{Fields, Framing};
 use crate::forward::headers::{self, Underscores};
+use crate::forward::trace::{self, Trace, TraceId};
 
 /// The most request header fields this path takes (hyper's server default): a head with more goes
 /// to the general path.
@@ -36,6 +37,8 @@ pub struct Head {
     pub head_method: bool,
     /// The method is idempotent (RFC 9110 §9.2.2), so the request may be sent again.
     pub idempotent: bool,
+    /// The trace id of the `traceparent` the app gets (`forward::trace`), if any.
+    pub trace_id: Option<TraceId>,
 }
 
 /// What the start of the buffer holds.
@@ -66,13 +69,15 @@ pub struct Refused {
 /// and excluding the pairing token line and the empty line (they depend on the backend chosen):
 /// request line, the client's fields minus hop-by-hop ones, any `MS-ASPNETCORE-*` and those with
 /// an underscore that `underscores` drops, then `X-Forwarded-For` (the client's list, if any,
-/// with `client_addr` appended) and `X-Forwarded-Proto`. A whole head the admission rules refuse
+/// with `client_addr` appended) and `X-Forwarded-Proto`, and the `traceparent` the trace rule
+/// (`forward::trace::decide`, `generate_trace`) gives. A whole head the admission rules refuse
 /// is [`Parsed::Refused`] (one that goes to the general path meets the same rules there).
 pub fn parse(
     buf: &[u8],
     client_addr: &[u8],
     https: bool,
     underscores: Underscores,
+    generate_trace: bool,
     out: &mut Vec<u8>,
 ) -> Parsed {
     let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
@@ -92,6 +97,15 @@ pub fn parse(
     {
         return Parsed::Other;
     }
+    // Decided before the fields are written, so that a kept `traceparent` and `tracestate` stay
+    // in place, byte for byte, and a replaced one's `tracestate` is left out.
+    let tracing = trace::decide(
+        req.headers
+            .iter()
+            .filter(|f| is_named(f.name, b"traceparent"))
+            .map(|f| f.value),
+        generate_trace,
+    );
     out.clear();
     out.extend_from_slice(method.as_bytes());
     out.push(b' ');
@@ -122,6 +136,11 @@ pub fn parse(
         }
         if headers::is_reserved(name) || headers::drops_underscored(name, underscores) {
             continue;
+        }
+        if let Trace::Generated(_) = tracing {
+            if is_named(f.name, b"traceparent") || is_named(f.name, b"tracestate") {
+                continue;
+            }
         }
         if name.eq_ignore_ascii_case(b"x-forwarded-for") {
             join(&mut xff, f.value);
@@ -161,6 +180,9 @@ pub fn parse(
         &xfp,
         if https { b"https" } else { b"http" },
     );
+    if let Trace::Generated(p) = tracing {
+        super::put_field(out, b"traceparent", p.as_bytes());
+    }
     Parsed::Plain(Head {
         len,
         body,
@@ -170,7 +192,14 @@ pub fn parse(
             method,
             "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
         ),
+        trace_id: tracing.trace_id(),
     })
+}
+
+/// Whether a field's `name` is `lower` (given in lowercase), in any case; the length is
+/// compared first, so most fields cost one comparison.
+fn is_named(name: &str, lower: &[u8]) -> bool {
+    name.len() == lower.len() && name.as_bytes().eq_ignore_ascii_case(lower)
 }
 
 /// Writes the field line `name` with the client's `list` (if any) and then `ours`.
@@ -209,6 +238,7 @@ mod tests {
             b"10.0.0.1:5000",
             false,
             underscores,
+            false,
             &mut out,
         ) {
             Parsed::Plain(h) => (h, String::from_utf8(out).unwrap()),
@@ -226,6 +256,7 @@ mod tests {
             b"10.0.0.1:5000",
             false,
             Underscores::Drop,
+            false,
             &mut Vec::new(),
         )
     }
@@ -288,7 +319,8 @@ mod tests {
                 body: 0,
                 close: false,
                 head_method: false,
-                idempotent: true
+                idempotent: true,
+                trace_id: None,
             }
         );
     }
@@ -307,6 +339,52 @@ mod tests {
         assert!(out.ends_with(
             "X-Forwarded-For: 1.1.1.1:1, 2.2.2.2:2, 10.0.0.1:5000\r\nX-Forwarded-Proto: https, http\r\n"
         ), "{out}");
+    }
+
+    fn traced(raw: &str) -> (Head, String) {
+        let mut out = Vec::new();
+        match parse(
+            raw.as_bytes(),
+            b"10.0.0.1:5000",
+            false,
+            Underscores::Drop,
+            true,
+            &mut out,
+        ) {
+            Parsed::Plain(h) => (h, String::from_utf8(out).unwrap()),
+            other => panic!("{raw:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn traceparent_kept_in_place_generated_or_replaced() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        let raw =
+            format!("GET / HTTP/1.1\r\ntracestate: a=1\r\nHost: x\r\nTraceParent: {tp}\r\n\r\n");
+        let (h, out) = traced(&raw);
+        assert_eq!(h.trace_id.unwrap().as_str(), &tp[3..35]);
+        assert!(
+            out.starts_with(&format!(
+                "GET / HTTP/1.1\r\ntracestate: a=1\r\nHost: x\r\nTraceParent: {tp}\r\n"
+            )),
+            "{out}"
+        );
+        for raw in [
+            "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\r\ntraceparent: 00-bad\r\ntracestate: a=1\r\n\r\n",
+        ] {
+            let (h, out) = traced(raw);
+            let id = h.trace_id.unwrap();
+            let line = out.lines().last().unwrap();
+            let value = line.strip_prefix("traceparent: ").unwrap();
+            assert_eq!(trace::valid(value.as_bytes()), Some(id), "{out}");
+            assert_eq!(out.matches("trace").count(), 1, "{out}");
+        }
+        // Off: nothing added, nothing removed.
+        let (h, out) = plain("GET / HTTP/1.1\r\nHost: x\r\ntraceparent: 00-bad\r\n\r\n");
+        assert_eq!(h.trace_id, None);
+        assert!(out.contains("traceparent: 00-bad\r\n"), "{out}");
+        assert_eq!(out.matches("trace").count(), 1, "{out}");
     }
 
     #[test]
