@@ -32,6 +32,7 @@ use super::runtime::runtime;
 use crate::forward::{BackendUpgrade, BoxError};
 use crate::{App, ClientInfo, EngineStatus, RequestBody, ResponseBody};
 
+mod plain;
 mod websocket;
 pub use websocket::{
     ancm_request_supply_ws_fragment, ancm_request_websocket_fragments, ancm_ws_fragment,
@@ -492,8 +493,15 @@ impl Body for HostBody {
 pub(crate) struct Job {
     shared: Arc<Shared>,
     app: App,
-    req: Request<RequestBody>,
-    client: ClientInfo,
+    work: Work,
+}
+
+/// Which path a request takes.
+enum Work {
+    /// `App::handle` (hyper's client), for everything the plain path does not take.
+    General(Request<RequestBody>, ClientInfo),
+    /// The engine's own HTTP/1.1 machinery ([`plain`]).
+    Plain(plain::Plain),
 }
 
 /// Runs one request on a driver task: forward, deliver, complete. A panic inside is caught,
@@ -501,15 +509,10 @@ pub(crate) struct Job {
 /// `finishing` runs just before the `complete` callback (the driver offers itself for the next
 /// request then, so that a request the host starts from inside `complete` continues on this task).
 pub(crate) async fn drive(job: Job, finishing: impl FnOnce()) {
-    let Job {
-        shared,
-        app,
-        req,
-        client,
-    } = job;
+    let Job { shared, app, work } = job;
     // Pinned in the driver's own state: drivers are long-lived, so this costs no allocation per
     // request (boxing it in a task per request did; case (h) of `cargo xtask bench`).
-    let mut work = pin!(run(&shared, app, req, client));
+    let mut work = pin!(run(&shared, app, work));
     // The driver's waker, registered with the request at the first poll (and again should the
     // task's waker ever change), so that checking for a cancel needs no lock.
     let mut registered = None;
@@ -542,12 +545,11 @@ pub(crate) async fn drive(job: Job, finishing: impl FnOnce()) {
     shared.complete(code, &msg);
 }
 
-async fn run(
-    shared: &Arc<Shared>,
-    app: App,
-    req: Request<RequestBody>,
-    client: ClientInfo,
-) -> Result<(), Outcome> {
+async fn run(shared: &Arc<Shared>, app: App, work: Work) -> Result<(), Outcome> {
+    let (req, client) = match work {
+        Work::General(req, client) => (req, client),
+        Work::Plain(p) => return plain::run(shared, &app, p).await,
+    };
     let mut handle = pin!(app.handle(req, &client));
     let mut resp = shared
         .unless_cancelled(|cx| handle.as_mut().poll(cx).map(Ok))
@@ -1089,14 +1091,19 @@ pub unsafe extern "C" fn ancm_request_start(
             calling: Mutex::new(false),
             driver_only: head.content_length == 0,
         });
-        let (req, client) = try_ffi!(unsafe { build_request(head, &shared, app) });
+        let work = match unsafe { plain::take(head, app) } {
+            Some(p) => Work::Plain(p),
+            None => {
+                let (req, client) = try_ffi!(unsafe { build_request(head, &shared, app) });
+                Work::General(req, client)
+            }
+        };
         let rt = try_ffi!(runtime());
         unsafe { write_out(request_out, to_arc::<ancm_request>(shared.clone())) };
         let job = Job {
             shared,
             app: app.clone(),
-            req,
-            client,
+            work,
         };
         super::drivers::submit(rt, job);
         ancm_result::Ok
