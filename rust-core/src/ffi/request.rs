@@ -122,7 +122,8 @@ pub struct ancm_response_head {
     /// The reason phrase (the backend's, or the standard one); may be empty.
     pub reason: ancm_slice,
     /// The response headers, hop-by-hop headers already removed (except `Connection` and
-    /// `Upgrade` on a 101).
+    /// `Upgrade` on a 101). Names are in the backend's case for bodiless requests to an HTTP/1.1
+    /// backend (the engine's own HTTP/1.1 path), lowercase otherwise: compare case-insensitively.
     pub headers: *const ancm_header,
     /// How many headers `headers` holds.
     pub header_count: usize,
