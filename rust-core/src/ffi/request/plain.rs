@@ -63,8 +63,18 @@ fn plain_value(v: &[u8]) -> bool {
 pub(crate) unsafe fn take(head: &ancm_request_head, app: &App) -> Option<Plain> {
     if head.content_length != 0
         || head.client_cert_der.len != 0
-        || !head.windows_token.is_null()
         || app.config().extensions.backend_protocol != crate::config::BackendProtocol::Http1
+    {
+        return None;
+    }
+    let auth_type = unsafe { head.auth_type.str() }.ok()?;
+    // A token the engine would forward needs the general path (its duplicate per attempt); one
+    // it ignores (anonymous or Basic logons, forwardWindowsAuthToken false) is no obstacle, as
+    // there. Outside Windows the general path refuses any token.
+    if !head.windows_token.is_null()
+        && (!cfg!(windows)
+            || (app.config().forward_windows_auth_token
+                && crate::process::forwards_token_of(auth_type)))
     {
         return None;
     }
@@ -79,7 +89,6 @@ pub(crate) unsafe fn take(head: &ancm_request_head, app: &App) -> Option<Plain> 
     {
         return None;
     }
-    unsafe { head.auth_type.str() }.ok()?;
     let list: &[ancm_header] = match head.header_count {
         0 => &[],
         _ if head.headers.is_null() => return None,
