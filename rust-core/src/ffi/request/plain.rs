@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::net::TcpStream;
 
 use super::{
@@ -103,7 +103,11 @@ pub(crate) unsafe fn take(head: &ancm_request_head, app: &App) -> Option<Plain> 
         size += name.len() + value.len() + 4;
     }
     let ip = super::client_ip(unsafe { head.client_address.bytes() }.ok()?).ok()?;
-    let addr = headers::addr_value(SocketAddr::new(ip.to_canonical(), head.client_port));
+    let mut addr = [0u8; headers::ADDR_TEXT];
+    let addr = headers::addr_text(
+        SocketAddr::new(ip.to_canonical(), head.client_port),
+        &mut addr,
+    );
     let underscores =
         Underscores::forward_if(app.config().extensions.forward_headers_with_underscores);
     let mut out = Vec::with_capacity(size);
@@ -119,7 +123,7 @@ pub(crate) unsafe fn take(head: &ancm_request_head, app: &App) -> Option<Plain> 
         target,
         fields,
         ParsedBy::Host,
-        addr.as_bytes(),
+        addr,
         head.https,
         underscores,
         &mut out,
@@ -186,7 +190,7 @@ async fn forward(shared: &Arc<Shared>, app: &App, mut p: Plain) -> Result<(), Ou
     };
     let mut sink = HostOut {
         shared,
-        pending: BytesMut::new(),
+        pending: Vec::new(),
         stopped: None,
     };
     match relay::relay(&mut conn, buf, resp.len, &mut sink, resp.body, timeout).await {
@@ -316,7 +320,9 @@ impl HeadOut for HostHead<'_> {
 /// makes in the engine), each chunk acknowledged before the next; no framing (the host frames).
 struct HostOut<'a> {
     shared: &'a Arc<Shared>,
-    pending: BytesMut,
+    /// Gathered bytes: a `Vec` of exactly their length becomes `Bytes` without another
+    /// allocation (a split `BytesMut` allocates its shared header).
+    pending: Vec<u8>,
     /// Why a delivery stopped (the host cancelled), for the request's outcome.
     stopped: Option<Outcome>,
 }
@@ -346,9 +352,13 @@ impl Watch for HostOut<'_> {
 
 impl Out for HostOut<'_> {
     async fn data(&mut self, data: &[u8]) -> io::Result<()> {
-        self.pending.extend_from_slice(data);
+        if self.pending.is_empty() {
+            self.pending = data.to_vec();
+        } else {
+            self.pending.extend_from_slice(data);
+        }
         if self.pending.len() >= CHUNK {
-            let chunk = self.pending.split().freeze();
+            let chunk = Bytes::from(std::mem::take(&mut self.pending));
             self.deliver(chunk, false).await?;
         }
         Ok(())
@@ -358,7 +368,7 @@ impl Out for HostOut<'_> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let chunk = self.pending.split().freeze();
+        let chunk = Bytes::from(std::mem::take(&mut self.pending));
         self.deliver(chunk, true).await
     }
 
