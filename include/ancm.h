@@ -593,7 +593,8 @@ typedef struct ancm_response_head {
     struct ancm_slice reason;
     /**
      * The response headers, hop-by-hop headers already removed (except `Connection` and
-     * `Upgrade` on a 101).
+     * `Upgrade` on a 101). Names are in the backend's case for bodiless requests to an HTTP/1.1
+     * backend (the engine's own HTTP/1.1 path), lowercase otherwise: compare case-insensitively.
      */
     const struct ancm_header *headers;
     /**

@@ -12,7 +12,11 @@
  * (status 200, Content-Length 13, body "Hello, World!" as bench-backend's /small sends it), so a
  * broken path cannot look fast: any bad response makes the exit status non-zero.
  *
- * Usage: api-load-c <web.config> <in flight K> <warm-up W> <requests N>
+ * With --host-thread, `complete` only queues its slot and the main thread (the host's own thread)
+ * starts every request, as IIS does from OnExecuteRequestHandler on its threads; --target PATH
+ * asks for another bench-backend route (/small-real: the same body with Kestrel's head).
+ *
+ * Usage: api-load-c [--host-thread] [--target PATH] <web.config> <in flight K> <warm-up W> <requests N>
  * Prints: requests=N in_flight=K cpu_s=.. user_s=.. sys_s=.. wall_s=.. bad=0 */
 #define _POSIX_C_SOURCE 200809L
 
@@ -51,6 +55,10 @@ static atomic_long bad;
 static atomic_long target; /* read by callbacks of a phase while main may be setting the next one */
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+/* --host-thread: slots whose request completed, waiting for the host thread to start the next. */
+static bool host_thread;
+static struct slot **queue;
+static long queued;
 
 static ancm_slice text(const char *s) {
     ancm_slice r = {(const uint8_t *)s, strlen(s)};
@@ -117,7 +125,16 @@ static void complete(void *ud, ancm_result result, const uint8_t *msg, size_t le
     s->req = NULL;
     /* Start the slot's next request before counting this one, so the last count is the last
      * callback touching the phase. */
-    if (atomic_fetch_sub(&to_start, 1) > 0) start(s);
+    if (atomic_fetch_sub(&to_start, 1) > 0) {
+        if (!host_thread) {
+            start(s);
+        } else {
+            pthread_mutex_lock(&mu);
+            queue[queued++] = s;
+            pthread_cond_signal(&cv);
+            pthread_mutex_unlock(&mu);
+        }
+    }
     finish_one();
 }
 
@@ -137,7 +154,15 @@ static void phase(struct slot *slots, long k, long n) {
     atomic_store(&target, n);
     for (long i = 0; i < k; i++) start(&slots[i]);
     pthread_mutex_lock(&mu);
-    while (atomic_load(&done) < n) pthread_cond_wait(&cv, &mu);
+    while (atomic_load(&done) < n) {
+        while (queued > 0) {
+            struct slot *s = queue[--queued];
+            pthread_mutex_unlock(&mu);
+            start(s);
+            pthread_mutex_lock(&mu);
+        }
+        if (atomic_load(&done) < n) pthread_cond_wait(&cv, &mu);
+    }
     pthread_mutex_unlock(&mu);
 }
 
@@ -152,8 +177,20 @@ static long arg_long(const char *s, const char *what) {
 }
 
 int main(int argc, char **argv) {
+    const char *path = "/small";
+    while (argc > 1 && strncmp(argv[1], "--", 2) == 0) {
+        if (strcmp(argv[1], "--host-thread") == 0) {
+            host_thread = true;
+            argv++, argc--;
+        } else if (strcmp(argv[1], "--target") == 0 && argc > 2) {
+            path = argv[2];
+            argv += 2, argc -= 2;
+        } else {
+            break;
+        }
+    }
     if (argc != 5) {
-        fprintf(stderr, "usage: %s <web.config> <in flight K> <warm-up W> <requests N>\n", argv[0]);
+        fprintf(stderr, "usage: %s [--host-thread] [--target PATH] <web.config> <in flight K> <warm-up W> <requests N>\n", argv[0]);
         return 2;
     }
     const char *config_path = argv[1];
@@ -189,7 +226,7 @@ int main(int argc, char **argv) {
         {{(const uint8_t *)"Accept", 6}, {(const uint8_t *)"*/*", 3}},
     };
     head.method = text("GET");
-    head.target = text("/small");
+    head.target = text(path);
     head.headers = headers;
     head.header_count = sizeof headers / sizeof headers[0];
     head.content_length = 0;
@@ -201,7 +238,8 @@ int main(int argc, char **argv) {
     callbacks.complete = complete;
 
     struct slot *slots = calloc((size_t)k, sizeof *slots);
-    if (!slots) return 1;
+    queue = calloc((size_t)k, sizeof *queue);
+    if (!slots || !queue) return 1;
     phase(slots, k, warm); /* starts the app's process, fills the connection pool */
     long bad_warm = atomic_load(&bad);
 
@@ -222,6 +260,7 @@ int main(int argc, char **argv) {
     ancm_app_stop(app);
     ancm_app_free(app);
     free(slots);
+    free(queue);
     free(site);
     return nbad == 0 ? 0 : 1;
 }

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -71,6 +72,7 @@ struct test_req {
     uint32_t result;
     char message[512];
     char content_type[128];
+    char content_type_name[16]; /* the name as delivered: the backend's case */
     uint8_t *body;
     size_t body_len, body_cap, chunks;
     const uint8_t *wdata;
@@ -143,10 +145,12 @@ static void on_head(void *ud, const ancm_response_head *head) {
         t->violations++;
     for (size_t i = 0; i < head->header_count; i++) {
         const ancm_header *h = &head->headers[i];
-        if (h->name.len == 12 && memcmp(h->name.ptr, "content-type", 12) == 0 &&
+        if (h->name.len == 12 && strncasecmp((const char *)h->name.ptr, "content-type", 12) == 0 &&
             h->value.len < sizeof t->content_type) {
             memcpy(t->content_type, h->value.ptr, h->value.len);
             t->content_type[h->value.len] = 0;
+            memcpy(t->content_type_name, h->name.ptr, 12);
+            t->content_type_name[12] = 0;
         }
     }
     pthread_mutex_unlock(&t->mu);
@@ -416,6 +420,10 @@ static void test_get(ancm_app *app) {
     CHECK(t.result == ANCM_RESULT_OK, "result %u: %s", t.result, t.message);
     CHECK(t.status == 200, "status %d", t.status);
     CHECK(strstr(t.content_type, "application/json") != NULL, "content-type %s", t.content_type);
+    /* Names keep the backend's case (examples/hello/app.py sends `Content-Type`), as IIS's own
+     * ANCM passes them to IHttpResponse::SetHeader (issue 16 item 6). */
+    CHECK(strcmp(t.content_type_name, "Content-Type") == 0, "content-type name arrived as %s",
+          t.content_type_name);
     CHECK(body_contains(&t, "\"GET\""), "no method in body");
     CHECK(body_contains(&t, "/json?q=%2F"), "raw target not forwarded");
     CHECK(body_contains(&t, "from-c"), "header not forwarded");

@@ -2352,6 +2352,14 @@ void RunRequestPathTests(Registration &reg, Application &app)
         }
     }
     Check(cookies, "both Set-Cookie values arrived as separate headers");
+    // ANCM keeps the backend's header-name case (forwardinghandler.cpp, SetStatusAndHeaders
+    // passes the names of the backend's raw head to IHttpResponse::SetHeader, which sends them
+    // as given): the emulator records names as passed, so compare exactly.
+    bool mixedCase = false;
+    for (const auto &h : r6.response.headers) {
+        mixedCase = mixedCase || (h.first == "X-Backend-Case" && h.second == "Mixed");
+    }
+    Check(mixedCase, "the backend's mixed-case name reached SetHeader in its case (X-Backend-Case)");
     Spec plain = base;
     plain.url = "/app/echo?marker=no-server";
     Result r6b;

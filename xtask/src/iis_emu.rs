@@ -244,7 +244,7 @@ impl Drop for H2App {
 /// The emulator's checks of the request path as a real IIS shapes it (issue 16: the URL after
 /// a rewrite, a warm-up request, a client already gone, response headers, the last write's
 /// buffer, the impersonation token).
-const REQUEST_PATH_CHECKS: [&str; 12] = [
+const REQUEST_PATH_CHECKS: [&str; 13] = [
     "ok: URL Rewrite: the rewritten URL reached the backend, escaped",
     "ok: a warm-up request without pRawUrl was forwarded with its cooked URL",
     "ok: a pRawUrl whose length counts a trailing NUL is forwarded without it",
@@ -253,6 +253,7 @@ const REQUEST_PATH_CHECKS: [&str; 12] = [
     "ok: a disconnect notified before the request attached was remembered",
     "ok: the backend's Server header replaced IIS's",
     "ok: both Set-Cookie values arrived as separate headers",
+    "ok: the backend's mixed-case name reached SetHeader in its case",
     "ok: no Server header when the backend sends none",
     "ok: every SetHeader value was NUL-terminated at its length",
     "ok: the last async write's bytes were intact when the request ended",

@@ -126,6 +126,18 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path();
     let resp = match path {
         "/small" => full(StatusCode::OK, Bytes::from_static(SMALL_BODY)),
+        // The same body with the head Kestrel sends (Server, Content-Type, Date, Content-Length):
+        // the C ABI's measure as IIS meets it (issue 20).
+        "/small-real" => {
+            let mut r = full(StatusCode::OK, Bytes::from_static(SMALL_BODY));
+            r.headers_mut()
+                .insert(header::SERVER, header::HeaderValue::from_static("Kestrel"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/plain"),
+            );
+            r
+        }
         "/bytes" => {
             let n = req
                 .uri()

@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::bufs::Bufs;
-use super::io::{read_watching, Watched};
-use super::response::{self, Head};
+use super::io::{Watch, Watched};
+use super::response::{self, Head, HeadOut};
 use crate::forward::{ForwardError, MAX_RESPONSE_HEAD};
 use crate::process::Backend;
 
@@ -56,15 +55,17 @@ pub enum Failed {
     ClientGone,
 }
 
-/// Sends `bufs.request` to `backend` and waits for the final response head, whose client
-/// version is then in `bufs.out` and whose bytes start `bufs.backend`. A request that a pooled
+/// Sends `request` to `backend` and waits for the final response head, whose fields have then
+/// gone to `out` and whose bytes start `buf`, watching the client with `watch` meanwhile. A request that a pooled
 /// socket refuses unsent goes to the next (or a new) one; a socket lost after the request went
 /// out is returned like any failure, for the app's own retry rule (sent once more at most, as
 /// on the general path: the backend may have seen it).
 pub async fn exchange(
     backend: &Backend,
-    bufs: &mut Bufs,
-    client: &mut TcpStream,
+    request: &[u8],
+    buf: &mut Vec<u8>,
+    out: &mut impl HeadOut,
+    watch: &mut impl Watch,
     head_method: bool,
     timeout: Duration,
 ) -> Result<(TcpStream, Head), Failed> {
@@ -73,15 +74,15 @@ pub async fn exchange(
             Some(s) => (s, false),
             None => (connect(backend.port, timeout).await?, true),
         };
-        if let Err(e) = conn.write_all(&bufs.request).await {
+        if let Err(e) = conn.write_all(request).await {
             if fresh {
                 return Err(Failed::Forward(ForwardError::ConnectionLost(e.to_string())));
             }
             // A pooled socket the backend had closed: nothing of the request was taken.
             continue;
         }
-        bufs.backend.clear();
-        return head(&mut conn, bufs, client, head_method, timeout)
+        buf.clear();
+        return head(&mut conn, buf, out, watch, head_method, timeout)
             .await
             .map(|h| (conn, h));
     }
@@ -115,20 +116,21 @@ async fn connect(port: u16, timeout: Duration) -> Result<TcpStream, Failed> {
 /// Reads the final response head, skipping informational ones.
 async fn head(
     conn: &mut TcpStream,
-    bufs: &mut Bufs,
-    client: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    out: &mut impl HeadOut,
+    watch: &mut impl Watch,
     head_method: bool,
     timeout: Duration,
 ) -> Result<Head, Failed> {
     let deadline = (!timeout.is_zero()).then(|| Instant::now() + timeout);
     loop {
-        match response::parse(&bufs.backend, head_method, &mut bufs.out) {
+        match response::parse(buf, head_method, out) {
             Ok(response::Parsed::Final(h)) => return Ok(h),
             Ok(response::Parsed::Informational(n)) => {
-                bufs.backend.drain(..n);
+                buf.drain(..n);
                 continue;
             }
-            Ok(response::Parsed::Partial) if bufs.backend.len() <= MAX_RESPONSE_HEAD => {}
+            Ok(response::Parsed::Partial) if buf.len() <= MAX_RESPONSE_HEAD => {}
             Ok(response::Parsed::Partial) => {
                 return Err(Failed::Forward(ForwardError::InvalidResponse(format!(
                     "its response headers exceed {} KiB",
@@ -137,7 +139,7 @@ async fn head(
             }
             Err(e) => return Err(Failed::Forward(e)),
         }
-        match read_watching(conn, &mut bufs.backend, client, &mut bufs.client, deadline).await {
+        match watch.read(conn, buf, deadline).await {
             Ok(0) => {
                 return Err(Failed::Forward(ForwardError::ConnectionLost(
                     "the connection closed before the response head".into(),

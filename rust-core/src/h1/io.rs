@@ -88,6 +88,73 @@ pub async fn read_watching(
     }
 }
 
+/// How a wait for the backend watches the client meanwhile.
+pub trait Watch {
+    /// Reads more of the backend's bytes into `buf` (`Ok(0)`: its end) by `deadline` (`None`:
+    /// never).
+    fn read(
+        &mut self,
+        backend: &mut TcpStream,
+        buf: &mut Vec<u8>,
+        deadline: Option<Instant>,
+    ) -> impl std::future::Future<Output = Result<usize, Watched>>;
+}
+
+/// Watches a client socket ([`read_watching`]).
+pub struct Client<'a> {
+    /// The client connection.
+    pub stream: &'a mut TcpStream,
+    /// Bytes it sent ahead.
+    pub ahead: &'a mut Vec<u8>,
+}
+
+impl Watch for Client<'_> {
+    async fn read(
+        &mut self,
+        backend: &mut TcpStream,
+        buf: &mut Vec<u8>,
+        deadline: Option<Instant>,
+    ) -> Result<usize, Watched> {
+        read_watching(backend, buf, self.stream, self.ahead, deadline).await
+    }
+}
+
+/// Watches nothing: a host without a socket here (the C ABI) cancels by dropping the wait.
+pub struct Unwatched;
+
+impl Watch for Unwatched {
+    async fn read(
+        &mut self,
+        backend: &mut TcpStream,
+        buf: &mut Vec<u8>,
+        deadline: Option<Instant>,
+    ) -> Result<usize, Watched> {
+        read_backend(backend, buf, deadline).await
+    }
+}
+
+/// Reads more of the backend's bytes into `buf` by `deadline`, nothing else watched.
+pub async fn read_backend(
+    backend: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    deadline: Option<Instant>,
+) -> Result<usize, Watched> {
+    use tokio::io::AsyncReadExt;
+    reserve(buf);
+    match backend.try_read_buf(buf) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+        r => return r.map_err(Watched::Backend),
+    }
+    match deadline {
+        None => backend.read_buf(buf).await.map_err(Watched::Backend),
+        Some(at) => tokio::select! {
+            biased;
+            r = backend.read_buf(buf) => r.map_err(Watched::Backend),
+            () = crate::timer::sleep_until(at) => Err(Watched::TimedOut),
+        },
+    }
+}
+
 /// Makes room for a read of a useful size.
 pub fn reserve(buf: &mut Vec<u8>) {
     if buf.capacity() - buf.len() < READ_ROOM / 4 {
@@ -107,6 +174,31 @@ pub struct Sink<'a> {
     /// Body bytes queued so far (payload only: chunk framing goes straight to `pending`), for
     /// the host's access log.
     pub sent: u64,
+}
+
+impl Watch for Sink<'_> {
+    async fn read(
+        &mut self,
+        backend: &mut TcpStream,
+        buf: &mut Vec<u8>,
+        deadline: Option<Instant>,
+    ) -> Result<usize, Watched> {
+        read_watching(backend, buf, self.stream, self.ahead, deadline).await
+    }
+}
+
+impl super::relay::Out for Sink<'_> {
+    async fn data(&mut self, data: &[u8]) -> io::Result<()> {
+        Sink::data(self, data).await
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        Sink::flush(self).await
+    }
+
+    fn framing(&mut self, bytes: &[u8]) {
+        self.pending.extend_from_slice(bytes);
+    }
 }
 
 impl Sink<'_> {

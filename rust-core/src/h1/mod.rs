@@ -14,10 +14,10 @@
 //! (`forward::framing`), pages, retry rule, requestTimeout, process start and balancing
 //! ([`crate::App`]).
 
-mod backend;
-mod bufs;
+pub(crate) mod backend;
+pub(crate) mod bufs;
 mod date;
-mod io;
+pub(crate) mod io;
 mod page;
 pub mod relay;
 pub mod request;
@@ -278,7 +278,21 @@ async fn forward(
         b.request
             .extend_from_slice(&b.client[head.len..head.len + head.body]);
         let in_flight = backend.begin_request();
-        match backend::exchange(&backend, b, client, head.head_method, timeout).await {
+        let mut watch = io::Client {
+            stream: client,
+            ahead: &mut b.client,
+        };
+        match backend::exchange(
+            &backend,
+            &b.request,
+            &mut b.backend,
+            &mut b.out,
+            &mut watch,
+            head.head_method,
+            timeout,
+        )
+        .await
+        {
             Ok((conn, resp)) => break (in_flight, conn, resp),
             Err(Failed::ClientGone) => return None,
             Err(Failed::Forward(e)) => {

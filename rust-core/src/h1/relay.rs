@@ -10,8 +10,21 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 
-use super::io::{read_watching, Sink, Watched};
+use super::io::{Watch, Watched};
 use super::response::Body;
+
+/// Where a response body goes: the client's connection ([`super::io::Sink`], chunks framed
+/// again), or a host that frames it itself (the C ABI). Its [`Watch`] watches the client while
+/// the backend is awaited.
+pub trait Out: Watch {
+    /// Passes body bytes on (they may be gathered until [`Out::flush`]).
+    fn data(&mut self, data: &[u8]) -> impl std::future::Future<Output = io::Result<()>>;
+    /// Sends everything gathered.
+    fn flush(&mut self) -> impl std::future::Future<Output = io::Result<()>>;
+    /// Chunked-framing bytes for the client's connection (size lines, ends), in order with the
+    /// data; a host that frames the body itself ignores them.
+    fn framing(&mut self, bytes: &[u8]);
+}
 
 /// The longest chunk-size line or trailer section accepted.
 const MAX_CHUNK_LINE: usize = 4 * 1024;
@@ -52,7 +65,7 @@ pub async fn relay(
     backend: &mut TcpStream,
     buf: &mut Vec<u8>,
     start: usize,
-    sink: &mut Sink<'_>,
+    sink: &mut impl Out,
     body: Body,
     timeout: Duration,
 ) -> Result<(), Stop> {
@@ -90,13 +103,13 @@ impl Reader<'_> {
 
     /// Reads more of the backend's bytes (`Ok(0)`: its end) within requestTimeout, watching the
     /// client meanwhile ([`read_watching`]).
-    async fn read(&mut self, sink: &mut Sink<'_>) -> Result<usize, Stop> {
+    async fn read(&mut self, sink: &mut impl Out) -> Result<usize, Stop> {
         // A body that needs more than one read is likely large: read it in large pieces.
         if self.buf.capacity() < BODY_READ {
             self.buf.reserve(BODY_READ);
         }
         let deadline = (!self.timeout.is_zero()).then(|| Instant::now() + self.timeout);
-        read_watching(self.backend, self.buf, sink.stream, sink.ahead, deadline)
+        sink.read(self.backend, self.buf, deadline)
             .await
             .map_err(|w| match w {
                 Watched::Backend(e) => Stop::Backend(e.to_string()),
@@ -106,7 +119,7 @@ impl Reader<'_> {
     }
 
     /// Reads more, keeping what is unread. `what` names what was expected, for the error.
-    async fn more(&mut self, sink: &mut Sink<'_>, what: &str) -> Result<(), Stop> {
+    async fn more(&mut self, sink: &mut impl Out, what: &str) -> Result<(), Stop> {
         if self.pos == self.buf.len() {
             self.buf.clear();
         } else if self.pos > 0 {
@@ -121,7 +134,7 @@ impl Reader<'_> {
         }
     }
 
-    async fn length(&mut self, sink: &mut Sink<'_>, mut left: u64) -> Result<(), Stop> {
+    async fn length(&mut self, sink: &mut impl Out, mut left: u64) -> Result<(), Stop> {
         loop {
             let avail = self.available().len();
             let take = avail.min(usize::try_from(left).unwrap_or(usize::MAX));
@@ -143,7 +156,7 @@ impl Reader<'_> {
         }
     }
 
-    async fn chunked(&mut self, sink: &mut Sink<'_>) -> Result<(), Stop> {
+    async fn chunked(&mut self, sink: &mut impl Out) -> Result<(), Stop> {
         let mut hex = [0u8; 18];
         loop {
             // The size line.
@@ -163,7 +176,7 @@ impl Reader<'_> {
             if size == 0 {
                 return self.trailers(sink).await;
             }
-            sink.pending.extend_from_slice(hex_size(size, &mut hex));
+            sink.framing(hex_size(size, &mut hex));
             let mut left = size;
             while left > 0 {
                 if self.available().is_empty() {
@@ -189,12 +202,12 @@ impl Reader<'_> {
                 return Err(Stop::Backend("a chunk is longer than its size".into()));
             }
             self.pos += 2;
-            sink.pending.extend_from_slice(b"\r\n");
+            sink.framing(b"\r\n");
         }
     }
 
     /// Skips the trailer section after the last chunk, then ends the client's body.
-    async fn trailers(&mut self, sink: &mut Sink<'_>) -> Result<(), Stop> {
+    async fn trailers(&mut self, sink: &mut impl Out) -> Result<(), Stop> {
         let mut seen = 0;
         loop {
             match self.available().windows(2).position(|w| w == b"\r\n") {
@@ -203,7 +216,7 @@ impl Reader<'_> {
                     if !self.available().is_empty() {
                         return Err(Stop::ExtraBytes);
                     }
-                    sink.pending.extend_from_slice(b"0\r\n\r\n");
+                    sink.framing(b"0\r\n\r\n");
                     return Ok(());
                 }
                 Some(line) => {
@@ -225,23 +238,22 @@ impl Reader<'_> {
         }
     }
 
-    async fn until_close(&mut self, sink: &mut Sink<'_>) -> Result<(), Stop> {
+    async fn until_close(&mut self, sink: &mut impl Out) -> Result<(), Stop> {
         let mut hex = [0u8; 18];
         loop {
             let avail = self.available().len();
             if avail > 0 {
-                sink.pending
-                    .extend_from_slice(hex_size(avail as u64, &mut hex));
+                sink.framing(hex_size(avail as u64, &mut hex));
                 let (pos, end) = (self.pos, self.buf.len());
                 sink.data(&self.buf[pos..end]).await.map_err(Stop::Client)?;
-                sink.pending.extend_from_slice(b"\r\n");
+                sink.framing(b"\r\n");
                 self.pos = end;
             }
             sink.flush().await.map_err(Stop::Client)?;
             self.buf.clear();
             self.pos = 0;
             if self.read(sink).await? == 0 {
-                sink.pending.extend_from_slice(b"0\r\n\r\n");
+                sink.framing(b"0\r\n\r\n");
                 return Ok(());
             }
         }

@@ -10,7 +10,7 @@
 use std::mem::MaybeUninit;
 
 use crate::forward::admission::{self, ParsedBy, Refusal, TargetForm};
-use crate::forward::framing::{Fields, Framing};
+use crate::forward::framing::{Fields as FramingFields, Framing};
 use crate::forward::headers::{self, Underscores};
 use crate::forward::trace::{self, Trace, TraceId};
 
@@ -19,7 +19,7 @@ use crate::forward::trace::{self, Trace, TraceId};
 const MAX_FIELDS: usize = 100;
 /// The longest request target taken here: the general path's URI type holds at most this many
 /// bytes, and answers longer ones 414.
-const MAX_TARGET: usize = u16::MAX as usize - 1;
+pub const MAX_TARGET: usize = u16::MAX as usize - 1;
 /// The largest request body taken here; it is read whole before the request is sent. Larger
 /// bodies stream through the general path.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -97,91 +97,32 @@ pub fn parse(
     {
         return Parsed::Other;
     }
-    // Decided before the fields are written, so that a kept `traceparent` and `tracestate` stay
-    // in place, byte for byte, and a replaced one's `tracestate` is left out.
-    let tracing = trace::decide(
-        req.headers
-            .iter()
-            .filter(|f| is_named(f.name, b"traceparent"))
-            .map(|f| f.value),
+    let (close, body, tracing) = match backend_head(
+        method.as_bytes(),
+        target.as_bytes(),
+        req.headers.iter().map(|f| (f.name.as_bytes(), f.value)),
+        ParsedBy::Engine { http11: true },
+        client_addr,
+        https,
+        underscores,
         generate_trace,
-    );
-    out.clear();
-    out.extend_from_slice(method.as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(target.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    let mut framing = Fields::default();
-    let mut admitted = admission::Head::new(method.as_bytes(), TargetForm::Origin, target.len());
-    let mut close = false;
-    // The client's own X-Forwarded-For / -Proto lists, joined (rare: a proxy in front).
-    let mut xff: Vec<u8> = Vec::new();
-    let mut xfp: Vec<u8> = Vec::new();
-    for f in req.headers.iter() {
-        let name = f.name.as_bytes();
-        admitted.feed(name, f.value);
-        if name.eq_ignore_ascii_case(b"connection") {
-            let o = headers::ConnectionOptions::parse(f.value);
-            if o.names_fields {
-                return Parsed::Other;
-            }
-            close |= o.close;
-            continue;
+        out,
+    ) {
+        Fields::Plain { close, body, trace } => (close, body, trace),
+        Fields::Refused(refusal) => {
+            return Parsed::Refused(Refused {
+                refusal,
+                head_method: method == "HEAD",
+            })
         }
-        if name.eq_ignore_ascii_case(b"transfer-encoding")
-            || name.eq_ignore_ascii_case(b"expect")
-            || headers::is_hop_by_hop(name)
-        {
-            return Parsed::Other;
-        }
-        if headers::is_reserved(name) || headers::drops_underscored(name, underscores) {
-            continue;
-        }
-        if let Trace::Generated(_) = tracing {
-            if is_named(f.name, b"traceparent") || is_named(f.name, b"tracestate") {
-                continue;
-            }
-        }
-        if name.eq_ignore_ascii_case(b"x-forwarded-for") {
-            join(&mut xff, f.value);
-            continue;
-        }
-        if name.eq_ignore_ascii_case(b"x-forwarded-proto") {
-            join(&mut xfp, f.value);
-            continue;
-        }
-        let repeated_length = framing.has_length() && name.eq_ignore_ascii_case(b"content-length");
-        framing.feed(name, f.value);
-        if repeated_length {
-            // Identical (else refused below): sent once, as the general path does; backends
-            // such as Kestrel refuse a request with two.
-            continue;
-        }
-        super::put_field(out, name, f.value);
-    }
-    if let Err(refusal) = admitted.check(ParsedBy::Engine { http11: true }) {
-        return Parsed::Refused(Refused {
-            refusal,
-            head_method: method == "HEAD",
-        });
-    }
-    let body = match framing.finish() {
-        Ok(Framing::Unframed) => 0,
-        Ok(Framing::Length(n)) if n <= MAX_BODY as u64 => n as usize,
+        Fields::Other => return Parsed::Other,
+    };
+    let body = match usize::try_from(body) {
+        Ok(n) if n <= MAX_BODY => n,
         _ => return Parsed::Other,
     };
     if buf.len() - len < body {
         return Parsed::AwaitingBody;
-    }
-    put_list(out, b"X-Forwarded-For: ", &xff, client_addr);
-    put_list(
-        out,
-        b"X-Forwarded-Proto: ",
-        &xfp,
-        if https { b"https" } else { b"http" },
-    );
-    if let Trace::Generated(p) = tracing {
-        super::put_field(out, b"traceparent", p.as_bytes());
     }
     Parsed::Plain(Head {
         len,
@@ -196,10 +137,131 @@ pub fn parse(
     })
 }
 
+/// What [`backend_head`] made of a request's fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fields {
+    /// A plain request: the backend's head is written.
+    Plain {
+        /// The client asked to close its connection after this response.
+        close: bool,
+        /// The body's length (`Content-Length`; 0 without one).
+        body: u64,
+        /// What became of its trace fields (`forward::trace`).
+        trace: Trace,
+    },
+    /// The admission rules refuse the head.
+    Refused(Refusal),
+    /// Something for the general path.
+    Other,
+}
+
+/// The rules of this path for a request head, whoever parsed it (the engine here, or the C ABI's
+/// host, `by`): writes into `out` the backend's head up to and excluding the pairing token line
+/// (see [`parse`]) from the request line's `method` and `target` (already checked plain) and the
+/// client's `fields`, in order, and the `traceparent` the trace rule gives (`generate_trace`:
+/// the app's `traceparentGeneration`).
+#[allow(clippy::too_many_arguments)]
+pub fn backend_head<'a>(
+    method: &[u8],
+    target: &[u8],
+    fields: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
+    by: ParsedBy,
+    client_addr: &[u8],
+    https: bool,
+    underscores: Underscores,
+    generate_trace: bool,
+    out: &mut Vec<u8>,
+) -> Fields {
+    // Decided before the fields are written, so that a kept `traceparent` and `tracestate` stay
+    // in place, byte for byte, and a replaced one's `tracestate` is left out.
+    let tracing = trace::decide(
+        fields
+            .clone()
+            .filter(|(name, _)| is_named(name, b"traceparent"))
+            .map(|(_, value)| value),
+        generate_trace,
+    );
+    out.clear();
+    out.extend_from_slice(method);
+    out.push(b' ');
+    out.extend_from_slice(target);
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut framing = FramingFields::default();
+    let mut admitted = admission::Head::new(method, TargetForm::Origin, target.len());
+    let mut close = false;
+    // The client's own X-Forwarded-For / -Proto lists, joined (rare: a proxy in front).
+    let mut xff: Vec<u8> = Vec::new();
+    let mut xfp: Vec<u8> = Vec::new();
+    for (name, value) in fields {
+        admitted.feed(name, value);
+        if name.eq_ignore_ascii_case(b"connection") {
+            let o = headers::ConnectionOptions::parse(value);
+            if o.names_fields {
+                return Fields::Other;
+            }
+            close |= o.close;
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"transfer-encoding")
+            || name.eq_ignore_ascii_case(b"expect")
+            || headers::is_hop_by_hop(name)
+        {
+            return Fields::Other;
+        }
+        if headers::is_reserved(name) || headers::drops_underscored(name, underscores) {
+            continue;
+        }
+        if let Trace::Generated(_) = tracing {
+            if is_named(name, b"traceparent") || is_named(name, b"tracestate") {
+                continue;
+            }
+        }
+        if name.eq_ignore_ascii_case(b"x-forwarded-for") {
+            join(&mut xff, value);
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"x-forwarded-proto") {
+            join(&mut xfp, value);
+            continue;
+        }
+        let repeated_length = framing.has_length() && name.eq_ignore_ascii_case(b"content-length");
+        framing.feed(name, value);
+        if repeated_length {
+            // Identical (else refused below): sent once, as the general path does; backends
+            // such as Kestrel refuse a request with two.
+            continue;
+        }
+        super::put_field(out, name, value);
+    }
+    if let Err(refusal) = admitted.check(by) {
+        return Fields::Refused(refusal);
+    }
+    let body = match framing.finish() {
+        Ok(Framing::Unframed) => 0,
+        Ok(Framing::Length(n)) => n,
+        _ => return Fields::Other,
+    };
+    put_list(out, b"X-Forwarded-For: ", &xff, client_addr);
+    put_list(
+        out,
+        b"X-Forwarded-Proto: ",
+        &xfp,
+        if https { b"https" } else { b"http" },
+    );
+    if let Trace::Generated(p) = tracing {
+        super::put_field(out, b"traceparent", p.as_bytes());
+    }
+    Fields::Plain {
+        close,
+        body,
+        trace: tracing,
+    }
+}
+
 /// Whether a field's `name` is `lower` (given in lowercase), in any case; the length is
 /// compared first, so most fields cost one comparison.
-fn is_named(name: &str, lower: &[u8]) -> bool {
-    name.len() == lower.len() && name.as_bytes().eq_ignore_ascii_case(lower)
+fn is_named(name: &[u8], lower: &[u8]) -> bool {
+    name.len() == lower.len() && name.eq_ignore_ascii_case(lower)
 }
 
 /// Writes the field line `name` with the client's `list` (if any) and then `ours`.
@@ -223,7 +285,7 @@ fn join(list: &mut Vec<u8>, value: &[u8]) {
 
 /// Whether a target byte is one every URI parser reads the same way (RFC 3986 `pchar`, `/`, `?`
 /// and `%`); anything else goes to the general path, which decides.
-fn plain_target_byte(b: u8) -> bool {
+pub fn plain_target_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b)
 }
 

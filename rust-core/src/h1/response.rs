@@ -49,9 +49,48 @@ pub enum Parsed {
     Final(Head),
 }
 
+/// Where the fields of a final head go, once the rules have picked them: the client's head bytes
+/// (`Vec<u8>`, this path), or a host's header list (the C ABI).
+pub trait HeadOut {
+    /// The status line's code and reason, first.
+    fn status(&mut self, code: u16, reason: &[u8]);
+    /// One field to pass, in the backend's order, with its bytes as they came.
+    fn field(&mut self, name: &[u8], value: &[u8]);
+    /// The head is complete; its body is delimited as `body` says.
+    fn end(&mut self, body: Body);
+}
+
+/// The client's head, written as bytes: our `Date`, and the chunked framing when re-chunked.
+impl HeadOut for Vec<u8> {
+    fn status(&mut self, code: u16, reason: &[u8]) {
+        self.clear();
+        self.extend_from_slice(b"HTTP/1.1 ");
+        self.extend_from_slice(itoa::Buffer::new().format(code).as_bytes());
+        self.push(b' ');
+        self.extend_from_slice(reason);
+        self.extend_from_slice(b"\r\n");
+    }
+
+    fn field(&mut self, name: &[u8], value: &[u8]) {
+        super::put_field(self, name, value);
+    }
+
+    fn end(&mut self, body: Body) {
+        super::date::append(self);
+        if matches!(body, Body::Chunked | Body::UntilClose) {
+            self.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        }
+        self.extend_from_slice(b"\r\n");
+    }
+}
+
 /// Parses the response at the start of `buf`, the answer to a `HEAD` request when
-/// `head_method`. For a final head, `out` gets the client's head, ending with the empty line.
-pub fn parse(buf: &[u8], head_method: bool, out: &mut Vec<u8>) -> Result<Parsed, ForwardError> {
+/// `head_method`. For a final head, `out` gets its status and the fields that pass.
+pub fn parse(
+    buf: &[u8],
+    head_method: bool,
+    out: &mut impl HeadOut,
+) -> Result<Parsed, ForwardError> {
     let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_FIELDS];
     match parse_with(buf, &mut fields, head_method, out) {
         Err(httparse::Error::TooManyHeaders) => {
@@ -68,7 +107,7 @@ fn parse_with<'b>(
     buf: &'b [u8],
     fields: &mut [MaybeUninit<httparse::Header<'b>>],
     head_method: bool,
-    out: &mut Vec<u8>,
+    out: &mut impl HeadOut,
 ) -> Result<Result<Parsed, ForwardError>, httparse::Error> {
     let mut resp = httparse::Response::new(&mut []);
     let status = httparse::ParserConfig::default()
@@ -84,7 +123,7 @@ fn finish(
     resp: httparse::Response<'_, '_>,
     status: httparse::Status<usize>,
     head_method: bool,
-    out: &mut Vec<u8>,
+    out: &mut impl HeadOut,
 ) -> Result<Parsed, ForwardError> {
     let len = match status {
         httparse::Status::Complete(n) => n,
@@ -139,12 +178,7 @@ fn finish(
     if body == Body::UntilClose {
         reusable = false;
     }
-    out.clear();
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(itoa::Buffer::new().format(code).as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
+    out.status(code, resp.reason.unwrap_or("").as_bytes());
     // A repeated (identical) Content-Length goes on once, and none with a 204 or 304 (RFC 9110
     // §8.6), as the general path's server writes them.
     let mut length_written = code == 204 || code == 304;
@@ -162,13 +196,9 @@ fn finish(
             }
             length_written = true;
         }
-        super::put_field(out, name, f.value);
+        out.field(name, f.value);
     }
-    super::date::append(out);
-    if matches!(body, Body::Chunked | Body::UntilClose) {
-        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
+    out.end(body);
     Ok(Parsed::Final(Head {
         len,
         body,
