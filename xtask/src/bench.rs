@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--quick] [--rounds N] [--secs S] [--out FILE] [--only abcdefghi] [--serve BIN]
+//! `cargo xtask bench [--quick] [--rounds N] [--secs S] [--out FILE] [--only abcdefghij] [--serve BIN]
 //! [--no-build]`: the benchmark harness of
 //! issue 8. Builds the release binaries, installs wrk and nginx if missing, and measures on
 //! loopback, alternating the contenders within each round (direct, ancm-serve, nginx, …):
@@ -14,7 +14,9 @@
 //! - (h) the C ABI's cost: CPU and instructions per small GET of a C host through include/ancm.h
 //!   vs the same work through the engine's Rust API ([`abi`]);
 //! - (i) deploys under load: 20 overwrites of a shadow-copied app's files, the time from the last
-//!   file written to the first response of the new version, and the requests failed ([`deploy`]).
+//!   file written to the first response of the new version, and the requests failed ([`deploy`]);
+//! - (j) HTTP/2 and gRPC: unary gRPC calls/s and p99 and small h2c GET req/s, direct and through
+//!   ancm-serve with `backendProtocol="h2c"` ([`grpc`]).
 //!
 //! Writes docs/benchmarks.md (keeping the hand-written part below [`KEEP_MARKER`]) and SVG charts
 //! under docs/bench/; `--quick` (one short round) writes under target/bench/ instead. Exits
@@ -32,6 +34,7 @@ use crate::sh::{ensure_packages, root, run as sh_run, Result};
 
 mod abi;
 mod deploy;
+mod grpc;
 
 /// Everything in docs/benchmarks.md after this line is hand-written and kept across runs.
 const KEEP_MARKER: &str =
@@ -63,7 +66,7 @@ fn parse_opts(args: &[String]) -> Result<Opts> {
         out: root().join("docs/benchmarks.md"),
         build: true,
         serve: None,
-        only: "abcdefghi".into(),
+        only: "abcdefghij".into(),
     };
     let mut out_given = false;
     let mut it = args.iter();
@@ -118,6 +121,10 @@ pub fn run(args: &[String]) -> Result {
     if opts.only.contains('h') {
         ensure_packages(&[("cc", "gcc")])?;
     }
+    if opts.only.contains('j') {
+        ensure_packages(&[("h2load", "nghttp2-client"), ("python3", "python3")])?;
+        crate::sh::ensure_python_modules(&[("grpc", "grpcio"), ("h2", "h2")])?;
+    }
     let root = root();
     if opts.build {
         sh_run(Command::new("cargo").current_dir(&root).args([
@@ -150,7 +157,7 @@ pub fn run(args: &[String]) -> Result {
     if "abcdefg".chars().any(|c| opts.only.contains(c)) {
         needed.extend([&bins.serve, &bins.load]);
     }
-    if opts.only.contains('i') {
+    if opts.only.contains('i') || opts.only.contains('j') {
         needed.push(&bins.serve);
     }
     if opts.only.contains('h') {
@@ -820,6 +827,8 @@ struct Report {
     abi: abi::AbiReport,
     /// Case (i).
     deploy: deploy::DeployReport,
+    /// Case (j).
+    grpc: grpc::GrpcReport,
     failures: Vec<String>,
     loads: Vec<String>,
 }
@@ -893,7 +902,7 @@ fn measure_all(opts: &Opts, bins: &Bins, tmp: &Path) -> Result<Report> {
     finish_rest(opts, bins, tmp, r)
 }
 
-/// The cases that start their own processes: (b), (c), (g), (i).
+/// The cases that start their own processes: (b), (c), (g), (i), (j).
 fn finish_rest(opts: &Opts, bins: &Bins, tmp: &Path, mut r: Report) -> Result<Report> {
     if opts.only.contains('b') {
         case_cold(opts, bins, tmp, &mut r);
@@ -916,6 +925,18 @@ fn finish_rest(opts: &Opts, bins: &Bins, tmp: &Path, mut r: Report) -> Result<Re
                 r.deploy = d;
             }
             Err(e) => r.fail("(i) deploys under load", e),
+        }
+    }
+    if opts.only.contains('j') {
+        match grpc::case_grpc(
+            &bins.serve,
+            &root(),
+            tmp,
+            opts.rounds as u32,
+            &mut r.commands,
+        ) {
+            Ok(g) => r.grpc = g,
+            Err(e) => r.fail("(j) HTTP/2 and gRPC", e),
         }
     }
     r.loads.push(format!("end: {}", loadavg()));
@@ -1641,6 +1662,7 @@ fn write_report(opts: &Opts, r: &Report) -> Result {
     abi::write_section(&mut md, &r.abi);
     let _ = writeln!(md);
     deploy::write_section(&mut md, &r.deploy);
+    grpc::write_section(&mut md, &r.grpc);
 
     // Bars.
     let _ = writeln!(
