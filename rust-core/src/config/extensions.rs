@@ -87,6 +87,30 @@ const UINT_KEYS: [(&str, u64); 5] = [
     ("stdoutLogMaxFiles", 100_000),
 ];
 
+/// The value of `choices` whose name `value` is (any case), else the error naming the setting
+/// (`path`) and `rule`.
+fn one_of<T: Copy>(
+    value: &str,
+    choices: &[(&str, T)],
+    rule: &str,
+    source: &str,
+    path: impl Fn() -> String,
+) -> Result<T, ConfigError> {
+    choices
+        .iter()
+        .find(|(name, _)| value.eq_ignore_ascii_case(name))
+        .map(|&(_, v)| v)
+        .ok_or_else(|| {
+            ConfigError::new(
+                ConfigErrorKind::InvalidValue,
+                source,
+                path(),
+                Some(value),
+                rule.to_owned(),
+            )
+        })
+}
+
 /// Reads the project's settings out of the handler settings. Keys match case-insensitively, as
 /// the collection's keys do.
 pub fn parse(
@@ -135,49 +159,37 @@ pub fn parse(
                 _ => ext.stdout_log_max_files = n.and_then(|c| u32::try_from(c).ok()),
             }
         } else if name.eq_ignore_ascii_case("backendProtocol") {
-            ext.backend_protocol = if value.eq_ignore_ascii_case("http1.1") {
-                BackendProtocol::Http1
-            } else if value.eq_ignore_ascii_case("h2c") {
-                BackendProtocol::H2c
-            } else {
-                return Err(ConfigError::new(
-                    ConfigErrorKind::InvalidValue,
-                    source,
-                    path(),
-                    Some(value),
-                    "must be http1.1 or h2c".to_owned(),
-                ));
-            };
+            ext.backend_protocol = one_of(
+                value,
+                &[
+                    ("http1.1", BackendProtocol::Http1),
+                    ("h2c", BackendProtocol::H2c),
+                ],
+                "must be http1.1 or h2c",
+                source,
+                path,
+            )?;
         } else if name.eq_ignore_ascii_case("recycleTriggerFile") {
             ext.recycle_trigger_file = (!value.is_empty()).then(|| value.clone());
         } else if name.eq_ignore_ascii_case("traceparentGeneration") {
-            ext.traceparent_generation = if value.eq_ignore_ascii_case("true") {
-                TraceparentGeneration::On
-            } else if value.eq_ignore_ascii_case("false") {
-                TraceparentGeneration::Off
-            } else {
-                return Err(ConfigError::new(
-                    ConfigErrorKind::InvalidValue,
-                    source,
-                    path(),
-                    Some(value),
-                    "must be true or false",
-                ));
-            };
+            ext.traceparent_generation = one_of(
+                value,
+                &[
+                    ("true", TraceparentGeneration::On),
+                    ("false", TraceparentGeneration::Off),
+                ],
+                "must be true or false",
+                source,
+                path,
+            )?;
         } else if name.eq_ignore_ascii_case("forwardHeadersWithUnderscores") {
-            ext.forward_headers_with_underscores = if value.eq_ignore_ascii_case("true") {
-                true
-            } else if value.eq_ignore_ascii_case("false") {
-                false
-            } else {
-                return Err(ConfigError::new(
-                    ConfigErrorKind::InvalidValue,
-                    source,
-                    path(),
-                    Some(value),
-                    "must be true or false",
-                ));
-            };
+            ext.forward_headers_with_underscores = one_of(
+                value,
+                &[("true", true), ("false", false)],
+                "must be true or false",
+                source,
+                path,
+            )?;
         }
     }
     let find = |key: &str| {
