@@ -328,8 +328,10 @@ fuzz_target!(|data: &[u8]| {
         Err(ancm_result::InvalidTarget | ancm_result::InvalidHeader | ancm_result::InvalidUtf8) => {
         }
         Err(ancm_result::FramingHeader) => assert!(
-            raw_headers.iter().any(|(n, _)| n.0.eq_ignore_ascii_case(b"content-length")
-                || n.0.eq_ignore_ascii_case(b"transfer-encoding")),
+            raw_headers
+                .iter()
+                .any(|(n, _)| n.0.eq_ignore_ascii_case(b"content-length")
+                    || n.0.eq_ignore_ascii_case(b"transfer-encoding")),
             "FRAMING_HEADER without a framing header"
         ),
         Err(other) => panic!("parse_head returned {other:?}"),

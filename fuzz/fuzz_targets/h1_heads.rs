@@ -92,7 +92,10 @@ fn plain_request(data: &[u8], underscores: Underscores) {
                 .iter()
                 .map(|f| admission::field_size(f.name.len(), f.value.len()))
                 .sum::<usize>();
-        assert!(size <= admission::MAX_HEAD, "a head of {size} bytes admitted");
+        assert!(
+            size <= admission::MAX_HEAD,
+            "a head of {size} bytes admitted"
+        );
     }
     let n = req.headers.len();
     let mut hosts = 0;
@@ -116,7 +119,25 @@ fn plain_request(data: &[u8], underscores: Underscores) {
         }
     }
     assert_eq!(hosts, 1, "{hosts} Host fields admitted");
-    assert!(req.headers[n - 3].name == "X-Forwarded-For");
-    assert!(req.headers[n - 3].value.ends_with(b"192.0.2.7:80"));
-    assert!(req.headers[n - 2].name == "X-Forwarded-Proto");
+    // A generated traceparent goes after the forwarding fields, before the token.
+    let generated = usize::from(req.headers[n - 2].name == "traceparent");
+    if generated == 1 {
+        assert!(
+            head.trace_id.is_some(),
+            "a traceparent written but no trace id"
+        );
+        assert_eq!(
+            req.headers
+                .iter()
+                .filter(|f| f.name.eq_ignore_ascii_case("traceparent"))
+                .count(),
+            1,
+            "the client's traceparent kept beside a generated one"
+        );
+    }
+    assert!(req.headers[n - 3 - generated].name == "X-Forwarded-For");
+    assert!(req.headers[n - 3 - generated]
+        .value
+        .ends_with(b"192.0.2.7:80"));
+    assert!(req.headers[n - 2 - generated].name == "X-Forwarded-Proto");
 }

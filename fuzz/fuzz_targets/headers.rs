@@ -69,7 +69,11 @@ fuzz_target!(|data: &[u8]| {
     let target = words.next().unwrap_or("/");
     for version in [http::Version::HTTP_11, http::Version::HTTP_10] {
         let Ok(mut r) = http::Request::builder()
-            .method(if target == "authority" { "CONNECT" } else { "GET" })
+            .method(if target == "authority" {
+                "CONNECT"
+            } else {
+                "GET"
+            })
             .uri(if target == "authority" { "h:1" } else { target })
             .version(version)
             .body(())
